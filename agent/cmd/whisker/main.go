@@ -1,0 +1,35 @@
+// Command whisker is an edge agent that learns to recognise your pets.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "whisker:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := &cobra.Command{
+		Use:   "whisker",
+		Short: "An edge agent that learns to recognise your pets",
+		Long: `Whisker watches a camera, turns each frame into a feature vector with a
+pretrained TensorFlow Lite backbone, and names the pet it sees with a small
+classifier it trains on the device from the labels you send over MQTT.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(modelCmd())
+	return root.ExecuteContext(ctx)
+}
