@@ -1,0 +1,315 @@
+package learner
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"time"
+
+	"gonum.org/v1/gonum/floats"
+	"gonum.org/v1/gonum/mat"
+	"gonum.org/v1/gonum/optimize"
+)
+
+// TrainConfig tunes head training.
+type TrainConfig struct {
+	// C is the inverse L2 strength, as in scikit-learn: the objective is
+	// sum_i w_i * logloss_i + ||W||^2 / (2C). Default 1.
+	C float64
+	// Balanced weighs each class by N / (K * n_class), so a pet with few
+	// labels counts as much as one with many.
+	Balanced bool
+	// MaxIter bounds the optimiser's iterations. Default 500.
+	MaxIter int
+	// Tol stops when the largest gradient component falls below it
+	// (on the objective divided by the sample weight sum). Default 1e-5.
+	Tol float64
+}
+
+func (c TrainConfig) withDefaults() TrainConfig {
+	if c.C <= 0 {
+		c.C = 1
+	}
+	if c.MaxIter <= 0 {
+		c.MaxIter = 500
+	}
+	if c.Tol <= 0 {
+		c.Tol = 1e-5
+	}
+	return c
+}
+
+// Dataset is a set of feature vectors with labels.
+type Dataset struct {
+	X      [][]float32
+	Labels []string
+	IDs    []uint64 // store ids, when loaded from a store
+}
+
+// ErrTooFewClasses is returned when fewer than two labels have samples.
+var ErrTooFewClasses = errors.New("need samples of at least two labels to train (two pets, or a pet and 'neither')")
+
+// Classes returns the dataset's distinct labels, sorted.
+func (d *Dataset) Classes() []string {
+	set := map[string]bool{}
+	for _, l := range d.Labels {
+		set[l] = true
+	}
+	out := make([]string, 0, len(set))
+	for l := range set {
+		out = append(out, l)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Train fits a linear softmax head with L-BFGS on standardised features.
+// When warm is a head on the same backbone and dimension, its weights for
+// classes that still exist start the optimisation; a class new to the head
+// starts from its mean standardised feature vector (weight imprinting).
+func Train(d *Dataset, backbone string, cfg TrainConfig, warm *Head) (*Head, error) {
+	start := time.Now()
+	cfg = cfg.withDefaults()
+	if len(d.X) != len(d.Labels) {
+		return nil, fmt.Errorf("dataset has %d vectors and %d labels", len(d.X), len(d.Labels))
+	}
+	classes := d.Classes()
+	if len(classes) < 2 {
+		return nil, ErrTooFewClasses
+	}
+	n, dim := len(d.X), len(d.X[0])
+	for i, x := range d.X {
+		if len(x) != dim {
+			return nil, fmt.Errorf("sample %d has %d values, others %d", i, len(x), dim)
+		}
+	}
+	k := len(classes)
+	index := make(map[string]int, k)
+	for i, c := range classes {
+		index[c] = i
+	}
+
+	// Standardise: z = (x - mean) * scale, scale = 1/std (1 where std is 0).
+	mean := make([]float64, dim)
+	scale := make([]float64, dim)
+	for _, x := range d.X {
+		for j, v := range x {
+			mean[j] += float64(v)
+		}
+	}
+	floats.Scale(1/float64(n), mean)
+	for _, x := range d.X {
+		for j, v := range x {
+			dv := float64(v) - mean[j]
+			scale[j] += dv * dv
+		}
+	}
+	for j := range scale {
+		sd := math.Sqrt(scale[j] / float64(n))
+		if sd < 1e-8 {
+			scale[j] = 1
+		} else {
+			scale[j] = 1 / sd
+		}
+	}
+	X := mat.NewDense(n, dim, nil)
+	raw := X.RawMatrix()
+	for i, x := range d.X {
+		row := raw.Data[i*raw.Stride : i*raw.Stride+dim]
+		for j, v := range x {
+			row[j] = (float64(v) - mean[j]) * scale[j]
+		}
+	}
+	y := make([]int, n)
+	counts := make([]int, k)
+	for i, l := range d.Labels {
+		y[i] = index[l]
+		counts[y[i]]++
+	}
+	sw := make([]float64, n)
+	for i := range sw {
+		sw[i] = 1
+		if cfg.Balanced {
+			sw[i] = float64(n) / (float64(k) * float64(counts[y[i]]))
+		}
+	}
+
+	obj := newObjective(X, y, sw, k, 1/(cfg.C*floats.Sum(sw)))
+	x0 := make([]float64, k*dim+k)
+	initWeights(x0, X, y, classes, counts, mean, scale, warm, backbone)
+
+	res, err := optimize.Minimize(
+		optimize.Problem{Func: obj.value, Grad: obj.grad},
+		x0,
+		&optimize.Settings{
+			GradientThreshold: cfg.Tol,
+			MajorIterations:   cfg.MaxIter,
+			Converger:         &optimize.FunctionConverge{Absolute: 1e-12, Relative: 1e-12, Iterations: 50},
+		},
+		&optimize.LBFGS{Store: 20},
+	)
+	if err != nil && res == nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	// Iteration limits end training with a usable (if not fully converged)
+	// head; anything else that leaves non-finite weights is an error.
+	for _, v := range res.X {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("train: diverged (%v)", err)
+		}
+	}
+	h := &Head{
+		Format:    HeadFormat,
+		Kind:      KindLinear,
+		Backbone:  backbone,
+		Dim:       dim,
+		Classes:   classes,
+		Mean:      mean,
+		Scale:     scale,
+		W:         slices.Clone(res.X[:k*dim]),
+		B:         slices.Clone(res.X[k*dim:]),
+		Samples:   n,
+		C:         cfg.C,
+		Trained:   time.Now().UTC(),
+		TrainTime: time.Since(start).Seconds(),
+		Iters:     res.Stats.MajorIterations,
+		Loss:      res.F,
+	}
+	return h, nil
+}
+
+// initWeights fills the starting point: rows of a compatible warm head
+// where the class is known to it, else the class's mean standardised
+// vector scaled down (imprinting).
+func initWeights(x0 []float64, X *mat.Dense, y []int, classes []string, counts []int, mean, scale []float64, warm *Head, backbone string) {
+	k, dim := len(classes), len(mean)
+	var warmIdx map[string]int
+	if warm != nil && warm.Backbone == backbone && warm.Dim == dim && warm.Kind == KindLinear {
+		warmIdx = make(map[string]int, len(warm.Classes))
+		for i, c := range warm.Classes {
+			warmIdx[c] = i
+		}
+	}
+	raw := X.RawMatrix()
+	for c := range k {
+		row := x0[c*dim : (c+1)*dim]
+		if wi, ok := warmIdx[classes[c]]; ok {
+			// The warm head standardised with other statistics. The same
+			// function on the new standardisation has weights
+			// w*s_old/s_new and bias b + sum w*s_old*(mean_new-mean_old).
+			src := warm.W[wi*dim : (wi+1)*dim]
+			bias := warm.B[wi]
+			for j := range row {
+				ws := src[j] * warm.Scale[j]
+				row[j] = ws / scale[j]
+				bias += ws * (mean[j] - warm.Mean[j])
+			}
+			x0[k*dim+c] = bias
+			continue
+		}
+		for i, yi := range y {
+			if yi == c {
+				floats.Add(row, raw.Data[i*raw.Stride:i*raw.Stride+dim])
+			}
+		}
+		// A small multiple of the class mean: a direction, not a scale.
+		floats.Scale(1/(float64(counts[c])*math.Sqrt(float64(dim))), row)
+	}
+}
+
+// objective is the weighted multinomial log loss with L2 on the weights
+// (not the biases), divided by the sample weight sum. It caches the
+// probabilities of the last point so that the gradient at that point costs
+// one matrix product.
+type objective struct {
+	X      *mat.Dense
+	y      []int
+	sw     []float64
+	swSum  float64
+	k, dim int
+	lambda float64
+
+	lastX  []float64
+	probs  *mat.Dense // n x k
+	loss   float64
+	logits *mat.Dense
+	resid  *mat.Dense // weighted (P - Y) / swSum
+}
+
+func newObjective(X *mat.Dense, y []int, sw []float64, k int, lambda float64) *objective {
+	n, dim := X.Dims()
+	return &objective{
+		X: X, y: y, sw: sw, swSum: floats.Sum(sw), k: k, dim: dim, lambda: lambda,
+		probs:  mat.NewDense(n, k, nil),
+		logits: mat.NewDense(n, k, nil),
+		resid:  mat.NewDense(n, k, nil),
+	}
+}
+
+func (o *objective) eval(x []float64) {
+	if o.lastX != nil && floats.Equal(o.lastX, x) {
+		return
+	}
+	o.lastX = append(o.lastX[:0], x...)
+	W := mat.NewDense(o.k, o.dim, x[:o.k*o.dim])
+	b := x[o.k*o.dim:]
+	o.logits.Mul(o.X, W.T())
+	n, _ := o.X.Dims()
+	lr := o.logits.RawMatrix()
+	pr := o.probs.RawMatrix()
+	var loss float64
+	for i := range n {
+		z := lr.Data[i*lr.Stride : i*lr.Stride+o.k]
+		p := pr.Data[i*pr.Stride : i*pr.Stride+o.k]
+		m := math.Inf(-1)
+		for c := range z {
+			z[c] += b[c]
+			m = math.Max(m, z[c])
+		}
+		var sum float64
+		for c := range z {
+			p[c] = math.Exp(z[c] - m)
+			sum += p[c]
+		}
+		for c := range p {
+			p[c] /= sum
+		}
+		// -log p_y = log(sum) + m - z_y
+		loss += o.sw[i] * (math.Log(sum) + m - z[o.y[i]])
+	}
+	wv := x[:o.k*o.dim]
+	o.loss = loss/o.swSum + 0.5*o.lambda*floats.Dot(wv, wv)
+}
+
+func (o *objective) value(x []float64) float64 {
+	o.eval(x)
+	return o.loss
+}
+
+func (o *objective) grad(g, x []float64) {
+	o.eval(x)
+	n, _ := o.X.Dims()
+	pr := o.probs.RawMatrix()
+	rr := o.resid.RawMatrix()
+	gb := g[o.k*o.dim:]
+	for c := range gb {
+		gb[c] = 0
+	}
+	for i := range n {
+		p := pr.Data[i*pr.Stride : i*pr.Stride+o.k]
+		r := rr.Data[i*rr.Stride : i*rr.Stride+o.k]
+		w := o.sw[i] / o.swSum
+		for c := range p {
+			r[c] = p[c] * w
+		}
+		r[o.y[i]] -= w
+		for c := range r {
+			gb[c] += r[c]
+		}
+	}
+	G := mat.NewDense(o.k, o.dim, g[:o.k*o.dim])
+	G.Mul(o.resid.T(), o.X)
+	floats.AddScaled(g[:o.k*o.dim], o.lambda, x[:o.k*o.dim])
+}

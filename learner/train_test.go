@@ -1,0 +1,222 @@
+package learner
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+
+	"gonum.org/v1/gonum/mat"
+)
+
+// blobs makes k Gaussian clusters in dim dimensions, n per class.
+func blobs(rng *rand.Rand, k, n, dim int, spread float64) *Dataset {
+	return blobsAround(rng, centres(rng, k, dim), n, spread)
+}
+
+func centres(rng *rand.Rand, k, dim int) [][]float64 {
+	cs := make([][]float64, k)
+	for c := range cs {
+		cs[c] = make([]float64, dim)
+		for j := range cs[c] {
+			cs[c][j] = rng.NormFloat64()
+		}
+	}
+	return cs
+}
+
+func blobsAround(rng *rand.Rand, centres [][]float64, n int, spread float64) *Dataset {
+	d := &Dataset{}
+	dim := len(centres[0])
+	for c := range centres {
+		for range n {
+			x := make([]float32, dim)
+			for j := range x {
+				x[j] = float32(centres[c][j] + spread*rng.NormFloat64())
+			}
+			d.X = append(d.X, x)
+			d.Labels = append(d.Labels, fmt.Sprintf("pet%d", c))
+		}
+	}
+	return d
+}
+
+func TestGradientMatchesFiniteDifferences(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const n, dim, k = 30, 7, 4
+	X := mat.NewDense(n, dim, nil)
+	for i := range n {
+		for j := range dim {
+			X.Set(i, j, rng.NormFloat64())
+		}
+	}
+	y := make([]int, n)
+	sw := make([]float64, n)
+	for i := range y {
+		y[i] = rng.IntN(k)
+		sw[i] = 0.5 + rng.Float64()
+	}
+	o := newObjective(X, y, sw, k, 0.3)
+	x := make([]float64, k*dim+k)
+	for i := range x {
+		x[i] = rng.NormFloat64() * 0.5
+	}
+	g := make([]float64, len(x))
+	o.grad(g, x)
+	const h = 1e-6
+	for i := range x {
+		xp := append([]float64(nil), x...)
+		xm := append([]float64(nil), x...)
+		xp[i] += h
+		xm[i] -= h
+		fd := (o.value(xp) - o.value(xm)) / (2 * h)
+		if math.Abs(fd-g[i]) > 1e-6*math.Max(1, math.Abs(fd)) {
+			t.Errorf("d/dx[%d]: analytic %.9g, finite difference %.9g", i, g[i], fd)
+		}
+	}
+}
+
+func TestTrainSeparatesClusters(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	cs := centres(rng, 3, 50)
+	train := blobsAround(rng, cs, 40, 0.8)
+	h, err := Train(train, "bb@1", TrainConfig{Balanced: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fresh points from the same clusters.
+	test := blobsAround(rng, cs, 40, 0.8)
+	correct := 0
+	for i, x := range test.X {
+		p, err := h.Predict(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if best, _ := h.Best(p); best == test.Labels[i] {
+			correct++
+		}
+	}
+	if acc := float64(correct) / float64(len(test.X)); acc < 0.95 {
+		t.Fatalf("accuracy %.2f on separable clusters", acc)
+	}
+	t.Logf("%d iterations, loss %.4g, %.1f ms", h.Iters, h.Loss, h.TrainTime*1000)
+}
+
+func TestTrainNeedsTwoClasses(t *testing.T) {
+	d := &Dataset{X: [][]float32{{1, 2}, {2, 3}}, Labels: []string{"a", "a"}}
+	if _, err := Train(d, "bb", TrainConfig{}, nil); err != ErrTooFewClasses {
+		t.Fatalf("err = %v, want ErrTooFewClasses", err)
+	}
+}
+
+// A warm head re-expressed on new standardisation statistics must be the
+// same function before any optimisation.
+func TestWarmStartKeepsFunction(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	d1 := blobs(rng, 2, 20, 6, 1)
+	old, err := Train(d1, "bb", TrainConfig{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2 := blobs(rng, 2, 25, 6, 3) // other statistics
+	n, dim := len(d2.X), 6
+	// Re-derive the new statistics the way Train does and check initWeights.
+	h := &Head{Mean: make([]float64, dim), Scale: make([]float64, dim)}
+	for _, x := range d2.X {
+		for j, v := range x {
+			h.Mean[j] += float64(v) / float64(n)
+		}
+	}
+	for _, x := range d2.X {
+		for j, v := range x {
+			dv := float64(v) - h.Mean[j]
+			h.Scale[j] += dv * dv / float64(n)
+		}
+	}
+	for j := range h.Scale {
+		h.Scale[j] = 1 / math.Sqrt(h.Scale[j])
+	}
+	X := mat.NewDense(n, dim, nil)
+	x0 := make([]float64, 2*dim+2)
+	initWeights(x0, X, make([]int, n), old.Classes, []int{n, 0}, h.Mean, h.Scale, old, "bb")
+	h.Format, h.Kind, h.Backbone, h.Dim, h.Classes = HeadFormat, KindLinear, "bb", dim, old.Classes
+	h.W, h.B = x0[:2*dim], x0[2*dim:]
+	for _, x := range d2.X[:10] {
+		p1, _ := old.Predict(x)
+		p2, _ := h.Predict(x)
+		for c := range p1 {
+			if math.Abs(p1[c]-p2[c]) > 1e-9 {
+				t.Fatalf("warm start changed the function: %v vs %v", p1, p2)
+			}
+		}
+	}
+}
+
+func TestHeadSaveLoad(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	h, err := Train(blobs(rng, 2, 10, 8, 1), "bb@2", TrainConfig{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "head.json")
+	if err := h.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadHead(path, "bb@2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := make([]float32, 8)
+	p1, _ := h.Predict(x)
+	p2, _ := got.Predict(x)
+	for c := range p1 {
+		if p1[c] != p2[c] {
+			t.Fatalf("loaded head predicts %v, saved %v", p2, p1)
+		}
+	}
+	if _, err := LoadHead(path, "other@1"); err == nil {
+		t.Fatal("head for another backbone loaded")
+	}
+}
+
+func FuzzDecodeHead(f *testing.F) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	h, err := Train(blobs(rng, 2, 5, 3, 1), "bb", TrainConfig{}, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	path := filepath.Join(f.TempDir(), "h.json")
+	if err := h.Save(path); err != nil {
+		f.Fatal(err)
+	}
+	good, _ := readFile(path)
+	f.Add(good)
+	f.Add([]byte(`{"format":1}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h, err := DecodeHead(data)
+		if err != nil {
+			return
+		}
+		// A head that decodes must predict without panicking.
+		if _, err := h.Predict(make([]float32, h.Dim)); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func BenchmarkTrain(b *testing.B) {
+	for _, tc := range []struct{ n, k int }{{500, 2}, {2000, 10}} {
+		b.Run(fmt.Sprintf("n=%d/d=1280/k=%d", tc.n, tc.k), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(11, 12))
+			d := blobs(rng, tc.k, tc.n/tc.k, 1280, 3)
+			b.ResetTimer()
+			for range b.N {
+				if _, err := Train(d, "bb", TrainConfig{Balanced: true}, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
