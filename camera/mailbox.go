@@ -85,3 +85,19 @@ func (m *Mailbox) Stats() (put, dropped uint64) {
 	defer m.mu.Unlock()
 	return m.put, m.dropped
 }
+
+// Ready is signalled after a Put (and on Close). Use it with TryTake to
+// wait for frames in a select.
+func (m *Mailbox) Ready() <-chan struct{} { return m.ready }
+
+// TryTake swaps the latest frame into dst if there is one.
+func (m *Mailbox) TryTake(dst *Frame) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.full {
+		return false
+	}
+	m.slot, *dst = *dst, m.slot
+	m.full = false
+	return true
+}

@@ -9,7 +9,12 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/whiskercam/whisker/learner/backbone"
 )
+
+// version is set at build time (-ldflags -X main.version=...).
+var version = "dev"
 
 func main() {
 	if err := run(); err != nil {
@@ -30,6 +35,17 @@ classifier it trains on the device from the labels you send over MQTT.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(modelCmd())
+	root.AddCommand(runCmd(), modelCmd(), configCmd(), demoVideoCmd(), versionCmd())
 	return root.ExecuteContext(ctx)
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, args []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "whisker %s (TensorFlow Lite %s)\n", version, backbone.RuntimeVersion())
+		},
+	}
 }

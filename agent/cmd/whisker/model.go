@@ -16,7 +16,7 @@ func modelCmd() *cobra.Command {
 		Use:   "model",
 		Short: "Inspect and edit TensorFlow Lite models",
 	}
-	cmd.AddCommand(modelInspectCmd(), modelCutCmd())
+	cmd.AddCommand(modelInspectCmd(), modelCutCmd(), modelCheckCmd())
 	return cmd
 }
 
@@ -132,4 +132,20 @@ carry over are refused by name.`,
 	f.StringVar(&resize, "resize", "stretch", "how frames are fitted to the input: stretch, letterbox or crop")
 	_ = cmd.MarkFlagRequired("tensor")
 	return cmd
+}
+
+func modelCheckCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "check MANIFEST",
+		Short: "Check that a backbone manifest and its model match and load",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			man, _, err := model.LoadBackbone(args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (identity %s, input %v, embedding %d)\n", args[0], man.Identity, man.Input.Shape, man.Embedding)
+			return nil
+		},
+	}
 }

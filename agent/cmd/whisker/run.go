@@ -1,0 +1,121 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/whiskercam/whisker/agent"
+)
+
+// defaultConfigPath is read when --config is not given and it exists.
+const defaultConfigPath = "/etc/whisker/whisker.yaml"
+
+func loadConfig(path string) (agent.Config, string, error) {
+	if path == "" {
+		if _, err := os.Stat(defaultConfigPath); err == nil {
+			path = defaultConfigPath
+		}
+	}
+	if path == "" {
+		return agent.Default(), "(defaults)", nil
+	}
+	cfg, err := agent.Load(path)
+	return cfg, path, err
+}
+
+func newLogger(cfg agent.LogConfig) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func runCmd() *cobra.Command {
+	var cfgPath, source, broker, device, stateDir, logLevel string
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the agent: watch the camera, publish sightings, learn from labels",
+		Long: `Run the agent. It reads the configuration (--config, else
+/etc/whisker/whisker.yaml if present, else built-in defaults), opens the
+camera and the backbone, and speaks MQTT on <prefix>/<device>/...: sightings
+out, labels and commands in, answers on the result topic. With no
+mqtt.broker configured it starts an embedded broker on 127.0.0.1:1883.
+
+Flags override the file. See docs/mqtt.md for the topics and payloads.`,
+		Example: `  whisker run --config examples/demo.yaml
+  whisker run --source /dev/video0 --broker tcp://homeassistant.local:1883`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, from, err := loadConfig(cfgPath)
+			if err != nil {
+				return err
+			}
+			if source != "" {
+				cfg.Camera.Source = source
+			}
+			if broker != "" {
+				cfg.MQTT.Broker = broker
+			}
+			if device != "" {
+				cfg.Device = device
+			}
+			if stateDir != "" {
+				cfg.StateDir = stateDir
+			}
+			if logLevel != "" {
+				cfg.Log.Level = logLevel
+			}
+			if err := cfg.Validate(); err != nil {
+				return fmt.Errorf("%s: %w", from, err)
+			}
+			log := newLogger(cfg.Log)
+			log.Info("starting whisker", "version", version, "config", from)
+			a, err := agent.New(cfg, log, version)
+			if err != nil {
+				return err
+			}
+			err = a.Run(cmd.Context())
+			if err != nil && !errors.Is(err, cmd.Context().Err()) {
+				return err
+			}
+			log.Info("stopped")
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&cfgPath, "config", "c", "", "configuration file (YAML)")
+	f.StringVar(&source, "source", "", "camera source: video file, image folder or device (overrides camera.source)")
+	f.StringVar(&broker, "broker", "", "external MQTT broker URL (overrides mqtt.broker)")
+	f.StringVar(&device, "device", "", "device id in topics (overrides device)")
+	f.StringVar(&stateDir, "state-dir", "", "state directory (overrides state_dir)")
+	f.StringVar(&logLevel, "log-level", "", "debug, info, warn or error (overrides log.level)")
+	return cmd
+}
+
+func configCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "config", Short: "Check configuration files"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "check FILE",
+		Short: "Validate a configuration file and print the result with defaults filled in",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := agent.Load(args[0])
+			if err != nil {
+				return err
+			}
+			if err := cfg.Validate(); err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", args[0])
+			return nil
+		},
+	})
+	return cmd
+}

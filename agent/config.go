@@ -1,0 +1,245 @@
+// Package agent is the Whisker daemon: it wires the camera, the backbone,
+// the learner and MQTT together. It holds no math and no pixels of its own.
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole agent configuration. Every key has a default (see
+// Default); a YAML file overrides what it names, and unknown keys are
+// rejected.
+type Config struct {
+	// Device names this camera in topics: <prefix>/<device>/...
+	Device string `yaml:"device"`
+	// StateDir holds the sample store and the trained head.
+	StateDir string `yaml:"state_dir"`
+	// Backbone is the manifest of the feature extractor model.
+	Backbone string `yaml:"backbone"`
+	// Threads for the backbone; 0 means all cores.
+	Threads int           `yaml:"threads"`
+	Camera  CameraConfig  `yaml:"camera"`
+	MQTT    MQTTConfig    `yaml:"mqtt"`
+	Learner LearnerConfig `yaml:"learner"`
+	Log     LogConfig     `yaml:"log"`
+}
+
+// CameraConfig selects and paces the camera.
+type CameraConfig struct {
+	// Source: a video file, a folder of images, or a V4L2 device path.
+	Source string `yaml:"source"`
+	// Loop restarts a video file or folder at its end.
+	Loop bool `yaml:"loop"`
+	// MaxFPS caps how many frames a second are classified.
+	MaxFPS float64 `yaml:"max_fps"`
+	// FolderFPS is how many images a second a folder source shows.
+	FolderFPS float64 `yaml:"folder_fps"`
+}
+
+// MQTTConfig says which broker to use and how to talk to it.
+type MQTTConfig struct {
+	// Broker is an external broker URL (tcp://host:1883, ssl://host:8883).
+	// Empty starts the embedded broker and connects to it.
+	Broker string `yaml:"broker"`
+	// EmbeddedListen is the embedded broker's address.
+	EmbeddedListen string `yaml:"embedded_listen"`
+	TopicPrefix    string `yaml:"topic_prefix"`
+	// ClientID defaults to whisker-<device>.
+	ClientID string `yaml:"client_id"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// MaxPayload refuses larger label and command messages (bytes).
+	MaxPayload int `yaml:"max_payload"`
+	// KeepAlive is the MQTT keep-alive interval.
+	KeepAlive time.Duration `yaml:"keep_alive"`
+}
+
+// LearnerConfig tunes recognition and training.
+type LearnerConfig struct {
+	// Threshold: below this probability a sighting is "unknown".
+	Threshold float64 `yaml:"threshold"`
+	// C is the inverse L2 regularisation strength of the head.
+	C float64 `yaml:"c"`
+	// Balanced weighs classes by their inverse frequency.
+	Balanced bool `yaml:"balanced"`
+	// RetrainDelay coalesces bursts of labels into one training run.
+	RetrainDelay time.Duration `yaml:"retrain_delay"`
+	// Recent is how many recent sightings can be labelled by id.
+	Recent int `yaml:"recent"`
+	// SnapshotSize is the longer side, in pixels, of stored frame JPEGs.
+	SnapshotSize int `yaml:"snapshot_size"`
+}
+
+// LogConfig sets the log level and format.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// Default returns the configuration used for every key a file leaves out.
+func Default() Config {
+	host, _ := os.Hostname()
+	device := sanitizeID(host)
+	if device == "" {
+		device = "whisker"
+	}
+	return Config{
+		Device:   device,
+		StateDir: defaultStateDir(),
+		Backbone: "/usr/share/whisker/models/backbone.manifest.json",
+		Camera: CameraConfig{
+			Source:    "/dev/video0",
+			Loop:      true,
+			MaxFPS:    2,
+			FolderFPS: 1,
+		},
+		MQTT: MQTTConfig{
+			EmbeddedListen: "127.0.0.1:1883",
+			TopicPrefix:    "whisker",
+			MaxPayload:     8 << 20,
+			KeepAlive:      30 * time.Second,
+		},
+		Learner: LearnerConfig{
+			Threshold:    0.6,
+			C:            1,
+			Balanced:     true,
+			RetrainDelay: 300 * time.Millisecond,
+			Recent:       300,
+			SnapshotSize: 320,
+		},
+		Log: LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+func defaultStateDir() string {
+	if d := os.Getenv("STATE_DIRECTORY"); d != "" { // systemd StateDirectory=
+		return strings.Split(d, ":")[0]
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "whisker")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "whisker")
+	}
+	return "whisker-state"
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+func sanitizeID(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			b.WriteRune(r)
+		case r == '.':
+			b.WriteRune('-')
+		}
+		if b.Len() == 64 {
+			break
+		}
+	}
+	return b.String()
+}
+
+// Load reads a YAML configuration over the defaults. Relative paths in the
+// file are taken relative to the file's directory.
+func Load(path string) (Config, error) {
+	cfg := Default()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, err
+	}
+	if err := Decode(data, &cfg); err != nil {
+		return cfg, fmt.Errorf("%s: %w", path, err)
+	}
+	base := filepath.Dir(path)
+	for _, p := range []*string{&cfg.StateDir, &cfg.Backbone, &cfg.Camera.Source} {
+		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, "://") {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	return cfg, nil
+}
+
+// Decode applies YAML to cfg, rejecting unknown keys.
+func Decode(data []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	// An empty file is no overrides.
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
+
+// Validate checks every key and names the first bad one with its value.
+func (c *Config) Validate() error {
+	bad := func(key string, val any, why string) error {
+		return fmt.Errorf("config: %s: %v %s", key, val, why)
+	}
+	switch {
+	case !idPattern.MatchString(c.Device):
+		return bad("device", fmt.Sprintf("%q", c.Device), "must be 1-64 letters, digits, '-' or '_' (it is part of MQTT topics)")
+	case c.StateDir == "":
+		return bad("state_dir", `""`, "must name a directory")
+	case c.Backbone == "":
+		return bad("backbone", `""`, "must name a backbone manifest (make deps cuts one: .deps/models/backbone.manifest.json)")
+	case c.Threads < 0:
+		return bad("threads", c.Threads, "must be 0 (all cores) or more")
+	case c.Camera.Source == "":
+		return bad("camera.source", `""`, "must name a camera, video file or image folder")
+	case c.Camera.MaxFPS < 0 || c.Camera.MaxFPS > 120:
+		return bad("camera.max_fps", c.Camera.MaxFPS, "must be between 0 (source rate) and 120")
+	case c.Camera.FolderFPS <= 0 || c.Camera.FolderFPS > 120:
+		return bad("camera.folder_fps", c.Camera.FolderFPS, "must be above 0 and at most 120")
+	case c.MQTT.Broker != "" && !validBrokerURL(c.MQTT.Broker):
+		return bad("mqtt.broker", fmt.Sprintf("%q", c.MQTT.Broker), "must be a URL such as tcp://host:1883 or ssl://host:8883 (empty for the embedded broker)")
+	case c.MQTT.Broker == "" && c.MQTT.EmbeddedListen == "":
+		return bad("mqtt.embedded_listen", `""`, "must be host:port when no broker is set")
+	case !validTopicPrefix(c.MQTT.TopicPrefix):
+		return bad("mqtt.topic_prefix", fmt.Sprintf("%q", c.MQTT.TopicPrefix), "must be non-empty without '+', '#' or a leading or trailing '/'")
+	case c.MQTT.MaxPayload < 1024 || c.MQTT.MaxPayload > 256<<20:
+		return bad("mqtt.max_payload", c.MQTT.MaxPayload, "must be between 1024 and 268435456 bytes")
+	case c.MQTT.KeepAlive < time.Second:
+		return bad("mqtt.keep_alive", c.MQTT.KeepAlive, "must be at least 1s")
+	case c.Learner.Threshold < 0 || c.Learner.Threshold > 1:
+		return bad("learner.threshold", c.Learner.Threshold, "must be between 0 and 1")
+	case c.Learner.C <= 0:
+		return bad("learner.c", c.Learner.C, "must be above 0")
+	case c.Learner.RetrainDelay < 0 || c.Learner.RetrainDelay > time.Minute:
+		return bad("learner.retrain_delay", c.Learner.RetrainDelay, "must be between 0s and 1m")
+	case c.Learner.Recent < 1 || c.Learner.Recent > 100000:
+		return bad("learner.recent", c.Learner.Recent, "must be between 1 and 100000")
+	case c.Learner.SnapshotSize < 32 || c.Learner.SnapshotSize > 4096:
+		return bad("learner.snapshot_size", c.Learner.SnapshotSize, "must be between 32 and 4096 pixels")
+	case c.Log.Level != "debug" && c.Log.Level != "info" && c.Log.Level != "warn" && c.Log.Level != "error":
+		return bad("log.level", fmt.Sprintf("%q", c.Log.Level), "must be debug, info, warn or error")
+	case c.Log.Format != "text" && c.Log.Format != "json":
+		return bad("log.format", fmt.Sprintf("%q", c.Log.Format), "must be text or json")
+	}
+	return nil
+}
+
+func validBrokerURL(s string) bool {
+	for _, scheme := range []string{"tcp://", "mqtt://", "ssl://", "tls://", "mqtts://", "ws://", "wss://"} {
+		if strings.HasPrefix(s, scheme) && len(s) > len(scheme) {
+			return true
+		}
+	}
+	return false
+}
+
+func validTopicPrefix(p string) bool {
+	return p != "" && !strings.ContainsAny(p, "+#\x00") && !strings.HasPrefix(p, "/") && !strings.HasSuffix(p, "/")
+}

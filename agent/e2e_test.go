@@ -1,0 +1,426 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/whiskercam/whisker/agent"
+	"github.com/whiskercam/whisker/internal/demo"
+	"github.com/whiskercam/whisker/internal/testenv"
+)
+
+// TestMain lets the test binary double as an agent process, for tests
+// that kill the agent.
+func TestMain(m *testing.M) {
+	if cfg := os.Getenv("WHISKER_TEST_AGENT_CONFIG"); cfg != "" {
+		os.Exit(runChildAgent(cfg))
+	}
+	os.Exit(m.Run())
+}
+
+func runChildAgent(path string) int {
+	cfg, err := agent.Load(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a, err := agent.New(cfg, log, "test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	if err := a.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// testConfig is an agent configuration for the demo video and a broker.
+func testConfig(t *testing.T, broker, device string) agent.Config {
+	cfg := agent.Default()
+	cfg.Device = device
+	cfg.StateDir = t.TempDir()
+	cfg.Backbone = testenv.BackboneManifest(t)
+	cfg.Camera.Source = testenv.DemoVideo(t)
+	cfg.Camera.Loop = true
+	cfg.Camera.MaxFPS = 0 // the video's own 10 fps; frames it cannot keep up with are dropped
+	cfg.MQTT.Broker = broker
+	cfg.Learner.RetrainDelay = 100 * time.Millisecond
+	cfg.Log.Level = "debug"
+	return cfg
+}
+
+// startAgent runs an agent in this process until the test ends.
+func startAgent(t *testing.T, cfg agent.Config) *agent.Agent {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	a, err := agent.New(cfg, log, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("agent: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("agent did not stop within 15 s")
+		}
+	})
+	return a
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// client is a plain MQTT client, as a user's would be.
+type client struct {
+	t         *testing.T
+	c         paho.Client
+	prefix    string
+	sightings chan agent.Sighting
+	results   chan agent.Result
+	status    chan agent.Status
+}
+
+func newClient(t *testing.T, url, prefix string) *client {
+	t.Helper()
+	cl := &client{
+		t: t, prefix: prefix,
+		sightings: make(chan agent.Sighting, 4096),
+		results:   make(chan agent.Result, 256),
+		status:    make(chan agent.Status, 64),
+	}
+	opts := paho.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("test-%d", time.Now().UnixNano())).
+		SetCleanSession(true).SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(200 * time.Millisecond).
+		SetOnConnectHandler(func(c paho.Client) {
+			c.Subscribe(prefix+"#", 1, cl.route)
+		})
+	cl.c = paho.NewClient(opts)
+	if tok := cl.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("test client connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { cl.c.Disconnect(100) })
+	return cl
+}
+
+func (cl *client) route(_ paho.Client, m paho.Message) {
+	switch strings.TrimPrefix(m.Topic(), cl.prefix) {
+	case agent.TopicSighting:
+		var s agent.Sighting
+		if err := json.Unmarshal(m.Payload(), &s); err != nil {
+			cl.t.Errorf("sighting is not JSON: %v", err)
+			return
+		}
+		select {
+		case cl.sightings <- s:
+		default: // the test is not reading sightings now
+		}
+	case agent.TopicResult:
+		var r agent.Result
+		if err := json.Unmarshal(m.Payload(), &r); err != nil {
+			cl.t.Errorf("result is not JSON: %v", err)
+			return
+		}
+		cl.results <- r
+	case agent.TopicStatus:
+		var s agent.Status
+		if err := json.Unmarshal(m.Payload(), &s); err != nil {
+			cl.t.Errorf("status is not JSON: %v", err)
+			return
+		}
+		select {
+		case cl.status <- s:
+		default:
+		}
+	}
+}
+
+func (cl *client) publish(topic string, payload []byte) {
+	cl.t.Helper()
+	tok := cl.c.Publish(cl.prefix+topic, 1, false, payload)
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		cl.t.Fatalf("publish %s: %v", topic, tok.Error())
+	}
+}
+
+// request publishes a payload and returns the result carrying reqID.
+// Other results (answers to redelivered requests) are skipped.
+func (cl *client) request(topic string, payload []byte, reqID string) agent.Result {
+	cl.t.Helper()
+	cl.publish(topic, payload)
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case r := <-cl.results:
+			if r.RequestID == reqID {
+				return r
+			}
+			cl.t.Logf("skipping result of request %q", r.RequestID)
+		case <-deadline:
+			cl.t.Fatalf("no result for %.80q on %s within 30 s", payload, topic)
+			return agent.Result{}
+		}
+	}
+}
+
+func (cl *client) requestJSON(topic string, v map[string]string) agent.Result {
+	cl.t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		cl.t.Fatal(err)
+	}
+	return cl.request(topic, b, v["request_id"])
+}
+
+func (cl *client) waitStatus(state string) agent.Status {
+	cl.t.Helper()
+	deadline := time.After(60 * time.Second)
+	for {
+		select {
+		case s := <-cl.status:
+			if s.State == state {
+				return s
+			}
+		case <-deadline:
+			cl.t.Fatalf("no %q status within 60 s", state)
+		}
+	}
+}
+
+func (cl *client) nextSighting(timeout time.Duration) agent.Sighting {
+	cl.t.Helper()
+	select {
+	case s := <-cl.sightings:
+		return s
+	case <-time.After(timeout):
+		cl.t.Fatalf("no sighting within %v", timeout)
+		return agent.Sighting{}
+	}
+}
+
+func subjectOf(s agent.Sighting) (string, int) {
+	return demo.Subject(int(s.Frame) - 1)
+}
+
+func TestEndToEndThroughMosquitto(t *testing.T) {
+	mosq := testenv.StartMosquitto(t)
+	cfg := testConfig(t, mosq.URL(), "e2e")
+	cl := newClient(t, mosq.URL(), "whisker/e2e/")
+	startAgent(t, cfg)
+	st := cl.waitStatus("online")
+	if st.Backbone == "" {
+		t.Fatalf("status has no backbone: %+v", st)
+	}
+
+	// No head yet: every sighting is unknown. Pick frames to label from
+	// the first appearance of each subject.
+	want := map[string]string{demo.Cat: "Tigger", demo.Dog: "Misty", demo.Empty: "neither"}
+	picked := map[string][]string{}
+	deadline := time.Now().Add(90 * time.Second)
+	for len(picked[demo.Cat]) < 2 || len(picked[demo.Dog]) < 2 || len(picked[demo.Empty]) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("did not see two frames of each subject: %v", picked)
+		}
+		s := cl.nextSighting(30 * time.Second)
+		if s.Label != agent.Unknown || len(s.Scores) != 0 {
+			t.Fatalf("sighting %s says %q with scores %v before any label", s.ID, s.Label, s.Scores)
+		}
+		subj, pass := subjectOf(s)
+		if pass == 0 && len(picked[subj]) < 2 {
+			picked[subj] = append(picked[subj], s.ID)
+		}
+	}
+	n := 0
+	for subj, ids := range picked {
+		for _, id := range ids {
+			n++
+			r := cl.requestJSON(agent.TopicLabel, map[string]string{"request_id": fmt.Sprintf("lbl-%d", n), "sighting_id": id, "label": want[subj]})
+			if !r.Ok || r.RequestID != fmt.Sprintf("lbl-%d", n) || r.Label != want[subj] || r.SampleID == 0 {
+				t.Fatalf("label %s as %s: %+v", id, want[subj], r)
+			}
+		}
+	}
+
+	// Later sightings of the pets, in their second appearance (other size
+	// and position), carry their names.
+	correct, total := map[string]int{}, map[string]int{}
+	deadline = time.Now().Add(120 * time.Second)
+	for total[demo.Cat] < 8 || total[demo.Dog] < 8 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not enough classified pet sightings: %v", total)
+		}
+		s := cl.nextSighting(30 * time.Second)
+		subj, pass := subjectOf(s)
+		if len(s.Scores) == 0 || pass != 1 || subj == demo.Empty {
+			continue // no head yet, or not a second appearance
+		}
+		total[subj]++
+		if s.Label == want[subj] {
+			correct[subj]++
+		} else {
+			t.Logf("frame %d (%s): %q %.2f %v", s.Frame, subj, s.Label, s.Confidence, s.Scores)
+		}
+	}
+	for _, subj := range []string{demo.Cat, demo.Dog} {
+		acc := float64(correct[subj]) / float64(total[subj])
+		t.Logf("%s: %d of %d second-appearance sightings named %s", subj, correct[subj], total[subj], want[subj])
+		if acc < 0.75 {
+			t.Errorf("%s named correctly in %.0f%% of sightings, want at least 75%%", subj, acc*100)
+		}
+	}
+
+	// Malformed requests are answered with reasons; the agent keeps serving.
+	t.Run("malformed", func(t *testing.T) {
+		cl.t = t
+		notImage := base64.StdEncoding.EncodeToString([]byte("this is not an image at all"))
+		long := strings.Repeat("x", 10<<20)
+		for _, tc := range []struct {
+			name, topic string
+			payload     string
+			reqID       string
+			reason      string
+		}{
+			{"bad JSON", agent.TopicLabel, `{"request_id": "m1", "label": `, "m1", "not valid JSON"},
+			{"not an object", agent.TopicLabel, `[1,2,3]`, "", "JSON object"},
+			{"missing request id", agent.TopicLabel, `{"sighting_id":"x","label":"Tigger"}`, "", "request_id is missing"},
+			{"missing label", agent.TopicLabel, `{"request_id":"m2","sighting_id":"x"}`, "m2", "label is missing"},
+			{"empty label", agent.TopicLabel, `{"request_id":"m3","sighting_id":"x","label":""}`, "m3", "label is missing"},
+			{"10 MB label", agent.TopicLabel, `{"request_id":"m4","sighting_id":"x","label":"` + long + `"}`, "m4", "the limit is"},
+			{"neither sighting nor image", agent.TopicLabel, `{"request_id":"m5","label":"Tigger"}`, "m5", "sighting_id"},
+			{"unknown sighting", agent.TopicLabel, `{"request_id":"m6","sighting_id":"nope-1","label":"Tigger"}`, "m6", "unknown sighting id"},
+			{"non-image", agent.TopicLabel, `{"request_id":"m7","image":"` + notImage + `","label":"Tigger"}`, "m7", "image cannot be read"},
+			{"bad base64", agent.TopicLabel, `{"request_id":"m8","image":"%%%","label":"Tigger"}`, "m8", "base64"},
+			{"wrong type", agent.TopicLabel, `{"request_id":"m9","sighting_id":7,"label":"Tigger"}`, "m9", "must be string"},
+			{"unknown field", agent.TopicLabel, `{"request_id":"m10","sighting_id":"x","lable":"Tigger"}`, "m10", "unknown field"},
+			{"path in label", agent.TopicLabel, `{"request_id":"m11","sighting_id":"x","label":"../etc"}`, "m11", "path separator"},
+			{"unknown command", agent.TopicCmd, `{"request_id":"m12","cmd":"explode"}`, "m12", "unknown cmd"},
+			{"empty payload", agent.TopicCmd, ``, "", "empty"},
+		} {
+			r := cl.request(tc.topic, []byte(tc.payload), tc.reqID)
+			if r.Ok || !strings.Contains(r.Error, tc.reason) || r.Topic != tc.topic {
+				t.Errorf("%s: got %+v, want ok:false request_id %q and a reason mentioning %q", tc.name, r, tc.reqID, tc.reason)
+			}
+		}
+		r := cl.requestJSON(agent.TopicCmd, map[string]string{"request_id": "after", "cmd": "stats"})
+		if !r.Ok || r.Stats == nil || r.Stats.Head == nil || r.Stats.Samples != 6 {
+			t.Fatalf("stats after malformed requests: %+v", r)
+		}
+		t.Logf("stats: %+v", *r.Stats)
+	})
+}
+
+// writeConfig writes an agent configuration file for a child process.
+func writeConfig(t *testing.T, dir, broker, stateDir string) string {
+	t.Helper()
+	yaml := fmt.Sprintf(`device: crash
+state_dir: %s
+backbone: %s
+camera:
+  source: %s
+  max_fps: 2
+mqtt:
+  broker: %s
+learner:
+  retrain_delay: 50ms
+`, stateDir, testenv.BackboneManifest(t), testenv.DemoVideo(t), broker)
+	path := filepath.Join(dir, "whisker.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func startChild(t *testing.T, config, logPath string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "WHISKER_TEST_AGENT_CONFIG="+config)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	t.Cleanup(func() {
+		once.Do(func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+			logf.Close()
+		})
+	})
+	return cmd
+}
+
+func TestAcknowledgedLabelSurvivesKill9(t *testing.T) {
+	mosq := testenv.StartMosquitto(t)
+	dir := t.TempDir()
+	stateDir := filepath.Join(dir, "state")
+	config := writeConfig(t, dir, mosq.URL(), stateDir)
+	logPath := filepath.Join(dir, "agent.log")
+	cl := newClient(t, mosq.URL(), "whisker/crash/")
+
+	child := startChild(t, config, logPath)
+	cl.waitStatus("online")
+	photo, err := os.ReadFile(testenv.Photo(t, "dog.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cl.requestJSON(agent.TopicLabel, map[string]string{
+		"request_id": "before-crash", "image": base64.StdEncoding.EncodeToString(photo), "label": "Misty",
+	})
+	if !r.Ok {
+		log, _ := os.ReadFile(logPath)
+		t.Fatalf("label: %+v\n%s", r, log)
+	}
+	// kill -9 right after the acknowledgement.
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	child.Wait()
+	cl.waitStatus("offline") // the broker publishes the will
+
+	startChild(t, config, logPath)
+	cl.waitStatus("online")
+	r = cl.requestJSON(agent.TopicCmd, map[string]string{"request_id": "after-crash", "cmd": "labels"})
+	if !r.Ok || len(r.Labels) != 1 || r.Labels[0].Label != "Misty" || r.Labels[0].Samples != 1 {
+		log, _ := os.ReadFile(logPath)
+		t.Fatalf("labels after kill -9 and restart: %+v\n%s", r, log)
+	}
+	// The same request again is recognised as a retry.
+	r = cl.requestJSON(agent.TopicLabel, map[string]string{
+		"request_id": "before-crash", "image": base64.StdEncoding.EncodeToString(photo), "label": "Misty",
+	})
+	if !r.Ok || !r.Duplicate {
+		log, _ := os.ReadFile(logPath)
+		t.Fatalf("retried request: %+v\n%s", r, log)
+	}
+}
