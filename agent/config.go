@@ -178,9 +178,54 @@ func Decode(data []byte, cfg *Config) error {
 	dec.KnownFields(true)
 	// An empty file is no overrides.
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config: %w", err)
+		return fmt.Errorf("config: %s", nameKeys(data, err))
 	}
 	return nil
+}
+
+var lineRef = regexp.MustCompile(`line (\d+):`)
+
+// nameKeys adds the dotted key to yaml's "line N:" messages, so that
+// "line 7: cannot unmarshal !!str `soon` into time.Duration" also says
+// learner.retrain_delay.
+func nameKeys(data []byte, err error) string {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return err.Error()
+	}
+	return lineRef.ReplaceAllStringFunc(err.Error(), func(m string) string {
+		var line int
+		fmt.Sscanf(m, "line %d:", &line)
+		if key := keyAtLine(&root, line, ""); key != "" {
+			return fmt.Sprintf("line %d: %s:", line, key)
+		}
+		return m
+	})
+}
+
+func keyAtLine(n *yaml.Node, line int, prefix string) string {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if k := keyAtLine(c, line, prefix); k != "" {
+				return k
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			if prefix != "" {
+				key = prefix + "." + key
+			}
+			if n.Content[i].Line == line {
+				return key
+			}
+			if k := keyAtLine(n.Content[i+1], line, key); k != "" {
+				return k
+			}
+		}
+	}
+	return ""
 }
 
 // Validate checks every key and names the first bad one with its value.

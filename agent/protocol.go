@@ -239,6 +239,9 @@ func DecodeLabel(payload []byte, maxPayload int) (*LabelRequest, error) {
 		if err != nil {
 			return nil, refuse(id, "image is not standard base64: %v", err)
 		}
+		if len(img) == 0 {
+			return nil, refuse(id, "image is empty")
+		}
 		r.imageBytes = img
 		r.Image = ""
 	}

@@ -49,7 +49,9 @@ type videoSource struct {
 }
 
 func openVideo(path string) (*videoSource, error) {
-	vc, err := gocv.VideoCaptureFile(path)
+	// FFmpeg reads files directly; the default order would try GStreamer
+	// and the image-sequence reader first, with noisy failures.
+	vc, err := gocv.VideoCaptureFileWithAPI(path, gocv.VideoCaptureFFmpeg)
 	if err != nil {
 		return nil, fmt.Errorf("open video %q: %w", path, err)
 	}

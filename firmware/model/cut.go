@@ -81,9 +81,13 @@ func FindTensor(m *tfl.ModelT, name string) (int, error) {
 // tensor depends on. Operators whose options this package cannot carry
 // over are refused by name rather than written without them.
 func Cut(data []byte, opt CutOptions) (*CutResult, error) {
-	m, err := Parse(data)
+	m, unknown, err := parse(data)
 	if err != nil {
 		return nil, err
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("%w: the model has fields this tool does not know (%s); it was written by a newer converter",
+			ErrUnsupported, strings.Join(unknown, ", "))
 	}
 	if len(m.Subgraphs) != 1 {
 		return nil, fmt.Errorf("%w: model has %d subgraphs; cut handles single-subgraph models", ErrUnsupported, len(m.Subgraphs))

@@ -45,11 +45,13 @@ type Info struct {
 	Tensors     []Tensor       `json:"tensors"`
 	OpCounts    map[string]int `json:"op_counts"`
 	Metadata    []string       `json:"metadata,omitempty"`
+	// Unknown lists fields the file has that this build does not know.
+	Unknown []string `json:"unknown_fields,omitempty"`
 }
 
 // Inspect describes the main subgraph of a model file's contents.
 func Inspect(data []byte) (*Info, error) {
-	m, err := Parse(data)
+	m, unknown, err := parse(data)
 	if err != nil {
 		return nil, err
 	}
@@ -60,6 +62,7 @@ func Inspect(data []byte) (*Info, error) {
 		Description: m.Description,
 		Subgraphs:   len(m.Subgraphs),
 		OpCounts:    map[string]int{},
+		Unknown:     unknown,
 	}
 	sg := m.Subgraphs[0]
 	desc := func(i int32) Tensor { return describeTensor(m, sg, int(i)) }
@@ -141,6 +144,9 @@ func (info *Info) WriteTable(w io.Writer, allTensors bool) error {
 	}
 	if len(info.Metadata) > 0 {
 		p("Metadata\t%s\n", strings.Join(info.Metadata, ", "))
+	}
+	if len(info.Unknown) > 0 {
+		p("Warning\tfields from a newer schema, not shown: %s\n", strings.Join(info.Unknown, ", "))
 	}
 	p("\n")
 	for _, group := range []struct {

@@ -8,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 
-	flatbuffers "github.com/google/flatbuffers/go"
-
 	"github.com/whiskercam/whisker/firmware/tfl"
 )
 
@@ -24,31 +22,60 @@ var ErrUnsupported = errors.New("unsupported model feature")
 // input returns an error (never a panic): every index in the file is checked
 // against the table it points into, and constant buffers against their
 // tensor's size.
-func Parse(data []byte) (m *tfl.ModelT, err error) {
+func Parse(data []byte) (*tfl.ModelT, error) {
+	m, _, err := parse(data)
+	return m, err
+}
+
+// parse also returns the fields the file has that schema.fbs does not
+// declare (a model from a newer converter).
+func parse(data []byte) (m *tfl.ModelT, unknown []string, err error) {
 	if len(data) < 16 {
-		return nil, fmt.Errorf("%w: only %d bytes", ErrNotModel, len(data))
+		return nil, nil, fmt.Errorf("%w: only %d bytes", ErrNotModel, len(data))
 	}
 	if !bytes.Equal(data[4:8], []byte("TFL3")) {
-		return nil, fmt.Errorf("%w: file identifier is %q, want \"TFL3\"", ErrNotModel, data[4:8])
+		return nil, nil, fmt.Errorf("%w: file identifier is %q, want \"TFL3\"", ErrNotModel, data[4:8])
 	}
-	root := flatbuffers.GetUOffsetT(data)
-	if int(root) >= len(data)-4 {
-		return nil, fmt.Errorf("%w: root offset %d outside the %d-byte file", ErrNotModel, root, len(data))
+	unknown, err = verify(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: damaged file: %v", ErrNotModel, err)
 	}
 	defer func() {
-		// The flatbuffers runtime indexes slices with offsets read from the
-		// file; a corrupt file makes it go out of range.
+		// verify should have caught anything the runtime would trip on;
+		// this is the second line of defence.
 		if r := recover(); r != nil {
-			m, err = nil, fmt.Errorf("%w: corrupt flatbuffer (%v)", ErrNotModel, r)
+			m, unknown, err = nil, nil, fmt.Errorf("%w: corrupt flatbuffer (%v)", ErrNotModel, r)
 		}
 	}()
 	raw := tfl.GetRootAsModel(data, 0)
 	m = raw.UnPack()
+	keepUnhandledOptions(raw, m)
 	normalise(m)
 	if err := validate(m); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return m, nil
+	return m, unknown, nil
+}
+
+// keepUnhandledOptions records option tables that unpacking dropped
+// because schema.fbs does not declare them: the operator keeps the type
+// with a nil value, so that tools can name it instead of losing it.
+func keepUnhandledOptions(raw *tfl.Model, m *tfl.ModelT) {
+	var sg tfl.SubGraph
+	var op tfl.Operator
+	for si := 0; si < raw.SubgraphsLength() && si < len(m.Subgraphs); si++ {
+		raw.Subgraphs(&sg, si)
+		for oi := 0; oi < sg.OperatorsLength() && oi < len(m.Subgraphs[si].Operators); oi++ {
+			sg.Operators(&op, oi)
+			u := m.Subgraphs[si].Operators[oi]
+			if t := op.BuiltinOptionsType(); t != tfl.BuiltinOptionsNONE && u.BuiltinOptions == nil {
+				u.BuiltinOptions = &tfl.BuiltinOptionsT{Type: t}
+			}
+			if t := op.BuiltinOptions2Type(); t != tfl.BuiltinOptions2NONE && u.BuiltinOptions2 == nil {
+				u.BuiltinOptions2 = &tfl.BuiltinOptions2T{Type: t}
+			}
+		}
+	}
 }
 
 // typeSize is the byte size of one element, or 0 where it varies.

@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/firmware/model"
+	"github.com/whiskercam/whisker/firmware/model/modeltest"
 	"github.com/whiskercam/whisker/internal/testenv"
 	"github.com/whiskercam/whisker/learner/backbone"
 )
@@ -147,5 +149,97 @@ func TestOpenChecksManifest(t *testing.T) {
 		t.Fatal("corrupt model opened")
 	} else {
 		t.Log(err)
+	}
+}
+
+// The runtime executes a model written by the model tools as the pure-Go
+// arithmetic says it should.
+func TestRunsEncodedTinyModel(t *testing.T) {
+	b := open(t, modeltest.TinyBytes())
+	in := ramp(4*4*3, 1)
+	out, err := b.Embed(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range in {
+		want := max(v+modeltest.Offset[i%3], 0)
+		if math.Abs(float64(out[i]-want)) > 1e-6 {
+			t.Fatalf("out[%d] = %g, want %g", i, out[i], want)
+		}
+	}
+}
+
+func embedPhoto(t *testing.T, b *backbone.Backbone, pre *camera.Preprocessor, name string) []float32 {
+	t.Helper()
+	f, err := camera.ReadImage(testenv.Photo(t, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := pre.Process(&f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := b.Embed(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestPhotoEmbeddings(t *testing.T) {
+	b, err := backbone.Open(testenv.BackboneManifest(t), backbone.Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	man := b.Manifest()
+	pre, err := camera.NewPreprocessor(camera.Spec{
+		Width: man.Input.Shape[2], Height: man.Input.Shape[1], RGB: man.Preprocess.ColorOrder == "RGB",
+		Mean: man.Preprocess.Mean, Std: man.Preprocess.Std, Fit: camera.Fit(man.Preprocess.Resize),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pre.Close()
+	cat1 := embedPhoto(t, b, pre, "chelsea.png")
+	cat2 := embedPhoto(t, b, pre, "chelsea.png")
+	dog := embedPhoto(t, b, pre, "dog.jpg")
+	if len(cat1) != 1280 {
+		t.Fatalf("embedding has %d values", len(cat1))
+	}
+	for i := range cat1 {
+		if cat1[i] != cat2[i] {
+			t.Fatalf("the same photograph twice gives different vectors at %d: %g vs %g", i, cat1[i], cat2[i])
+		}
+	}
+	cos := cosine(cat1, dog)
+	t.Logf("cosine(cat, dog) = %.3f", cos)
+	if cos > 0.9 {
+		t.Fatalf("cat and dog embeddings are nearly identical (cosine %.3f)", cos)
+	}
+}
+
+func cosine(a, b []float32) float64 {
+	var ab, aa, bb float64
+	for i := range a {
+		ab += float64(a[i]) * float64(b[i])
+		aa += float64(a[i]) * float64(a[i])
+		bb += float64(b[i]) * float64(b[i])
+	}
+	return ab / math.Sqrt(aa*bb)
+}
+
+func BenchmarkEmbed(b *testing.B) {
+	bb, err := backbone.Open(testenv.BackboneManifest(b), backbone.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bb.Close()
+	in := ramp(300*300*3, 0)
+	b.ResetTimer()
+	for range b.N {
+		if _, err := bb.Embed(in); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -1,0 +1,58 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultConfigIsValid(t *testing.T) {
+	cfg := Default()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLoadOverridesDefaultsAndResolvesPaths(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "w.yaml")
+	os.WriteFile(path, []byte("device: porch\ncamera:\n  source: video.avi\n  max_fps: 5\nlearner:\n  retrain_delay: 1s\n"), 0o600)
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Device != "porch" || cfg.Camera.MaxFPS != 5 || cfg.Learner.RetrainDelay != time.Second {
+		t.Errorf("overrides not applied: %+v", cfg)
+	}
+	if cfg.Camera.Source != filepath.Join(dir, "video.avi") {
+		t.Errorf("source %q not resolved against the file's directory", cfg.Camera.Source)
+	}
+	if cfg.MQTT.TopicPrefix != "whisker" || cfg.Learner.Threshold != 0.6 {
+		t.Errorf("defaults lost: %+v", cfg)
+	}
+}
+
+func TestConfigErrorsNameTheKey(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"devise: x\n", "field devise not found"},
+		{"camera:\n  fps: 3\n", "field fps not found"},
+		{"device: a/b\n", "device"},
+		{"camera:\n  max_fps: -1\n", "camera.max_fps: -1"},
+		{"mqtt:\n  broker: localhost:1883\n", "mqtt.broker"},
+		{"mqtt:\n  topic_prefix: a/#\n", "mqtt.topic_prefix"},
+		{"learner:\n  threshold: 1.5\n", "learner.threshold: 1.5"},
+		{"log:\n  level: loud\n", "log.level"},
+		{"learner:\n  retrain_delay: soon\n", "retrain_delay"},
+	} {
+		cfg := Default()
+		err := Decode([]byte(tc.yaml), &cfg)
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want an error naming %q", tc.yaml, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,91 @@
+package agent
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+)
+
+func TestDecodeLabel(t *testing.T) {
+	img := base64.StdEncoding.EncodeToString([]byte{0xff, 0xd8, 0xff})
+	for _, tc := range []struct {
+		payload string
+		id      string
+		reason  string // "" means accepted
+	}{
+		{`{"request_id":"a","sighting_id":"s-1","label":"Tigger"}`, "a", ""},
+		{`{"v":1,"request_id":"b","image":"` + img + `","label":"Misty"}`, "b", ""},
+		{`{"request_id":"c","sighting_id":"s-1","label":"Ünïcødé cat"}`, "c", ""},
+		{`{"v":2,"request_id":"d","sighting_id":"s","label":"x"}`, "d", "version 2"},
+		{`{"request_id":"e","sighting_id":"s","label":"a\u0007b"}`, "e", "control characters"},
+		{`{"request_id":"f","sighting_id":"s","label":"back\\slash"}`, "f", "path separator"},
+		{`{"request_id":"g","sighting_id":"s","label":"unknown"}`, "g", "reserved"},
+		{`{"request_id":"h","sighting_id":"s","label":" padded"}`, "h", "spaces"},
+		{`{"request_id":"i","sighting_id":"s","label":"` + strings.Repeat("é", 65) + `"}`, "i", "65 characters"},
+		{`{"request_id":"j","sighting_id":"s","image":"` + img + `","label":"x"}`, "j", "not both"},
+		{`{"request_id":7,"sighting_id":"s","label":"x"}`, "", "must be string"},
+		{"{\"request_id\":\"k\",\"label\":\"\xff\xfe\"}", "k", "UTF-8"},
+		{`{"request_id":"l","sighting_id":"s","label":"x"} {}`, "l", "after the JSON"},
+		{`{"request_id":"m", "sighting_id":`, "m", "ends before"},
+		{`null`, "", "request_id is missing"},
+	} {
+		_, err := DecodeLabel([]byte(tc.payload), 1<<20)
+		switch {
+		case tc.reason == "" && err != nil:
+			t.Errorf("%s: refused: %v", tc.payload, err)
+		case tc.reason != "" && (err == nil || !strings.Contains(err.Error(), tc.reason)):
+			t.Errorf("%s: err %v, want one mentioning %q", tc.payload, err, tc.reason)
+		case err != nil:
+			if re, ok := err.(*RequestError); !ok || re.RequestID != tc.id {
+				t.Errorf("%s: error %#v does not carry request id %q", tc.payload, err, tc.id)
+			}
+		}
+	}
+}
+
+func TestDecodeOversize(t *testing.T) {
+	p := `{"request_id":"big","sighting_id":"s","label":"` + strings.Repeat("x", 5000) + `"}`
+	_, err := DecodeLabel([]byte(p), 1024)
+	if err == nil || !strings.Contains(err.Error(), "limit is 1024") || err.(*RequestError).RequestID != "big" {
+		t.Fatalf("oversize: %v", err)
+	}
+}
+
+func FuzzDecodeLabel(f *testing.F) {
+	f.Add([]byte(`{"request_id":"a","sighting_id":"s-1","label":"Tigger"}`))
+	f.Add([]byte(`{"request_id":"b","image":"/9j/","label":"Misty"}`))
+	f.Add([]byte(`{"request_id":"c"`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := DecodeLabel(b, 1<<16)
+		if err != nil {
+			if _, ok := err.(*RequestError); !ok {
+				t.Fatalf("error of type %T", err)
+			}
+			if err.Error() == "" {
+				t.Fatal("empty reason")
+			}
+			return
+		}
+		hasSighting, hasImage := r.SightingID != "", len(r.ImageBytes()) > 0
+		if CheckLabelName(r.Label) != nil || r.RequestID == "" || hasSighting == hasImage {
+			t.Fatalf("accepted an invalid request: %+v", r)
+		}
+	})
+}
+
+func FuzzDecodeCmd(f *testing.F) {
+	f.Add([]byte(`{"request_id":"a","cmd":"stats"}`))
+	f.Add([]byte(`{"cmd":"retrain"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := DecodeCmd(b, 1<<16)
+		if err != nil {
+			if _, ok := err.(*RequestError); !ok {
+				t.Fatalf("error of type %T", err)
+			}
+			return
+		}
+		if r.RequestID == "" {
+			t.Fatalf("accepted without request id: %+v", r)
+		}
+	})
+}
