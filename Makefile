@@ -76,7 +76,7 @@ run: deps ## Set up, then run the agent on the demo video with the embedded brok
 
 .PHONY: demo
 demo: deps ## Scripted demo: start the agent, label sightings over MQTT, show names appearing
-	scripts/demo.sh
+	$(WHISKER) demo --config examples/demo.yaml
 
 ##@ Test
 .PHONY: test
