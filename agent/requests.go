@@ -1,0 +1,192 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/whiskercam/whisker/camera"
+	"github.com/whiskercam/whisker/learner"
+	"github.com/whiskercam/whisker/learner/backbone"
+)
+
+// serveRequests answers label and command messages one at a time. A
+// message is acknowledged to the broker only after its answer is
+// published, so a request whose answer was lost is delivered again (and
+// its request_id keeps it from being applied twice).
+func (a *Agent) serveRequests(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case in := <-a.inbound:
+			res := a.handle(ctx, in)
+			res.Topic = in.Topic
+			res.TS = timestamp(time.Now())
+			if !res.Ok {
+				a.log.Warn("request refused", "topic", in.Topic, "request_id", res.RequestID, "reason", res.Error)
+			}
+			if err := a.bus.PublishResult(res); err != nil {
+				a.log.Warn("answer not published; the broker will redeliver the request", "request_id", res.RequestID, "err", err)
+				continue
+			}
+			in.Ack()
+			a.log.Debug("request answered", "topic", in.Topic, "request_id", res.RequestID, "ok", res.Ok)
+		}
+	}
+}
+
+// handle turns one request into its result; it never panics.
+func (a *Agent) handle(ctx context.Context, in Inbound) (res Result) {
+	defer func() {
+		if r := recover(); r != nil {
+			a.log.Error("request handler panicked", "topic", in.Topic, "panic", r)
+			res = Result{RequestID: res.RequestID, Error: fmt.Sprintf("internal error: %v", r)}
+		}
+	}()
+	switch in.Topic {
+	case TopicLabel:
+		return a.handleLabel(ctx, in.Payload)
+	case TopicCmd:
+		return a.handleCmd(in.Payload)
+	}
+	return Result{Error: "unknown topic"}
+}
+
+func failed(err error) Result {
+	var re *RequestError
+	if errors.As(err, &re) {
+		return Result{RequestID: re.RequestID, Error: re.Reason}
+	}
+	return Result{Error: err.Error()}
+}
+
+func (a *Agent) handleLabel(ctx context.Context, payload []byte) Result {
+	req, err := DecodeLabel(payload, a.cfg.MQTT.MaxPayload)
+	if err != nil {
+		return failed(err)
+	}
+	res := Result{RequestID: req.RequestID, Label: req.Label}
+	smp := learner.Sample{Label: req.Label, Backbone: a.identity, Time: time.Now(), RequestID: req.RequestID}
+	if req.SightingID != "" {
+		r, ok := a.recent.get(req.SightingID)
+		if !ok {
+			res.Error = fmt.Sprintf("unknown sighting id %q: it is not among the last %d sightings (learner.recent)", req.SightingID, a.cfg.Learner.Recent)
+			return res
+		}
+		smp.Features, smp.JPEG, smp.Source = r.features, r.jpeg, "sighting:"+req.SightingID
+	} else {
+		frame, err := camera.DecodeImage(req.ImageBytes())
+		if err != nil {
+			res.Error = fmt.Sprintf("image cannot be read: %v (send a base64 JPEG or PNG)", err)
+			return res
+		}
+		feats, err := a.embedOnWorker(ctx, frame)
+		if err != nil {
+			res.Error = fmt.Sprintf("image could not be embedded: %v", err)
+			return res
+		}
+		jpeg, err := camera.EncodeJPEG(&frame, a.cfg.Learner.SnapshotSize, 85)
+		if err != nil {
+			res.Error = fmt.Sprintf("image could not be re-encoded: %v", err)
+			return res
+		}
+		smp.Features, smp.JPEG, smp.Source = feats, jpeg, "image"
+	}
+	id, dup, err := a.store.Add(smp)
+	if err != nil {
+		a.log.Error("store label", "err", err)
+		res.Error = fmt.Sprintf("label not stored: %v", err)
+		return res
+	}
+	res.Ok, res.SampleID, res.Duplicate = true, id, dup
+	if counts, err := a.store.Counts(a.identity); err == nil {
+		res.Labels = counts
+	}
+	if !dup {
+		a.log.Info("label stored", "label", req.Label, "sample", id, "source", smp.Source, "request_id", req.RequestID)
+		a.trainer.Kick()
+	}
+	return res
+}
+
+func (a *Agent) embedOnWorker(ctx context.Context, f camera.Frame) ([]float32, error) {
+	r := embedRequest{frame: f, reply: make(chan embedResult, 1)}
+	t := time.NewTimer(30 * time.Second)
+	defer t.Stop()
+	select {
+	case a.embedReqs <- r:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-t.C:
+		return nil, errors.New("inference is busy")
+	}
+	select {
+	case out := <-r.reply:
+		return out.features, out.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (a *Agent) handleCmd(payload []byte) Result {
+	req, err := DecodeCmd(payload, a.cfg.MQTT.MaxPayload)
+	if err != nil {
+		return failed(err)
+	}
+	res := Result{RequestID: req.RequestID, Cmd: req.Cmd}
+	switch req.Cmd {
+	case "retrain":
+		rep := a.trainer.Retrain()
+		res.Train = &TrainResult{Samples: rep.Samples, Classes: rep.Classes, Iterations: rep.Iters,
+			Millis: float64(rep.Duration.Microseconds()) / 1000}
+		if rep.Err != nil {
+			res.Error = rep.Err.Error()
+			return res
+		}
+	case "labels":
+		counts, err := a.store.Counts(a.identity)
+		if err != nil {
+			res.Error = err.Error()
+			return res
+		}
+		res.Labels = counts
+	case "stats":
+		st, err := a.Stats()
+		if err != nil {
+			res.Error = err.Error()
+			return res
+		}
+		res.Stats = st
+	}
+	res.Ok = true
+	return res
+}
+
+// Stats gathers the numbers the stats command reports.
+func (a *Agent) Stats() (*Stats, error) {
+	counts, err := a.store.Counts(a.identity)
+	if err != nil {
+		return nil, err
+	}
+	cs := a.capture.Status()
+	_, dropped := a.box.Stats()
+	_, runs := a.trainer.Last()
+	a.mu.Lock()
+	st := &Stats{
+		Device: a.cfg.Device, Version: a.version, UptimeSeconds: time.Since(a.started).Seconds(),
+		Backbone: a.identity, Runtime: "TensorFlow Lite " + backbone.RuntimeVersion(),
+		Labels: counts, Sightings: a.sightings, EmbedMillis: round4(a.embedAvgMS),
+		TrainingRuns: runs, Threshold: a.cfg.Learner.Threshold,
+		Camera: CameraStats{Up: cs.Up, Source: cs.Source, Frames: cs.Frames, Dropped: dropped, Reopens: cs.Reopens, Error: cs.LastErr},
+	}
+	a.mu.Unlock()
+	for _, c := range counts {
+		st.Samples += c.Samples
+	}
+	if h := a.trainer.Head(); h != nil {
+		st.Head = &HeadInfo{Classes: h.Classes, Samples: h.Samples, Trained: timestamp(h.Trained)}
+	}
+	return st, nil
+}
