@@ -102,6 +102,38 @@ fuzz: deps ## Fuzz the decoders of outside input, 30 s each
 	    echo "==> $$t $$f"; $(GO) test -tags '$(GOTAGS)' -run '^$$' -fuzz "^$$f$$" -fuzztime 30s $$t || exit 1; \
 	  done; done
 
+##@ Install
+PREFIX  ?= /usr/local
+DESTDIR ?=
+SYSCONF := $(DESTDIR)/etc/whisker
+UNITDIR := $(DESTDIR)/etc/systemd/system
+LIBDIR  := $(PREFIX)/lib/whisker
+SHAREDIR:= $(PREFIX)/share/whisker
+
+.PHONY: install
+install: deps ## Install binary, TFLite library, backbone, config (kept if present), service unit and user (PREFIX=/usr/local DESTDIR=)
+	@mkdir -p $(BIN)
+	CGO_LDFLAGS='-L$(TFLITE_DIR)/lib -Wl,-rpath,$(LIBDIR) $(CGO_LDFLAGS_EXTRA)' \
+	  $(GO) build $(GOFLAGS_B) -o $(BIN)/whisker-install ./agent/cmd/whisker
+	install -D -m 0755 $(BIN)/whisker-install $(DESTDIR)$(PREFIX)/bin/whisker
+	install -D -m 0644 $(TFLITE_LIB) $(DESTDIR)$(LIBDIR)/libtensorflowlite_c.so
+	install -D -m 0644 $(BACKBONE) $(DESTDIR)$(SHAREDIR)/models/backbone.tflite
+	install -D -m 0644 $(MODELS)/backbone.manifest.json $(DESTDIR)$(SHAREDIR)/models/backbone.manifest.json
+	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/whisker/README.md
+	install -D -m 0644 docs/mqtt.md $(DESTDIR)$(PREFIX)/share/doc/whisker/mqtt.md
+	@if [ -f $(SYSCONF)/whisker.yaml ]; then echo "keeping $(SYSCONF)/whisker.yaml"; else \
+	  install -d -m 0755 $(SYSCONF) && \
+	  sed 's|/usr/local/share/whisker|$(SHAREDIR)|' examples/whisker.yaml > $(SYSCONF)/whisker.yaml && \
+	  chmod 0644 $(SYSCONF)/whisker.yaml && echo "installed $(SYSCONF)/whisker.yaml: edit device and camera.source"; fi
+	install -d -m 0755 $(UNITDIR)
+	sed -e 's|/usr/local/bin/whisker|$(PREFIX)/bin/whisker|' -e 's|/usr/local/share/doc|$(PREFIX)/share/doc|' \
+	  systemd/whisker.service > $(UNITDIR)/whisker.service
+	chmod 0644 $(UNITDIR)/whisker.service
+	install -D -m 0644 systemd/whisker.sysusers $(DESTDIR)/usr/lib/sysusers.d/whisker.conf
+	@if [ -z "$(DESTDIR)" ] && command -v systemd-sysusers >/dev/null; then systemd-sysusers /usr/lib/sysusers.d/whisker.conf; fi
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; \
+	  echo "installed; start it with: systemctl enable --now whisker"; fi
+
 ##@ Other
 .PHONY: clean
 clean: ## Remove build outputs (keeps .deps)

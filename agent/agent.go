@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -32,9 +33,20 @@ type Agent struct {
 	capture  *camera.Capture
 	recent   *recentSightings
 
-	inbound   chan Inbound
-	embedReqs chan embedRequest
-	bus       *Bus
+	inbound     chan Inbound
+	embedReqs   chan embedRequest
+	captureReqs chan chan captureResult
+	bus         *Bus
+	settings    *Settings
+	metrics     *metrics
+	disc        *Discovery
+	httpAddr    atomic.Value
+	// published is bus, for readers outside the agent's goroutines.
+	published atomic.Pointer[Bus]
+
+	haMu         sync.Mutex
+	lastAnnounce map[string]time.Time
+	discMu       sync.Mutex
 
 	// brokerURL is the broker the bus connects to; set in Run when the
 	// embedded broker starts.
@@ -75,30 +87,49 @@ func New(cfg Config, log *slog.Logger, version string) (*Agent, error) {
 		bb.Close()
 		return nil, fmt.Errorf("backbone manifest: %w", err)
 	}
+	settings, err := LoadSettings(cfg.StateDir)
+	if err != nil {
+		pre.Close()
+		bb.Close()
+		return nil, err
+	}
 	store, err := learner.OpenStore(filepath.Join(cfg.StateDir, "samples.db"))
 	if err != nil {
 		pre.Close()
 		bb.Close()
 		return nil, err
 	}
+	if n, err := store.PruneAnswers(); err != nil {
+		log.Warn("prune request log", "err", err)
+	} else if n > 0 {
+		log.Debug("pruned old request answers", "n", n)
+	}
 	a := &Agent{
 		cfg: cfg, log: log, version: version, started: time.Now(),
 		store: store, bb: bb, identity: man.Identity, pre: pre,
-		box:       camera.NewMailbox(),
-		recent:    newRecentSightings(cfg.Learner.Recent),
-		inbound:   make(chan Inbound, inboundQueue),
-		embedReqs: make(chan embedRequest),
-		bootID:    fmt.Sprintf("%x", time.Now().Unix()),
+		box:          camera.NewMailbox(),
+		recent:       newRecentSightings(cfg.Learner.Recent),
+		inbound:      make(chan Inbound, inboundQueue),
+		embedReqs:    make(chan embedRequest),
+		captureReqs:  make(chan chan captureResult),
+		settings:     settings,
+		lastAnnounce: map[string]time.Time{},
+		bootID:       fmt.Sprintf("%x", time.Now().Unix()),
+		disc: &Discovery{
+			Prefix: cfg.HomeAssistant.DiscoveryPrefix, Topics: cfg.MQTT.TopicPrefix + "/" + cfg.Device + "/",
+			Device: cfg.Device, Version: version, OffDelay: int(cfg.HomeAssistant.OffDelay.Seconds()),
+		},
 	}
 	a.trainer = learner.NewTrainer(learner.TrainerConfig{
 		HeadPath: filepath.Join(cfg.StateDir, "head.json"),
 		Train:    learner.TrainConfig{C: cfg.Learner.C, Balanced: cfg.Learner.Balanced},
 		Delay:    cfg.Learner.RetrainDelay,
 	}, store, man.Identity, log.With("component", "learner"))
-	a.trainer.OnTrained = func(*learner.Head, learner.TrainReport) { a.publishStatusAsync() }
+	a.trainer.OnTrained = a.trained
 	a.capture = camera.NewCapture(camera.CaptureConfig{
 		Source: cfg.Camera.Source, Loop: cfg.Camera.Loop, MaxFPS: cfg.Camera.MaxFPS, FolderFPS: cfg.Camera.FolderFPS,
 	}, log.With("component", "camera"), a.box, nil)
+	a.metrics = newMetrics(a)
 	log.Info("agent ready", "device", cfg.Device, "backbone", man.Identity, "tflite", backbone.RuntimeVersion(),
 		"input", man.Input.Shape, "embedding", man.Embedding, "state", cfg.StateDir)
 	return a, nil
@@ -117,13 +148,24 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.brokerURL = br.URL()
 		a.log.Info("embedded MQTT broker listening", "url", a.brokerURL)
 	}
-	a.bus = NewBus(a.cfg.MQTT, a.cfg.Device, a.brokerURL, a.log.With("component", "mqtt"), a.inbound, a.status)
+	bus, err := NewBus(a.cfg.MQTT, a.cfg.Device, a.brokerURL, a.log.With("component", "mqtt"), a.inbound, a.status, func() {
+		if err := a.syncDiscovery(); err != nil {
+			a.log.Warn("Home Assistant discovery", "err", err)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	a.bus = bus
+	a.published.Store(bus)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.bus.Run(gctx) })
 	g.Go(func() error { return a.trainer.Run(gctx) })
 	g.Go(func() error { return a.serveRequests(gctx) })
 	g.Go(func() error { return a.inference(gctx) })
+	g.Go(func() error { return a.serveHTTP(gctx) })
+	g.Go(func() error { return a.notifySystemd(gctx) })
 	g.Go(func() error {
 		// A finite source that ends leaves the agent serving labels and
 		// commands; only ctx stops the agent.
@@ -140,11 +182,17 @@ func (a *Agent) close() {
 	}
 }
 
-// BrokerURL is the broker the agent connects to (valid once Run started).
-func (a *Agent) BrokerURL() string { return a.brokerURL }
+// BrokerURL is the broker the agent connects to (empty until Run has
+// started the connection).
+func (a *Agent) BrokerURL() string {
+	if b := a.published.Load(); b != nil {
+		return b.url
+	}
+	return ""
+}
 
-// Bus returns the MQTT connection (valid once Run started).
-func (a *Agent) Bus() *Bus { return a.bus }
+// Bus returns the MQTT connection (nil until Run has created it).
+func (a *Agent) Bus() *Bus { return a.published.Load() }
 
 func (a *Agent) status() Status {
 	st := Status{

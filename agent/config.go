@@ -31,7 +31,44 @@ type Config struct {
 	Camera  CameraConfig  `yaml:"camera"`
 	MQTT    MQTTConfig    `yaml:"mqtt"`
 	Learner LearnerConfig `yaml:"learner"`
-	Log     LogConfig     `yaml:"log"`
+	// HomeAssistant publishes MQTT discovery configs for each pet.
+	HomeAssistant HomeAssistantConfig `yaml:"homeassistant"`
+	// HTTP serves /metrics and /healthz.
+	HTTP HTTPConfig `yaml:"http"`
+	Log  LogConfig  `yaml:"log"`
+}
+
+// TLSConfig secures the connection to an external broker.
+type TLSConfig struct {
+	// CAFile verifies the broker (PEM); empty uses the system's roots.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a client certificate (PEM), if the broker
+	// wants one.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName overrides the name checked in the broker's certificate.
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify accepts any broker certificate (testing only).
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// HomeAssistantConfig controls Home Assistant MQTT discovery.
+type HomeAssistantConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// DiscoveryPrefix is Home Assistant's discovery prefix.
+	DiscoveryPrefix string `yaml:"discovery_prefix"`
+	// OffDelay turns "<pet> is here" off after this long without a sighting.
+	OffDelay time.Duration `yaml:"off_delay"`
+	// MinInterval limits how often one pet's state is published.
+	MinInterval time.Duration `yaml:"min_interval"`
+}
+
+// HTTPConfig is the operations endpoint.
+type HTTPConfig struct {
+	// Listen is host:port for /metrics and /healthz; empty disables it.
+	Listen string `yaml:"listen"`
+	// StaleAfter: /healthz fails when no frame arrived for this long.
+	StaleAfter time.Duration `yaml:"stale_after"`
 }
 
 // CameraConfig selects and paces the camera.
@@ -58,6 +95,8 @@ type MQTTConfig struct {
 	ClientID string `yaml:"client_id"`
 	Username string `yaml:"username"`
 	Password string `yaml:"password"`
+	// TLS for ssl:// (tls://, mqtts://) broker URLs.
+	TLS TLSConfig `yaml:"tls"`
 	// MaxPayload refuses larger label and command messages (bytes).
 	MaxPayload int `yaml:"max_payload"`
 	// KeepAlive is the MQTT keep-alive interval.
@@ -78,6 +117,9 @@ type LearnerConfig struct {
 	Recent int `yaml:"recent"`
 	// SnapshotSize is the longer side, in pixels, of stored frame JPEGs.
 	SnapshotSize int `yaml:"snapshot_size"`
+	// NoPetLabels are labels for "no pet here": they train the head like
+	// any label but are never announced as a pet.
+	NoPetLabels []string `yaml:"no_pet_labels"`
 }
 
 // LogConfig sets the log level and format.
@@ -116,8 +158,16 @@ func Default() Config {
 			RetrainDelay: 300 * time.Millisecond,
 			Recent:       300,
 			SnapshotSize: 320,
+			NoPetLabels:  []string{"neither", "none", "nobody", "empty"},
 		},
-		Log: LogConfig{Level: "info", Format: "text"},
+		HomeAssistant: HomeAssistantConfig{
+			Enabled:         true,
+			DiscoveryPrefix: "homeassistant",
+			OffDelay:        2 * time.Minute,
+			MinInterval:     5 * time.Second,
+		},
+		HTTP: HTTPConfig{Listen: "127.0.0.1:9808", StaleAfter: 30 * time.Second},
+		Log:  LogConfig{Level: "info", Format: "text"},
 	}
 }
 
@@ -164,7 +214,8 @@ func Load(path string) (Config, error) {
 		return cfg, fmt.Errorf("%s: %w", path, err)
 	}
 	base := filepath.Dir(path)
-	for _, p := range []*string{&cfg.StateDir, &cfg.Backbone, &cfg.Camera.Source} {
+	for _, p := range []*string{&cfg.StateDir, &cfg.Backbone, &cfg.Camera.Source,
+		&cfg.MQTT.TLS.CAFile, &cfg.MQTT.TLS.CertFile, &cfg.MQTT.TLS.KeyFile} {
 		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, "://") {
 			*p = filepath.Join(base, *p)
 		}
@@ -268,10 +319,27 @@ func (c *Config) Validate() error {
 		return bad("learner.recent", c.Learner.Recent, "must be between 1 and 100000")
 	case c.Learner.SnapshotSize < 32 || c.Learner.SnapshotSize > 4096:
 		return bad("learner.snapshot_size", c.Learner.SnapshotSize, "must be between 32 and 4096 pixels")
+	case (c.MQTT.TLS.CertFile == "") != (c.MQTT.TLS.KeyFile == ""):
+		return bad("mqtt.tls.cert_file", fmt.Sprintf("%q", c.MQTT.TLS.CertFile), "and mqtt.tls.key_file must be given together")
+	case !validTopicPrefix(c.HomeAssistant.DiscoveryPrefix):
+		return bad("homeassistant.discovery_prefix", fmt.Sprintf("%q", c.HomeAssistant.DiscoveryPrefix), "must be non-empty without '+', '#' or a leading or trailing '/'")
+	case c.HomeAssistant.OffDelay < time.Second || c.HomeAssistant.OffDelay > 24*time.Hour:
+		return bad("homeassistant.off_delay", c.HomeAssistant.OffDelay, "must be between 1s and 24h")
+	case c.HomeAssistant.MinInterval < 0 || c.HomeAssistant.MinInterval > time.Hour:
+		return bad("homeassistant.min_interval", c.HomeAssistant.MinInterval, "must be between 0s and 1h")
+	case c.HTTP.Listen != "" && !strings.Contains(c.HTTP.Listen, ":"):
+		return bad("http.listen", fmt.Sprintf("%q", c.HTTP.Listen), "must be host:port (or empty to disable)")
+	case c.HTTP.StaleAfter < time.Second:
+		return bad("http.stale_after", c.HTTP.StaleAfter, "must be at least 1s")
 	case c.Log.Level != "debug" && c.Log.Level != "info" && c.Log.Level != "warn" && c.Log.Level != "error":
 		return bad("log.level", fmt.Sprintf("%q", c.Log.Level), "must be debug, info, warn or error")
 	case c.Log.Format != "text" && c.Log.Format != "json":
 		return bad("log.format", fmt.Sprintf("%q", c.Log.Format), "must be text or json")
+	}
+	for i, l := range c.Learner.NoPetLabels {
+		if err := CheckLabelName(l); err != nil {
+			return bad(fmt.Sprintf("learner.no_pet_labels[%d]", i), fmt.Sprintf("%q", l), "is not a label name: "+err.Error())
+		}
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -63,14 +64,22 @@ func testConfig(t *testing.T, broker, device string) agent.Config {
 	cfg.Camera.MaxFPS = 0 // the video's own 10 fps; frames it cannot keep up with are dropped
 	cfg.MQTT.Broker = broker
 	cfg.Learner.RetrainDelay = 100 * time.Millisecond
+	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.Log.Level = "debug"
 	return cfg
 }
 
 // startAgent runs an agent in this process until the test ends.
 func startAgent(t *testing.T, cfg agent.Config) *agent.Agent {
+	a, _ := startAgentStop(t, cfg)
+	return a
+}
+
+// startAgentStop also returns a function that stops the agent (at most
+// once; the test's end calls it too).
+func startAgentStop(t *testing.T, cfg agent.Config) (*agent.Agent, func()) {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: logLevel(cfg.Log.Level)}))
 	a, err := agent.New(cfg, log, "test")
 	if err != nil {
 		t.Fatal(err)
@@ -78,18 +87,32 @@ func startAgent(t *testing.T, cfg agent.Config) *agent.Agent {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("agent: %v", err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("agent: %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				var stacks strings.Builder
+				pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+				t.Errorf("agent did not stop within 15 s; goroutines:\n%s", stacks.String())
 			}
-		case <-time.After(15 * time.Second):
-			t.Error("agent did not stop within 15 s")
-		}
-	})
-	return a
+		})
+	}
+	t.Cleanup(stop)
+	return a, stop
+}
+
+func logLevel(s string) slog.Level {
+	var l slog.Level
+	if l.UnmarshalText([]byte(s)) != nil || l < slog.LevelInfo {
+		return slog.LevelInfo
+	}
+	return l
 }
 
 type testWriter struct{ t *testing.T }
@@ -349,6 +372,8 @@ mqtt:
   broker: %s
 learner:
   retrain_delay: 50ms
+http:
+  listen: 127.0.0.1:0
 `, stateDir, testenv.BackboneManifest(t), testenv.DemoVideo(t), broker)
 	path := filepath.Join(dir, "whisker.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {

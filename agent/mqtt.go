@@ -2,10 +2,14 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -31,14 +35,17 @@ type Bus struct {
 	prefix string
 	client paho.Client
 
-	inbound  chan<- Inbound
-	status   func() Status
-	out      chan []byte
-	dropped  atomic.Uint64
-	lost     atomic.Uint64
-	up       atomic.Bool
-	everUp   chan struct{}
-	everOnce atomic.Bool
+	// ctx is Run's context: waits end when the agent stops.
+	ctx       context.Context
+	inbound   chan<- Inbound
+	status    func() Status
+	connected func()
+	out       chan []byte
+	dropped   atomic.Uint64
+	lost      atomic.Uint64
+	up        atomic.Bool
+	everUp    chan struct{}
+	everOnce  atomic.Bool
 }
 
 // sightingQueue bounds sightings waiting for the broker.
@@ -46,14 +53,19 @@ const sightingQueue = 256
 
 // NewBus prepares a connection to url for device. inbound receives label
 // and command messages; status supplies the retained status published on
-// every (re)connect.
-func NewBus(cfg MQTTConfig, device, url string, log *slog.Logger, inbound chan<- Inbound, status func() Status) *Bus {
+// every (re)connect; connected, if set, runs after each (re)connect.
+func NewBus(cfg MQTTConfig, device, url string, log *slog.Logger, inbound chan<- Inbound, status func() Status, connected func()) (*Bus, error) {
 	b := &Bus{
+		ctx: context.Background(),
 		cfg: cfg, log: log, url: url,
 		prefix:  cfg.TopicPrefix + "/" + device + "/",
-		inbound: inbound, status: status,
+		inbound: inbound, status: status, connected: connected,
 		out:    make(chan []byte, sightingQueue),
 		everUp: make(chan struct{}),
+	}
+	tlsCfg, err := tlsConfig(cfg.TLS, url)
+	if err != nil {
+		return nil, err
 	}
 	clientID := cfg.ClientID
 	if clientID == "" {
@@ -70,7 +82,12 @@ func NewBus(cfg MQTTConfig, device, url string, log *slog.Logger, inbound chan<-
 		SetCleanSession(false).
 		SetResumeSubs(true).
 		SetAutoAckDisabled(true).
-		SetOrderMatters(true).
+		// Each message is handed to its handler in a goroutine of its
+		// own, so a handler waiting for the request queue never stalls
+		// the client (acknowledgements of our own publishes included).
+		// The broker bounds how many unacknowledged messages are in
+		// flight, so these goroutines are bounded too.
+		SetOrderMatters(false).
 		SetKeepAlive(cfg.KeepAlive).
 		SetConnectTimeout(10*time.Second).
 		SetAutoReconnect(true).
@@ -87,9 +104,67 @@ func NewBus(cfg MQTTConfig, device, url string, log *slog.Logger, inbound chan<-
 		}).
 		SetReconnectingHandler(func(paho.Client, *paho.ClientOptions) {
 			log.Info("MQTT reconnecting", "broker", url)
+		}).
+		SetConnectionNotificationHandler(func(_ paho.Client, n paho.ConnectionNotification) {
+			if f, ok := n.(paho.ConnectionNotificationFailed); ok {
+				log.Warn("MQTT connection failed; retrying", "broker", url, "err", f.Reason, "hint", connectHint(f.Reason))
+			}
 		})
+	if tlsCfg != nil {
+		opts.SetTLSConfig(tlsCfg)
+	}
 	b.client = paho.NewClient(opts)
-	return b
+	return b, nil
+}
+
+// tlsConfig builds the TLS settings for ssl:// style URLs.
+func tlsConfig(c TLSConfig, url string) (*tls.Config, error) {
+	secure := false
+	for _, s := range []string{"ssl://", "tls://", "mqtts://", "wss://"} {
+		secure = secure || strings.HasPrefix(url, s)
+	}
+	if !secure {
+		if c.CAFile != "" || c.CertFile != "" {
+			return nil, fmt.Errorf("mqtt.tls is set but the broker URL %q is not ssl://", url)
+		}
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt.tls.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mqtt.tls.ca_file %s: no PEM certificate in it", c.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt.tls.cert_file/key_file: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// connectHint turns a connection error into advice.
+func connectHint(err error) string {
+	msg := strings.ToLower(fmt.Sprint(err))
+	switch {
+	case strings.Contains(msg, "certificate signed by unknown authority"), strings.Contains(msg, "x509"):
+		return "the broker's certificate is not trusted: check mqtt.tls.ca_file"
+	case strings.Contains(msg, "not authorized"), strings.Contains(msg, "bad user name or password"):
+		return "the broker refused the credentials: check mqtt.username and mqtt.password"
+	case strings.Contains(msg, "connection refused"):
+		return "nothing listens at that address: is the broker running, and is mqtt.broker right?"
+	case strings.Contains(msg, "tls"), strings.Contains(msg, "handshake"):
+		return "TLS failed: check the broker URL scheme (ssl://) and mqtt.tls"
+	}
+	return "check mqtt.broker and that the broker is reachable"
 }
 
 // Topic is the full name of one of the device's topics.
@@ -125,21 +200,19 @@ func (b *Bus) onConnect(c paho.Client) {
 	if b.everOnce.CompareAndSwap(false, true) {
 		close(b.everUp)
 	}
+	if b.connected != nil {
+		go b.connected()
+	}
 }
 
-// handoff passes a request on without blocking the client's router. When
-// the agent is too busy, the message is answered and acknowledged here.
+// handoff passes a request to the request worker. It waits while the
+// worker is busy; the message stays unacknowledged until answered, so
+// nothing is lost if the agent stops meanwhile (the broker redelivers).
 func (b *Bus) handoff(name string, m paho.Message) {
 	in := Inbound{Topic: name, Payload: m.Payload(), Ack: m.Ack}
 	select {
 	case b.inbound <- in:
-	default:
-		id, _ := decodeStrict(m.Payload(), b.cfg.MaxPayload, &struct{}{})
-		b.log.Warn("request queue full; refusing", "topic", m.Topic(), "request_id", id)
-		res := Result{RequestID: id, Topic: name, Error: "the agent is busy; try again in a moment", TS: timestamp(time.Now())}
-		if err := b.PublishResult(res); err == nil {
-			m.Ack()
-		}
+	case <-b.ctx.Done():
 	}
 }
 
@@ -151,14 +224,29 @@ func tokenErr(t paho.Token) error {
 }
 
 func (b *Bus) publish(topic string, qos byte, retained bool, payload []byte, wait time.Duration) error {
+	return b.publishCtx(b.ctx, topic, qos, retained, payload, wait)
+}
+
+func (b *Bus) publishCtx(ctx context.Context, topic string, qos byte, retained bool, payload []byte, wait time.Duration) error {
 	tok := b.client.Publish(topic, qos, retained, payload)
-	if !tok.WaitTimeout(wait) {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-tok.Done():
+	case <-t.C:
 		return fmt.Errorf("publish %s: no acknowledgement within %v", topic, wait)
+	case <-ctx.Done():
+		return fmt.Errorf("publish %s: %w", topic, ctx.Err())
 	}
 	if err := tok.Error(); err != nil {
 		return fmt.Errorf("publish %s: %w", topic, err)
 	}
 	return nil
+}
+
+// PublishRaw publishes a payload (QoS 1) to any topic.
+func (b *Bus) PublishRaw(topic string, payload []byte, retained bool) error {
+	return b.publish(topic, 1, retained, payload, 15*time.Second)
 }
 
 // PublishResult answers a request (QoS 1).
@@ -203,15 +291,19 @@ func (b *Bus) PublishSighting(s Sighting) {
 // Run connects and publishes queued sightings until ctx ends, then
 // publishes the offline status and disconnects.
 func (b *Bus) Run(ctx context.Context) error {
+	b.ctx = ctx
 	b.log.Info("MQTT connecting", "broker", b.url)
 	b.client.Connect() // retries by itself; onConnect reports success
 	defer func() {
 		if b.client.IsConnectionOpen() {
 			st := b.status()
 			st.State = "offline"
-			if err := b.PublishStatus(st); err != nil {
+			payload, _ := json.Marshal(st)
+			bye, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if err := b.publishCtx(bye, b.Topic(TopicStatus), 1, true, payload, 2*time.Second); err != nil {
 				b.log.Warn("publish offline status", "err", err)
 			}
+			cancel()
 		}
 		b.client.Disconnect(500)
 	}()

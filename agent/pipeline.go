@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -33,6 +34,21 @@ func (a *Agent) inference(ctx context.Context) error {
 		case r := <-a.embedReqs:
 			feats, err := a.embed(&r.frame, &input)
 			r.reply <- embedResult{feats, err}
+		case reply := <-a.captureReqs:
+			// Capture now: classify the next frame, whatever the gates say.
+			wait, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := a.box.Take(wait, &f)
+			cancel()
+			if err != nil {
+				reply <- captureResult{err: fmt.Errorf("no frame from the camera: %w", err)}
+				continue
+			}
+			s := a.classify(&f, &input)
+			if s == nil {
+				reply <- captureResult{err: errors.New("the frame could not be classified (see the log)")}
+				continue
+			}
+			reply <- captureResult{sighting: s}
 		case <-a.box.Ready():
 			if a.box.TryTake(&f) {
 				a.classify(&f, &input)
@@ -50,12 +66,12 @@ func (a *Agent) embed(f *camera.Frame, input *[]float32) ([]float32, error) {
 	return a.bb.Embed(in)
 }
 
-func (a *Agent) classify(f *camera.Frame, input *[]float32) {
+func (a *Agent) classify(f *camera.Frame, input *[]float32) *Sighting {
 	start := time.Now()
 	feats, err := a.embed(f, input)
 	if err != nil {
 		a.log.Error("embed frame", "frame", f.Seq, "err", err)
-		return
+		return nil
 	}
 	took := time.Since(start)
 	s := Sighting{Label: Unknown, Scores: map[string]float64{}, TS: timestamp(f.Time), Frame: f.Seq}
@@ -69,7 +85,7 @@ func (a *Agent) classify(f *camera.Frame, input *[]float32) {
 				s.Scores[c] = round4(p[i])
 			}
 			s.Confidence = round4(conf)
-			if conf >= a.cfg.Learner.Threshold {
+			if conf >= a.threshold() {
 				s.Label = best
 			}
 		}
@@ -90,6 +106,8 @@ func (a *Agent) classify(f *camera.Frame, input *[]float32) {
 	a.recent.add(recentSighting{id: s.ID, features: feats, jpeg: jpeg, at: f.Time})
 	a.log.Debug("sighting", "id", s.ID, "label", s.Label, "confidence", s.Confidence, "embed", took.Round(time.Microsecond))
 	a.bus.PublishSighting(s)
+	a.onSighting(&s, jpeg, took)
+	return &s
 }
 
 func round4(x float64) float64 {
@@ -125,6 +143,16 @@ func (r *recentSightings) add(s recentSighting) {
 	}
 	r.order = append(r.order, s.id)
 	r.byID[s.id] = s
+}
+
+// latest is the id of the newest sighting, or "".
+func (r *recentSightings) latest() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.order) == 0 {
+		return ""
+	}
+	return r.order[len(r.order)-1]
 }
 
 func (r *recentSightings) get(id string) (recentSighting, bool) {

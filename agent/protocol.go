@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -27,6 +28,8 @@ const (
 	TopicLabel    = "label"
 	TopicCmd      = "cmd"
 	TopicResult   = "result"
+	// TopicSnapshot/<sighting id> carries a sighting's JPEG on request.
+	TopicSnapshot = "snapshot"
 )
 
 // Unknown is the label of a sighting no head is sure about.
@@ -51,10 +54,38 @@ type CmdRequest struct {
 	V         int    `json:"v,omitempty"`
 	RequestID string `json:"request_id"`
 	Cmd       string `json:"cmd"`
+	// Arguments; which ones a command takes is in cmdArgs.
+	Label      string   `json:"label,omitempty"`
+	To         string   `json:"to,omitempty"`
+	SampleID   uint64   `json:"sample_id,omitempty"`
+	Value      *float64 `json:"value,omitempty"`
+	SightingID string   `json:"sighting_id,omitempty"`
 }
 
-// Commands the agent understands.
-var commands = []string{"retrain", "labels", "stats"}
+// Commands the agent understands, with the arguments each one takes.
+var cmdArgs = map[string][]string{
+	"retrain":   nil,
+	"labels":    nil,
+	"stats":     nil,
+	"capture":   nil,
+	"rename":    {"label", "to"},
+	"forget":    {"label", "sample_id"},
+	"threshold": {"value"},
+	"snapshot":  {"sighting_id"},
+}
+
+// commands lists the command names in a stable order, for messages.
+var commands = []string{"retrain", "labels", "stats", "capture", "rename", "forget", "threshold", "snapshot"}
+
+// Mutating reports whether a command changes state (and so is applied
+// once per request_id).
+func (r *CmdRequest) Mutating() bool {
+	switch r.Cmd {
+	case "rename", "forget", "threshold":
+		return true
+	}
+	return false
+}
 
 // Result answers every label and command message.
 type Result struct {
@@ -68,7 +99,15 @@ type Result struct {
 	SampleID  uint64 `json:"sample_id,omitempty"`
 	Label     string `json:"label,omitempty"`
 	Duplicate bool   `json:"duplicate,omitempty"`
-	// For commands (and labels, the label counts after storing):
+	// For commands:
+	To            string    `json:"to,omitempty"`
+	Changed       int       `json:"changed,omitempty"`
+	Threshold     float64   `json:"threshold,omitempty"`
+	Sighting      *Sighting `json:"sighting,omitempty"`
+	SightingID    string    `json:"sighting_id,omitempty"`
+	SnapshotTopic string    `json:"snapshot_topic,omitempty"`
+	Bytes         int       `json:"bytes,omitempty"`
+	// For commands and labels (the label counts after storing):
 	Labels []learner.LabelCount `json:"labels,omitempty"`
 	Train  *TrainResult         `json:"train,omitempty"`
 	Stats  *Stats               `json:"stats,omitempty"`
@@ -261,15 +300,57 @@ func DecodeCmd(payload []byte, maxPayload int) (*CmdRequest, error) {
 	if err := checkCommon(r.V, r.RequestID); err != nil {
 		return nil, err
 	}
-	for _, c := range commands {
-		if r.Cmd == c {
-			return &r, nil
+	allowed, known := cmdArgs[r.Cmd]
+	if !known {
+		if r.Cmd == "" {
+			return nil, refuse(id, "cmd is missing (one of %s)", strings.Join(commands, ", "))
+		}
+		return nil, refuse(id, "unknown cmd %q (one of %s)", r.Cmd, strings.Join(commands, ", "))
+	}
+	given := map[string]bool{
+		"label": r.Label != "", "to": r.To != "", "sample_id": r.SampleID != 0,
+		"value": r.Value != nil, "sighting_id": r.SightingID != "",
+	}
+	for _, arg := range []string{"label", "to", "sample_id", "value", "sighting_id"} {
+		if given[arg] && !slices.Contains(allowed, arg) {
+			return nil, refuse(id, "cmd %q takes no %s", r.Cmd, arg)
 		}
 	}
-	if r.Cmd == "" {
-		return nil, refuse(id, "cmd is missing (one of %s)", strings.Join(commands, ", "))
+	switch r.Cmd {
+	case "rename":
+		if err := CheckLabelName(r.Label); err != nil {
+			return nil, refuse(id, "rename: %v", err)
+		}
+		if err := CheckLabelName(r.To); err != nil {
+			return nil, refuse(id, "rename: new name (to): %v", strings.TrimPrefix(err.Error(), "label "))
+		}
+		if r.Label == r.To {
+			return nil, refuse(id, "rename: label and to are the same")
+		}
+	case "forget":
+		switch {
+		case r.Label == "" && r.SampleID == 0:
+			return nil, refuse(id, "forget: give label (all its samples) or sample_id (one sample)")
+		case r.Label != "" && r.SampleID != 0:
+			return nil, refuse(id, "forget: give label or sample_id, not both")
+		case r.Label != "":
+			if err := CheckLabelName(r.Label); err != nil {
+				return nil, refuse(id, "forget: %v", err)
+			}
+		}
+	case "threshold":
+		if r.Value == nil {
+			return nil, refuse(id, "threshold: value is missing (a probability between 0 and 1)")
+		}
+		if v := *r.Value; !(v >= 0 && v <= 1) {
+			return nil, refuse(id, "threshold: value %g is not between 0 and 1", v)
+		}
+	case "snapshot":
+		if r.SightingID == "" {
+			return nil, refuse(id, `snapshot: sighting_id is missing (a sighting id, or "latest")`)
+		}
 	}
-	return nil, refuse(id, "unknown cmd %q (one of %s)", r.Cmd, strings.Join(commands, ", "))
+	return &r, nil
 }
 
 // CheckLabelName checks a pet's name: 1-64 printable characters, no path

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -27,6 +28,7 @@ func (a *Agent) serveRequests(ctx context.Context) error {
 			if !res.Ok {
 				a.log.Warn("request refused", "topic", in.Topic, "request_id", res.RequestID, "reason", res.Error)
 			}
+			a.metrics.requests.WithLabelValues(in.Topic, fmt.Sprint(res.Ok)).Inc()
 			if err := a.bus.PublishResult(res); err != nil {
 				a.log.Warn("answer not published; the broker will redeliver the request", "request_id", res.RequestID, "err", err)
 				continue
@@ -49,7 +51,7 @@ func (a *Agent) handle(ctx context.Context, in Inbound) (res Result) {
 	case TopicLabel:
 		return a.handleLabel(ctx, in.Payload)
 	case TopicCmd:
-		return a.handleCmd(in.Payload)
+		return a.handleCmd(ctx, in.Payload)
 	}
 	return Result{Error: "unknown topic"}
 }
@@ -107,6 +109,11 @@ func (a *Agent) handleLabel(ctx context.Context, payload []byte) Result {
 	if !dup {
 		a.log.Info("label stored", "label", req.Label, "sample", id, "source", smp.Source, "request_id", req.RequestID)
 		a.trainer.Kick()
+		for _, c := range res.Labels {
+			if c.Label == req.Label && c.Samples == 1 {
+				a.labelsChanged([]string{req.Label}) // a new label: its entities appear
+			}
+		}
 	}
 	return res
 }
@@ -130,10 +137,13 @@ func (a *Agent) embedOnWorker(ctx context.Context, f camera.Frame) ([]float32, e
 	}
 }
 
-func (a *Agent) handleCmd(payload []byte) Result {
+func (a *Agent) handleCmd(ctx context.Context, payload []byte) Result {
 	req, err := DecodeCmd(payload, a.cfg.MQTT.MaxPayload)
 	if err != nil {
 		return failed(err)
+	}
+	if req.Mutating() {
+		return a.applyOnce(req)
 	}
 	res := Result{RequestID: req.RequestID, Cmd: req.Cmd}
 	switch req.Cmd {
@@ -159,8 +169,97 @@ func (a *Agent) handleCmd(payload []byte) Result {
 			return res
 		}
 		res.Stats = st
+	case "capture":
+		s, err := a.captureNow(ctx)
+		if err != nil {
+			res.Error = err.Error()
+			return res
+		}
+		res.Sighting = s
+	case "snapshot":
+		id := req.SightingID
+		if id == "latest" {
+			id = a.recent.latest()
+		}
+		r, ok := a.recent.get(id)
+		if !ok || len(r.jpeg) == 0 {
+			res.Error = fmt.Sprintf("no snapshot of sighting %q: it is not among the last %d sightings (learner.recent)", req.SightingID, a.cfg.Learner.Recent)
+			return res
+		}
+		topic := a.bus.Topic(TopicSnapshot + "/" + id)
+		if err := a.bus.PublishRaw(topic, r.jpeg, false); err != nil {
+			res.Error = fmt.Sprintf("snapshot not published: %v", err)
+			return res
+		}
+		res.SightingID, res.SnapshotTopic, res.Bytes = id, topic, len(r.jpeg)
 	}
 	res.Ok = true
+	return res
+}
+
+// applyOnce runs a state-changing command so that a retried request id is
+// answered with the first answer instead of being applied again.
+func (a *Agent) applyOnce(req *CmdRequest) Result {
+	res := Result{RequestID: req.RequestID, Cmd: req.Cmd}
+	var changed []string // labels whose entities change
+	answer, err := a.store.ApplyOnce(req.RequestID, func(tx *learner.Tx) (any, error) {
+		switch req.Cmd {
+		case "rename":
+			n, err := tx.Relabel(req.Label, req.To)
+			if err == nil && n == 0 {
+				err = fmt.Errorf("no samples are labelled %q", req.Label)
+			}
+			res.Label, res.To, res.Changed = req.Label, req.To, n
+			changed = []string{req.Label, req.To}
+			return nil, err
+		case "forget":
+			if req.SampleID != 0 {
+				label, err := tx.Delete(req.SampleID)
+				res.SampleID, res.Label, res.Changed = req.SampleID, label, 1
+				changed = []string{label}
+				return nil, err
+			}
+			n, err := tx.Relabel(req.Label, "")
+			if err == nil && n == 0 {
+				err = fmt.Errorf("no samples are labelled %q", req.Label)
+			}
+			res.Label, res.Changed = req.Label, n
+			changed = []string{req.Label}
+			return nil, err
+		case "threshold":
+			if err := a.settings.SetThreshold(*req.Value); err != nil {
+				return nil, err
+			}
+			res.Threshold = *req.Value
+			return nil, nil
+		}
+		return nil, fmt.Errorf("command %q is not a change", req.Cmd)
+	}, func(any) ([]byte, error) {
+		res.Ok = true
+		res.TS = timestamp(time.Now())
+		return json.Marshal(res)
+	})
+	switch {
+	case errors.Is(err, learner.ErrDuplicate):
+		var first Result
+		if json.Unmarshal(answer, &first) != nil {
+			return Result{RequestID: req.RequestID, Cmd: req.Cmd, Error: "request was applied before; its answer is unreadable"}
+		}
+		first.Duplicate = true
+		return first
+	case err != nil:
+		res.Ok = false
+		res.Error = err.Error()
+		return res
+	}
+	a.log.Info("command applied", "cmd", req.Cmd, "label", res.Label, "to", res.To, "changed", res.Changed, "request_id", req.RequestID)
+	if req.Cmd != "threshold" {
+		a.trainer.Kick()
+		a.labelsChanged(changed)
+	}
+	if counts, err := a.store.Counts(a.identity); err == nil {
+		res.Labels = counts
+	}
 	return res
 }
 
@@ -178,7 +277,7 @@ func (a *Agent) Stats() (*Stats, error) {
 		Device: a.cfg.Device, Version: a.version, UptimeSeconds: time.Since(a.started).Seconds(),
 		Backbone: a.identity, Runtime: "TensorFlow Lite " + backbone.RuntimeVersion(),
 		Labels: counts, Sightings: a.sightings, EmbedMillis: round4(a.embedAvgMS),
-		TrainingRuns: runs, Threshold: a.cfg.Learner.Threshold,
+		TrainingRuns: runs, Threshold: a.threshold(),
 		Camera: CameraStats{Up: cs.Up, Source: cs.Source, Frames: cs.Frames, Dropped: dropped, Reopens: cs.Reopens, Error: cs.LastErr},
 	}
 	a.mu.Unlock()

@@ -157,3 +157,18 @@ func decodeSample(id uint64, b []byte, withJPEG bool) (Sample, error) {
 	}
 	return s, nil
 }
+
+// decodeLabel reads only a stored sample's label and backbone identity,
+// for counting without decoding vectors.
+func decodeLabel(id uint64, b []byte) (label, backbone string, err error) {
+	if len(b) < 3 || b[0] != 'W' || b[1] != 'S' || b[2] != sampleVersion {
+		return "", "", fmt.Errorf("%w: sample %d has no valid header", ErrCorrupt, id)
+	}
+	r := &reader{b: b[3:]}
+	label = r.str("label")
+	backbone = r.str("backbone")
+	if r.err != nil {
+		return "", "", fmt.Errorf("sample %d: %w", id, r.err)
+	}
+	return label, backbone, nil
+}

@@ -177,11 +177,20 @@ type LabelCount struct {
 // backbone is ""), sorted by label.
 func (s *Store) Counts(backbone string) ([]LabelCount, error) {
 	m := map[string]int{}
-	err := s.ForEach(false, func(smp Sample) error {
-		if backbone == "" || smp.Backbone == backbone {
-			m[smp.Label]++
-		}
-		return nil
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSamples).ForEach(func(k, v []byte) error {
+			if len(k) != 8 {
+				return fmt.Errorf("%w: sample key %x", ErrCorrupt, k)
+			}
+			label, bb, err := decodeLabel(binary.BigEndian.Uint64(k), v)
+			if err != nil {
+				return err
+			}
+			if backbone == "" || bb == backbone {
+				m[label]++
+			}
+			return nil
+		})
 	})
 	out := make([]LabelCount, 0, len(m))
 	for l, n := range m {
@@ -207,45 +216,50 @@ func (s *Store) Delete(id uint64) error {
 func (s *Store) Relabel(from, to string) (int, error) {
 	n := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSamples)
-		type change struct {
-			k []byte
-			v []byte
-		}
-		var changes []change
-		err := b.ForEach(func(k, v []byte) error {
-			smp, err := decodeSample(binary.BigEndian.Uint64(k), v, true)
-			if err != nil {
-				return err
-			}
-			if smp.Label != from {
-				return nil
-			}
-			var nv []byte
-			if to != "" {
-				smp.Label = to
-				nv = smp.encode()
-			}
-			changes = append(changes, change{append([]byte(nil), k...), nv})
-			return nil
-		})
+		var err error
+		n, err = relabelTx(tx, from, to)
+		return err
+	})
+	return n, err
+}
+
+func relabelTx(tx *bolt.Tx, from, to string) (int, error) {
+	b := tx.Bucket(bucketSamples)
+	type change struct {
+		k []byte
+		v []byte
+	}
+	var changes []change
+	err := b.ForEach(func(k, v []byte) error {
+		smp, err := decodeSample(binary.BigEndian.Uint64(k), v, true)
 		if err != nil {
 			return err
 		}
-		for _, c := range changes {
-			if c.v == nil {
-				err = b.Delete(c.k)
-			} else {
-				err = b.Put(c.k, c.v)
-			}
-			if err != nil {
-				return err
-			}
+		if smp.Label != from {
+			return nil
 		}
-		n = len(changes)
+		var nv []byte
+		if to != "" {
+			smp.Label = to
+			nv = smp.encode()
+		}
+		changes = append(changes, change{append([]byte(nil), k...), nv})
 		return nil
 	})
-	return n, err
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range changes {
+		if c.v == nil {
+			err = b.Delete(c.k)
+		} else {
+			err = b.Put(c.k, c.v)
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	return len(changes), nil
 }
 
 // Len is the number of stored samples.

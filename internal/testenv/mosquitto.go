@@ -42,11 +42,19 @@ func FreePort(t testing.TB) int {
 // (listeners with TLS or passwords, say). It stops when the test ends.
 func StartMosquitto(t testing.TB, extra ...string) *Mosquitto {
 	t.Helper()
+	return StartMosquittoListeners(t, func(port int, dir string) []string {
+		return append([]string{fmt.Sprintf("listener %d 127.0.0.1", port), "allow_anonymous true"}, extra...)
+	})
+}
+
+// StartMosquittoListeners starts a broker whose listener section is what
+// listeners returns for the broker's port and working directory (for TLS
+// and password set-ups); persistence and logging are added.
+func StartMosquittoListeners(t testing.TB, listeners func(port int, dir string) []string) *Mosquitto {
+	t.Helper()
 	bin := Command(t, "mosquitto", "mosquitto")
 	m := &Mosquitto{t: t, bin: bin, dir: t.TempDir(), Port: FreePort(t)}
 	lines := []string{
-		fmt.Sprintf("listener %d 127.0.0.1", m.Port),
-		"allow_anonymous true",
 		"persistence true",
 		"persistence_location " + m.dir + "/",
 		"autosave_interval 1",
@@ -60,7 +68,7 @@ func StartMosquitto(t testing.TB, extra ...string) *Mosquitto {
 		// write this test's directory.
 		lines = append(lines, "user root")
 	}
-	lines = append(lines, extra...)
+	lines = append(lines, listeners(m.Port, m.dir)...)
 	m.conf = filepath.Join(m.dir, "mosquitto.conf")
 	if err := os.WriteFile(m.conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,91 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Health is the body of /healthz.
+type Health struct {
+	OK            bool     `json:"ok"`
+	Problems      []string `json:"problems,omitempty"`
+	CameraUp      bool     `json:"camera_up"`
+	LastFrameAge  float64  `json:"last_frame_age_s"`
+	MQTTConnected bool     `json:"mqtt_connected"`
+	Head          bool     `json:"head"`
+	Version       string   `json:"version"`
+}
+
+// Health reports whether the agent is doing its job: frames flowing and
+// the broker connected.
+func (a *Agent) Health() Health {
+	cs := a.capture.Status()
+	h := Health{CameraUp: cs.Up, MQTTConnected: a.bus != nil && a.bus.Connected(), Head: a.trainer.Head() != nil, Version: a.version}
+	if !cs.LastTime.IsZero() {
+		h.LastFrameAge = time.Since(cs.LastTime).Seconds()
+	}
+	switch {
+	case cs.LastTime.IsZero():
+		h.Problems = append(h.Problems, "no frame from the camera yet")
+	case time.Since(cs.LastTime) > a.cfg.HTTP.StaleAfter:
+		h.Problems = append(h.Problems, fmt.Sprintf("no frame for %.0f s", h.LastFrameAge))
+	}
+	if cs.LastErr != "" && !cs.Up {
+		h.Problems = append(h.Problems, "camera: "+cs.LastErr)
+	}
+	if !h.MQTTConnected {
+		h.Problems = append(h.Problems, "not connected to the MQTT broker")
+	}
+	h.OK = len(h.Problems) == 0
+	return h
+}
+
+// serveHTTP serves /metrics and /healthz until ctx ends.
+func (a *Agent) serveHTTP(ctx context.Context) error {
+	if a.cfg.HTTP.Listen == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", a.cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http.listen %s: %w", a.cfg.HTTP.Listen, err)
+	}
+	a.httpAddr.Store(ln.Addr().String())
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		h := a.Health()
+		w.Header().Set("Content-Type", "application/json")
+		if !h.OK {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		json.NewEncoder(w).Encode(h)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	a.log.Info("serving /metrics and /healthz", "addr", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		shut, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return srv.Shutdown(shut)
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}
+}
+
+// HTTPAddr is the address /metrics and /healthz are served on, once up.
+func (a *Agent) HTTPAddr() string {
+	v, _ := a.httpAddr.Load().(string)
+	return v
+}
