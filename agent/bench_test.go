@@ -1,0 +1,128 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/whiskercam/whisker/agent"
+	"github.com/whiskercam/whisker/internal/testenv"
+)
+
+// BenchmarkLabelToAnnouncement measures, through a real mosquitto, the time
+// from publishing a label for a pet the camera is looking at to receiving
+// that pet's announcement (its Home Assistant state message). The camera is
+// a folder holding one photo of the cat at the default 2 frames a second;
+// each iteration forgets the cat's label and teaches it again.
+//
+//	go test -run '^$' -bench LabelToAnnouncement -benchtime 5x ./agent/
+func BenchmarkLabelToAnnouncement(b *testing.B) {
+	mosq := testenv.StartMosquitto(b)
+	dir := b.TempDir()
+	cam := filepath.Join(dir, "camera")
+	os.Mkdir(cam, 0o755)
+	data, err := os.ReadFile(testenv.Photo(b, "chelsea.png"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(cam, "cat.png"), data, 0o644)
+
+	cfg := agent.Default()
+	cfg.Device, cfg.StateDir, cfg.Backbone = "lat", filepath.Join(dir, "state"), testenv.BackboneManifest(b)
+	cfg.Camera.Source, cfg.Camera.Loop, cfg.Camera.FolderFPS = cam, true, 2
+	cfg.MQTT.Broker, cfg.HTTP.Listen, cfg.Log.Level = mosq.URL(), "127.0.0.1:0", "warn"
+	cfg.HomeAssistant.MinInterval = 0
+	a, err := agent.New(cfg, nopLogger(), "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	stop := runAgent(b, a)
+	defer stop()
+	cl, err := agent.Dial(b.Context(), agent.ClientConfig{Broker: mosq.URL(), Device: "lat"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+
+	announced := make(chan agent.PetState, 64)
+	sub := paho.NewClient(paho.NewClientOptions().AddBroker(mosq.URL()).SetClientID("lat-sub"))
+	if tok := sub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		b.Fatal(tok.Error())
+	}
+	defer sub.Disconnect(100)
+	sub.Subscribe("whisker/lat/pet/"+agent.PetSlug("Tigger"), 1, func(_ paho.Client, m paho.Message) {
+		var st agent.PetState
+		if json.Unmarshal(m.Payload(), &st) == nil {
+			announced <- st
+		}
+	})
+	label := func(name, photo string) {
+		img, _ := os.ReadFile(testenv.Photo(b, photo))
+		res, err := cl.Request(b.Context(), agent.TopicLabel, map[string]any{"image": img, "label": name})
+		if err != nil || !res.Ok {
+			b.Fatalf("label %s: %v %+v", name, err, res)
+		}
+	}
+	// Two other labels first, so that a head exists before the cat's.
+	label("Misty", "dog.jpg")
+	label("neither", "grass.png")
+	time.Sleep(2 * time.Second)
+
+	var took []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		if i > 0 {
+			res, err := cl.Request(b.Context(), agent.TopicCmd, map[string]any{"cmd": "forget", "label": "Tigger"})
+			if err != nil || !res.Ok {
+				b.Fatalf("forget: %v %+v", err, res)
+			}
+			time.Sleep(2 * time.Second)
+		}
+	drain:
+		for {
+			select {
+			case <-announced:
+			default:
+				break drain
+			}
+		}
+		b.StartTimer()
+		start := time.Now()
+		label("Tigger", "chelsea.png")
+		for {
+			st := <-announced
+			if seen, err := time.Parse(time.RFC3339Nano, st.LastSeen); err == nil && seen.After(start) {
+				break
+			}
+		}
+		took = append(took, time.Since(start))
+	}
+	b.StopTimer()
+	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
+	b.ReportMetric(float64(took[len(took)/2].Milliseconds()), "median-ms")
+	b.Logf("label to announcement through mosquitto: %v (min %v, max %v; retrain_delay %v, camera %g fps)",
+		took[len(took)/2], took[0], took[len(took)-1], cfg.Learner.RetrainDelay, cfg.Camera.FolderFPS)
+}
+
+func nopLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// runAgent runs an agent until the returned function is called.
+func runAgent(tb testing.TB, a *agent.Agent) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("agent: %v", err)
+		}
+	}
+}
