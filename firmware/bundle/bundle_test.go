@@ -1,0 +1,162 @@
+package bundle
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+type fixture struct {
+	dir      string
+	key      ed25519.PrivateKey
+	pub      ed25519.PublicKey
+	inputs   []Input
+	bundle   string
+	manifest *Manifest
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{dir: t.TempDir()}
+	pub, err := GenerateKeys(filepath.Join(f.dir, "k.key"), filepath.Join(f.dir, "k.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.pub = pub
+	if f.key, err = LoadPrivateKey(filepath.Join(f.dir, "k.key")); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, data string) string {
+		p := filepath.Join(f.dir, name)
+		os.WriteFile(p, []byte(data), 0o644)
+		return p
+	}
+	f.inputs = []Input{
+		{KindAgent, write("whisker", "#!/bin/sh\necho agent\n")},
+		{KindBackbone, write("bb.tflite", strings.Repeat("model", 1000))},
+		{KindBackboneManifest, write("bb.json", `{"identity":"x"}`)},
+	}
+	f.bundle = filepath.Join(f.dir, "update.wsk")
+	out, _ := os.Create(f.bundle)
+	f.manifest, err = Create(out, f.inputs, CreateOptions{Version: "1.2.0", TargetOS: "linux", TargetArch: "arm64", MinAgentVersion: "1.0.0", Key: f.key})
+	out.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *fixture) opts() CheckOptions {
+	return CheckOptions{Trusted: []ed25519.PublicKey{f.pub}, OS: "linux", Arch: "arm64", AgentVersion: "1.1.0"}
+}
+
+func TestCreateAndExtract(t *testing.T) {
+	f := newFixture(t)
+	out := t.TempDir()
+	v, err := Extract(f.bundle, out, f.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Manifest.Version != "1.2.0" || len(v.Manifest.Files) != 3 || v.KeyID != KeyID(f.pub) {
+		t.Fatalf("manifest %+v", v.Manifest)
+	}
+	got, _ := os.ReadFile(filepath.Join(out, "whisker"))
+	if string(got) != "#!/bin/sh\necho agent\n" {
+		t.Fatalf("extracted agent %q", got)
+	}
+	if st, _ := os.Stat(filepath.Join(out, "whisker")); st.Mode().Perm() != 0o755 {
+		t.Errorf("agent mode %v", st.Mode())
+	}
+	if _, err := VerifyDir(out, f.opts()); err != nil {
+		t.Fatalf("verify extracted slot: %v", err)
+	}
+	// A changed file in an extracted slot is caught.
+	os.WriteFile(filepath.Join(out, "backbone.tflite"), []byte("swapped"), 0o644)
+	if _, err := VerifyDir(out, f.opts()); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("tampered slot: %v", err)
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	f := newFixture(t)
+	data, _ := os.ReadFile(f.bundle)
+	otherPub, otherKey, _ := ed25519.GenerateKey(nil)
+
+	variant := func(name string, b []byte) string {
+		p := filepath.Join(f.dir, name)
+		os.WriteFile(p, b, 0o644)
+		return p
+	}
+	tamperedPayload := bytes.Replace(data, []byte("modelmodel"), []byte("modelMODEL"), 1)
+	tamperedManifest := bytes.Replace(data, []byte(`"1.2.0"`), []byte(`"9.9.9"`), 1)
+	// Signed by an unknown key.
+	var unknown bytes.Buffer
+	Create(&unknown, f.inputs, CreateOptions{Version: "1.2.0", TargetOS: "linux", TargetArch: "arm64", Key: otherKey})
+	// A signature by the trusted key id, but made with another key.
+	var forged bytes.Buffer
+	Create(&forged, f.inputs, CreateOptions{Version: "1.2.0", TargetOS: "linux", TargetArch: "arm64", Key: otherKey})
+	forgedBytes := bytes.Replace(forged.Bytes(), []byte(KeyID(otherPub)), []byte(KeyID(f.pub)), 1)
+
+	for _, tc := range []struct {
+		name string
+		path string
+		opt  func(*CheckOptions)
+		want error
+		text string
+	}{
+		{"tampered payload", variant("t1", tamperedPayload), nil, ErrCorrupt, "sha256"},
+		{"tampered manifest", variant("t2", tamperedManifest), nil, ErrSignature, "changed after signing"},
+		{"unknown key", variant("t3", unknown.Bytes()), nil, ErrUntrusted, KeyID(otherPub)},
+		{"wrong signature", variant("t4", forgedBytes), nil, ErrSignature, ""},
+		{"wrong architecture", f.bundle, func(o *CheckOptions) { o.Arch = "amd64" }, ErrTarget, "linux/arm64"},
+		{"agent too old", f.bundle, func(o *CheckOptions) { o.AgentVersion = "0.9.0" }, ErrVersion, "1.0.0"},
+		{"truncated", variant("t5", data[:len(data)-2048]), nil, ErrCorrupt, ""},
+		{"not a bundle", variant("t6", []byte("hello")), nil, ErrCorrupt, ""},
+	} {
+		opt := f.opts()
+		if tc.opt != nil {
+			tc.opt(&opt)
+		}
+		_, err := Extract(tc.path, t.TempDir(), opt)
+		if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.text) {
+			t.Errorf("%s: %v, want %v mentioning %q", tc.name, err, tc.want, tc.text)
+		}
+	}
+}
+
+func TestVersions(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		less bool
+	}{
+		{"1.2.3", "1.2.4", true}, {"1.10.0", "1.9.9", false}, {"v2.0.0", "2.0.0", false},
+		{"1.0.0-rc1", "1.0.0", true}, {"1.0.0", "1.0.0-rc1", false}, {"0.1.0-dev.abc", "0.1.0", true},
+	} {
+		a, err1 := ParseVersion(tc.a)
+		b, err2 := ParseVersion(tc.b)
+		if err1 != nil || err2 != nil || a.Less(b) != tc.less {
+			t.Errorf("%s < %s = %v (%v %v)", tc.a, tc.b, a.Less(b), err1, err2)
+		}
+	}
+	if _, err := ParseVersion("abc123-dirty"); err == nil {
+		t.Error("a commit hash parsed as a version")
+	}
+}
+
+func FuzzVerifyManifest(f *testing.F) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	m := []byte(`{"format":1,"version":"1.0.0","created":"x","target":{"os":"linux","arch":"amd64"},"files":[{"name":"head.json","kind":"head","size":3,"sha256":"` + strings.Repeat("a", 64) + `","mode":420}]}`)
+	sig := []byte(`{"key_id":"` + KeyID(pub) + `","algorithm":"ed25519","signature":"` + base64.StdEncoding.EncodeToString(ed25519.Sign(priv, m)) + `"}`)
+	f.Add(m, sig)
+	f.Fuzz(func(t *testing.T, manifest, sig []byte) {
+		v, err := VerifyManifest(manifest, sig, CheckOptions{Trusted: []ed25519.PublicKey{pub}, OS: "linux", Arch: "amd64"})
+		if err == nil && (v.Manifest == nil || v.Manifest.validate() != nil) {
+			t.Fatal("accepted an invalid manifest")
+		}
+	})
+}

@@ -1,0 +1,291 @@
+package update
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/whiskercam/whisker/firmware/bundle"
+)
+
+type kit struct {
+	dir  string
+	key  ed25519.PrivateKey
+	pub  ed25519.PublicKey
+	opts bundle.CheckOptions
+}
+
+func newKit(t testing.TB) *kit {
+	k := &kit{dir: t.TempDir()}
+	var err error
+	k.pub, err = bundle.GenerateKeys(filepath.Join(k.dir, "k.key"), filepath.Join(k.dir, "k.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.key, _ = bundle.LoadPrivateKey(filepath.Join(k.dir, "k.key"))
+	k.opts = bundle.CheckOptions{Trusted: []ed25519.PublicKey{k.pub}}
+	return k
+}
+
+// makeBundle packs an agent "binary" and optionally a backbone.
+func (k *kit) makeBundle(t testing.TB, version string, withBackbone bool) (string, string) {
+	src := filepath.Join(k.dir, "src-"+version)
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "whisker"), []byte("#!/bin/sh\necho "+version+"\n"), 0o755)
+	inputs := []bundle.Input{{Kind: bundle.KindAgent, Path: filepath.Join(src, "whisker")}}
+	if withBackbone {
+		os.WriteFile(filepath.Join(src, "bb.tflite"), bytes.Repeat([]byte(version), 500), 0o644)
+		os.WriteFile(filepath.Join(src, "bb.json"), []byte(`{"v":"`+version+`"}`), 0o644)
+		inputs = append(inputs, bundle.Input{Kind: bundle.KindBackbone, Path: filepath.Join(src, "bb.tflite")},
+			bundle.Input{Kind: bundle.KindBackboneManifest, Path: filepath.Join(src, "bb.json")})
+	}
+	path := filepath.Join(k.dir, version+".wsk")
+	f, _ := os.Create(path)
+	if _, err := bundle.Create(f, inputs, bundle.CreateOptions{Version: version, Key: k.key}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	sha, _ := bundle.FileSHA256(path)
+	return path, sha
+}
+
+func install(t testing.TB, l Layout, k *kit, path, sha, version string, hooks Hooks) string {
+	t.Helper()
+	slot, v, err := l.Stage(path, k.opts, hooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Activate(slot, SlotInfo{Version: v.Manifest.Version, Bundle: sha}, hooks); err != nil {
+		t.Fatal(err)
+	}
+	return slot
+}
+
+func nolog(string, ...any) {}
+
+func TestInstallCommitAndCarryForward(t *testing.T) {
+	k := newKit(t)
+	l := Layout{Dir: filepath.Join(k.dir, "fw")}
+	if s, _ := l.Boot(k.opts, 3, nolog); s != "" {
+		t.Fatalf("fresh device boots %q, want the installed binary", s)
+	}
+	p1, sha1 := k.makeBundle(t, "1.1.0", true)
+	s1 := install(t, l, k, p1, sha1, "1.1.0", Hooks{})
+	if boot, _ := l.Boot(k.opts, 3, nolog); boot != s1 {
+		t.Fatalf("boots %q, want %q", boot, s1)
+	}
+	if _, err := l.Commit(Hooks{}); err != nil {
+		t.Fatal(err)
+	}
+	// An agent-only bundle keeps the backbone of the slot before it.
+	p2, sha2 := k.makeBundle(t, "1.2.0", false)
+	s2 := install(t, l, k, p2, sha2, "1.2.0", Hooks{})
+	if s2 == s1 {
+		t.Fatal("staged into the slot in use")
+	}
+	if _, ok := l.File(s2, bundle.KindBackbone); !ok {
+		t.Fatal("the backbone was not carried forward")
+	}
+	agent, _ := l.File(s2, bundle.KindAgent)
+	if data, _ := os.ReadFile(agent); !strings.Contains(string(data), "1.2.0") {
+		t.Fatalf("slot %s runs %q", s2, data)
+	}
+	if err := l.VerifySlot(s2, k.opts); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUnhealthySlotRollsBack(t *testing.T) {
+	k := newKit(t)
+	l := Layout{Dir: filepath.Join(k.dir, "fw")}
+	p1, sha1 := k.makeBundle(t, "1.1.0", true)
+	good := install(t, l, k, p1, sha1, "1.1.0", Hooks{})
+	l.Boot(k.opts, 2, nolog)
+	l.Commit(Hooks{})
+	p2, sha2 := k.makeBundle(t, "1.2.0", false)
+	bad := install(t, l, k, p2, sha2, "1.2.0", Hooks{})
+	// The new slot crashes on every start: two tries, then back.
+	for i, want := range []string{bad, bad, good} {
+		if got, _ := l.Boot(k.opts, 2, nolog); got != want {
+			t.Fatalf("start %d boots %q, want %q", i+1, got, want)
+		}
+	}
+	st, _ := l.ReadState()
+	if st.Pending != nil || st.Last == nil || st.Last.Result != "rolled_back" || st.Last.Version != "1.2.0" {
+		t.Fatalf("state after rollback: %+v %+v", st.Pending, st.Last)
+	}
+	// The agent-initiated rollback (no sightings in time) does the same.
+	p3, sha3 := k.makeBundle(t, "1.3.0", false)
+	install(t, l, k, p3, sha3, "1.3.0", Hooks{})
+	l.Boot(k.opts, 2, nolog)
+	if _, err := l.Rollback("no sightings within 2m0s"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := l.Boot(k.opts, 2, nolog); got != good {
+		t.Fatalf("after rollback boots %q, want %q", got, good)
+	}
+}
+
+func TestTamperedSlotIsNotRun(t *testing.T) {
+	k := newKit(t)
+	l := Layout{Dir: filepath.Join(k.dir, "fw")}
+	p1, sha1 := k.makeBundle(t, "1.1.0", true)
+	s := install(t, l, k, p1, sha1, "1.1.0", Hooks{})
+	l.Boot(k.opts, 2, nolog)
+	l.Commit(Hooks{})
+	agent, _ := l.File(s, bundle.KindAgent)
+	os.WriteFile(agent, []byte("#!/bin/sh\nrm -rf /\n"), 0o755)
+	if got, _ := l.Boot(k.opts, 2, nolog); got != "" {
+		t.Fatalf("boots tampered slot %q", got)
+	}
+}
+
+// TestMain lets the test binary run an update in a child process that
+// kills itself (SIGKILL, as a power cut would) right after a given step.
+func TestMain(m *testing.M) {
+	if step := os.Getenv("WHISKER_TEST_CRASH_AFTER"); step != "" {
+		os.Exit(crashingUpdate(step))
+	}
+	os.Exit(m.Run())
+}
+
+func crashingUpdate(step string) int {
+	dir := os.Getenv("WHISKER_TEST_DIR")
+	pub, err := bundle.LoadPublicKey(filepath.Join(dir, "k.pub"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	opts := bundle.CheckOptions{Trusted: []ed25519.PublicKey{pub}}
+	l := Layout{Dir: filepath.Join(dir, "fw")}
+	hooks := Hooks{Step: func(s string) {
+		if s == step {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+	}}
+	path, err := Fetch(context.Background(), os.Getenv("WHISKER_TEST_BUNDLE"), l.Downloads(), os.Getenv("WHISKER_TEST_SHA"), 1<<30, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	hooks.step(StepDownloaded)
+	slot, v, err := l.Stage(path, opts, hooks)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	if err := l.Activate(slot, SlotInfo{Version: v.Manifest.Version, Bundle: os.Getenv("WHISKER_TEST_SHA")}, hooks); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	// The new version boots and proves healthy.
+	l.Boot(opts, 3, nolog)
+	if _, err := l.Commit(hooks); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	return 0
+}
+
+func TestKillAtEachStepLeavesABootableVerifiedSlot(t *testing.T) {
+	for _, step := range AllSteps {
+		t.Run(step, func(t *testing.T) {
+			k := newKit(t)
+			l := Layout{Dir: filepath.Join(k.dir, "fw")}
+			p1, sha1 := k.makeBundle(t, "1.1.0", true)
+			good := install(t, l, k, p1, sha1, "1.1.0", Hooks{})
+			l.Boot(k.opts, 2, nolog)
+			l.Commit(Hooks{})
+			p2, sha2 := k.makeBundle(t, "1.2.0", false)
+
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), "WHISKER_TEST_CRASH_AFTER="+step, "WHISKER_TEST_DIR="+k.dir,
+				"WHISKER_TEST_BUNDLE="+p2, "WHISKER_TEST_SHA="+sha2)
+			out, err := cmd.CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+				t.Fatalf("child did not die by SIGKILL after %s: %v\n%s", step, err, out)
+			}
+			// Power back: boot picks a slot that verifies, and it is the
+			// old or the new version, whole.
+			slot, err := l.Boot(k.opts, 2, nolog)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if slot == "" {
+				t.Fatalf("after a crash at %q the device fell back to the installed binary", step)
+			}
+			if err := l.VerifySlot(slot, k.opts); err != nil {
+				t.Fatalf("after a crash at %q: slot %s does not verify: %v", step, slot, err)
+			}
+			agent, _ := l.File(slot, bundle.KindAgent)
+			data, _ := os.ReadFile(agent)
+			t.Logf("crash after %-10s -> boots slot %s (%s)", step, slot, strings.TrimSpace(strings.TrimPrefix(string(data), "#!/bin/sh\necho")))
+			if slot != good && !strings.Contains(string(data), "1.2.0") {
+				t.Fatalf("slot %s is neither the old slot nor the new version", slot)
+			}
+		})
+	}
+}
+
+// flakyServer serves a file but cuts the first response in half.
+func flakyServer(t *testing.T, data []byte) (*httptest.Server, *atomic.Int32) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+			w.Write(data[:len(data)/2])
+			hj, _ := w.(http.Hijacker)
+			conn, _, _ := hj.Hijack()
+			conn.Close()
+			return
+		}
+		http.ServeContent(w, r, "b.wsk", time.Now(), bytes.NewReader(data))
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &calls
+}
+
+func TestFetchResumesAndChecksHash(t *testing.T) {
+	k := newKit(t)
+	path, sha := k.makeBundle(t, "1.1.0", true)
+	data, _ := os.ReadFile(path)
+	srv, calls := flakyServer(t, data)
+	dir := t.TempDir()
+	if _, err := Fetch(context.Background(), srv.URL, dir, sha, 1<<30, nil); err == nil {
+		t.Fatal("a cut download succeeded")
+	}
+	part, _ := os.Stat(filepath.Join(dir, sha+".wsk.part"))
+	if part == nil || part.Size() != int64(len(data)/2) {
+		t.Fatalf("partial file %v", part)
+	}
+	got, err := Fetch(context.Background(), srv.URL, dir, sha, 1<<30, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(got); !bytes.Equal(b, data) || calls.Load() != 2 {
+		t.Fatalf("resumed download differs (calls %d)", calls.Load())
+	}
+
+	// A wrong expected hash: refused, nothing kept.
+	other := strings.Repeat("0", 64)
+	if _, err := Fetch(context.Background(), path, t.TempDir(), other, 1<<30, nil); !errors.Is(err, ErrHash) {
+		t.Fatalf("hash mismatch: %v", err)
+	}
+	// Over the size limit.
+	if _, err := Fetch(context.Background(), srv.URL, t.TempDir(), sha, 100, nil); err == nil || !strings.Contains(err.Error(), "limit") {
+		t.Fatalf("size limit: %v", err)
+	}
+}
