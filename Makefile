@@ -13,7 +13,7 @@ WHISKER    := $(BIN)/whisker
 MODELS     := $(DEPS)/models
 BACKBONE   := $(MODELS)/backbone.tflite
 DEMO_VIDEO := $(DEPS)/demo/pets.avi
-VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+VERSION    ?= $(shell scripts/version.sh)
 
 # cgo flags for go-tflite. Libraries that ship no c_api_experimental.h (as
 # TensorFlow Lite 2.2 does) get the project's compatibility header; those

@@ -44,6 +44,10 @@ type Agent struct {
 	// published is bus, for readers outside the agent's goroutines.
 	published atomic.Pointer[Bus]
 
+	upd     *updater
+	restart atomic.Bool
+	stop    context.CancelFunc
+
 	haMu         sync.Mutex
 	lastAnnounce map[string]time.Time
 	discMu       sync.Mutex
@@ -70,19 +74,20 @@ func New(cfg Config, log *slog.Logger, version string) (*Agent, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("state_dir: %w", err)
 	}
+	upd, err := newUpdater(cfg, version)
+	if err != nil {
+		return nil, err
+	}
+	if p, ok := upd.slotBackbone(); ok {
+		log.Info("using the backbone of firmware slot "+upd.slot, "manifest", p)
+		cfg.Backbone = p
+	}
 	bb, err := backbone.Open(cfg.Backbone, backbone.Options{Threads: cfg.Threads})
 	if err != nil {
 		return nil, fmt.Errorf("backbone: %w", err)
 	}
 	man := bb.Manifest()
-	pre, err := camera.NewPreprocessor(camera.Spec{
-		Width:  man.Input.Shape[2],
-		Height: man.Input.Shape[1],
-		RGB:    man.Preprocess.ColorOrder == "RGB",
-		Mean:   man.Preprocess.Mean,
-		Std:    man.Preprocess.Std,
-		Fit:    camera.Fit(man.Preprocess.Resize),
-	})
+	pre, err := newPreprocessor(man)
 	if err != nil {
 		bb.Close()
 		return nil, fmt.Errorf("backbone manifest: %w", err)
@@ -113,6 +118,7 @@ func New(cfg Config, log *slog.Logger, version string) (*Agent, error) {
 		embedReqs:    make(chan embedRequest),
 		captureReqs:  make(chan chan captureResult),
 		settings:     settings,
+		upd:          upd,
 		lastAnnounce: map[string]time.Time{},
 		bootID:       fmt.Sprintf("%x", time.Now().Unix()),
 		disc: &Discovery{
@@ -121,7 +127,7 @@ func New(cfg Config, log *slog.Logger, version string) (*Agent, error) {
 		},
 	}
 	a.trainer = learner.NewTrainer(learner.TrainerConfig{
-		HeadPath: filepath.Join(cfg.StateDir, "head.json"),
+		HeadPath: headPath(cfg.StateDir, man.Identity),
 		Train:    learner.TrainConfig{C: cfg.Learner.C, Balanced: cfg.Learner.Balanced},
 		Delay:    cfg.Learner.RetrainDelay,
 	}, store, man.Identity, log.With("component", "learner"))
@@ -129,6 +135,10 @@ func New(cfg Config, log *slog.Logger, version string) (*Agent, error) {
 	a.capture = camera.NewCapture(camera.CaptureConfig{
 		Source: cfg.Camera.Source, Loop: cfg.Camera.Loop, MaxFPS: cfg.Camera.MaxFPS, FolderFPS: cfg.Camera.FolderFPS,
 	}, log.With("component", "camera"), a.box, nil)
+	if err := os.MkdirAll(filepath.Dir(headPath(cfg.StateDir, man.Identity)), 0o750); err != nil {
+		return nil, fmt.Errorf("state_dir: %w", err)
+	}
+	a.initUpdateStatus()
 	a.metrics = newMetrics(a)
 	log.Info("agent ready", "device", cfg.Device, "backbone", man.Identity, "tflite", backbone.RuntimeVersion(),
 		"input", man.Input.Shape, "embedding", man.Embedding, "state", cfg.StateDir)
@@ -138,6 +148,8 @@ func New(cfg Config, log *slog.Logger, version string) (*Agent, error) {
 // Run runs the agent until ctx ends, then shuts everything down.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.close()
+	ctx, a.stop = context.WithCancel(ctx)
+	defer a.stop()
 	a.brokerURL = a.cfg.MQTT.Broker
 	if a.brokerURL == "" {
 		br, err := StartEmbeddedBroker(a.cfg.MQTT.EmbeddedListen, a.log)
@@ -156,6 +168,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if a.cfg.Fleet.Household != "" {
+		bus.Extra = map[string]string{a.sharedTopic(): topicShared}
+	}
 	a.bus = bus
 	a.published.Store(bus)
 
@@ -166,12 +181,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.inference(gctx) })
 	g.Go(func() error { return a.serveHTTP(gctx) })
 	g.Go(func() error { return a.notifySystemd(gctx) })
+	g.Go(func() error { return a.probation(gctx) })
 	g.Go(func() error {
 		// A finite source that ends leaves the agent serving labels and
 		// commands; only ctx stops the agent.
 		return a.capture.Run(gctx)
 	})
-	return g.Wait()
+	err = g.Wait()
+	if a.restart.Load() {
+		return ErrRestart
+	}
+	return err
 }
 
 func (a *Agent) close() {
@@ -195,9 +215,11 @@ func (a *Agent) BrokerURL() string {
 func (a *Agent) Bus() *Bus { return a.published.Load() }
 
 func (a *Agent) status() Status {
+	fw := a.firmware()
 	st := Status{
 		State: "online", Device: a.cfg.Device, Version: a.version, Backbone: a.identity,
 		Camera: a.capture.Status().Source, TS: timestamp(time.Now()),
+		Firmware: &fw, Update: a.upd.get(),
 	}
 	if h := a.trainer.Head(); h != nil {
 		st.Labels = h.Classes

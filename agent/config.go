@@ -35,7 +35,11 @@ type Config struct {
 	HomeAssistant HomeAssistantConfig `yaml:"homeassistant"`
 	// HTTP serves /metrics and /healthz.
 	HTTP HTTPConfig `yaml:"http"`
-	Log  LogConfig  `yaml:"log"`
+	// Update is how signed bundles are installed.
+	Update UpdateConfig `yaml:"update"`
+	// Fleet shares labels between the cameras of a household.
+	Fleet FleetConfig `yaml:"fleet"`
+	Log   LogConfig   `yaml:"log"`
 }
 
 // TLSConfig secures the connection to an external broker.
@@ -61,6 +65,27 @@ type HomeAssistantConfig struct {
 	OffDelay time.Duration `yaml:"off_delay"`
 	// MinInterval limits how often one pet's state is published.
 	MinInterval time.Duration `yaml:"min_interval"`
+}
+
+// UpdateConfig controls installing bundles (see `whisker bundle`).
+type UpdateConfig struct {
+	// TrustedKeys are public key files (PEM); bundles signed by others are
+	// refused. With none, every bundle is refused.
+	TrustedKeys []string `yaml:"trusted_keys"`
+	// MaxSize refuses larger bundles (bytes).
+	MaxSize int64 `yaml:"max_size"`
+	// HealthTimeout: a new version that has not produced MinSightings
+	// sightings with the broker connected by then is rolled back.
+	HealthTimeout time.Duration `yaml:"health_timeout"`
+	MinSightings  int           `yaml:"min_sightings"`
+	// MaxAttempts: starts of a new version before it is rolled back.
+	MaxAttempts int `yaml:"max_attempts"`
+}
+
+// FleetConfig shares labelled samples between the cameras of a household.
+type FleetConfig struct {
+	// Household names the group; empty turns sharing off.
+	Household string `yaml:"household"`
 }
 
 // HTTPConfig is the operations endpoint.
@@ -166,8 +191,9 @@ func Default() Config {
 			OffDelay:        2 * time.Minute,
 			MinInterval:     5 * time.Second,
 		},
-		HTTP: HTTPConfig{Listen: "127.0.0.1:9808", StaleAfter: 30 * time.Second},
-		Log:  LogConfig{Level: "info", Format: "text"},
+		HTTP:   HTTPConfig{Listen: "127.0.0.1:9808", StaleAfter: 30 * time.Second},
+		Update: UpdateConfig{MaxSize: 512 << 20, HealthTimeout: 2 * time.Minute, MinSightings: 3, MaxAttempts: 2},
+		Log:    LogConfig{Level: "info", Format: "text"},
 	}
 }
 
@@ -213,14 +239,23 @@ func Load(path string) (Config, error) {
 	if err := Decode(data, &cfg); err != nil {
 		return cfg, fmt.Errorf("%s: %w", path, err)
 	}
-	base := filepath.Dir(path)
+	resolve := resolveAgainst(filepath.Dir(path))
 	for _, p := range []*string{&cfg.StateDir, &cfg.Backbone, &cfg.Camera.Source,
 		&cfg.MQTT.TLS.CAFile, &cfg.MQTT.TLS.CertFile, &cfg.MQTT.TLS.KeyFile} {
+		resolve(p)
+	}
+	for i := range cfg.Update.TrustedKeys {
+		resolve(&cfg.Update.TrustedKeys[i])
+	}
+	return cfg, nil
+}
+
+func resolveAgainst(base string) func(*string) {
+	return func(p *string) {
 		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, "://") {
 			*p = filepath.Join(base, *p)
 		}
 	}
-	return cfg, nil
 }
 
 // Decode applies YAML to cfg, rejecting unknown keys.
@@ -329,6 +364,16 @@ func (c *Config) Validate() error {
 		return bad("homeassistant.min_interval", c.HomeAssistant.MinInterval, "must be between 0s and 1h")
 	case c.HTTP.Listen != "" && !strings.Contains(c.HTTP.Listen, ":"):
 		return bad("http.listen", fmt.Sprintf("%q", c.HTTP.Listen), "must be host:port (or empty to disable)")
+	case c.Update.MaxSize < 1<<20:
+		return bad("update.max_size", c.Update.MaxSize, "must be at least 1048576 bytes")
+	case c.Update.HealthTimeout < 5*time.Second:
+		return bad("update.health_timeout", c.Update.HealthTimeout, "must be at least 5s")
+	case c.Update.MinSightings < 1:
+		return bad("update.min_sightings", c.Update.MinSightings, "must be at least 1")
+	case c.Update.MaxAttempts < 1 || c.Update.MaxAttempts > 10:
+		return bad("update.max_attempts", c.Update.MaxAttempts, "must be between 1 and 10")
+	case c.Fleet.Household != "" && !idPattern.MatchString(c.Fleet.Household):
+		return bad("fleet.household", fmt.Sprintf("%q", c.Fleet.Household), "must be 1-64 letters, digits, '-' or '_'")
 	case c.HTTP.StaleAfter < time.Second:
 		return bad("http.stale_after", c.HTTP.StaleAfter, "must be at least 1s")
 	case c.Log.Level != "debug" && c.Log.Level != "info" && c.Log.Level != "warn" && c.Log.Level != "error":

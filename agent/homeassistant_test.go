@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files")
+var updateGolden = flag.Bool("update", false, "rewrite golden files")
 
 func testDiscovery() *Discovery {
 	return &Discovery{Prefix: "homeassistant", Topics: "whisker/porch/", Device: "porch", Version: "1.2.3", OffDelay: 120}
@@ -76,7 +76,7 @@ func TestDiscoveryMatchesGoldenFiles(t *testing.T) {
 		var pretty bytes.Buffer
 		json.Indent(&pretty, m.Payload, "", "  ")
 		pretty.WriteString("\n")
-		if *update {
+		if *updateGolden {
 			if err := os.WriteFile(golden, pretty.Bytes(), 0o644); err != nil {
 				t.Fatal(err)
 			}

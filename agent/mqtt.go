@@ -36,8 +36,11 @@ type Bus struct {
 	client paho.Client
 
 	// ctx is Run's context: waits end when the agent stops.
-	ctx       context.Context
-	inbound   chan<- Inbound
+	ctx     context.Context
+	inbound chan<- Inbound
+	// Extra maps further topics to subscribe to (full names) to the name
+	// their messages carry in Inbound.Topic. Set before Run.
+	Extra     map[string]string
 	status    func() Status
 	connected func()
 	out       chan []byte
@@ -184,13 +187,16 @@ func (b *Bus) Ready() <-chan struct{} { return b.everUp }
 
 func (b *Bus) onConnect(c paho.Client) {
 	b.log.Info("MQTT connected", "broker", b.url, "topics", b.prefix+"#")
-	for _, name := range []string{TopicLabel, TopicCmd} {
-		name := name
-		tok := c.Subscribe(b.Topic(name), 1, func(_ paho.Client, m paho.Message) {
+	subs := map[string]string{b.Topic(TopicLabel): TopicLabel, b.Topic(TopicCmd): TopicCmd}
+	for topic, name := range b.Extra {
+		subs[topic] = name
+	}
+	for topic, name := range subs {
+		tok := c.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) {
 			b.handoff(name, m)
 		})
 		if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-			b.log.Error("MQTT subscribe failed", "topic", b.Topic(name), "err", tokenErr(tok))
+			b.log.Error("MQTT subscribe failed", "topic", topic, "err", tokenErr(tok))
 		}
 	}
 	b.up.Store(true)

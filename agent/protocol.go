@@ -60,6 +60,9 @@ type CmdRequest struct {
 	SampleID   uint64   `json:"sample_id,omitempty"`
 	Value      *float64 `json:"value,omitempty"`
 	SightingID string   `json:"sighting_id,omitempty"`
+	URL        string   `json:"url,omitempty"`
+	Path       string   `json:"path,omitempty"`
+	SHA256     string   `json:"sha256,omitempty"`
 }
 
 // Commands the agent understands, with the arguments each one takes.
@@ -72,10 +75,11 @@ var cmdArgs = map[string][]string{
 	"forget":    {"label", "sample_id"},
 	"threshold": {"value"},
 	"snapshot":  {"sighting_id"},
+	"update":    {"url", "path", "sha256"},
 }
 
 // commands lists the command names in a stable order, for messages.
-var commands = []string{"retrain", "labels", "stats", "capture", "rename", "forget", "threshold", "snapshot"}
+var commands = []string{"retrain", "labels", "stats", "capture", "rename", "forget", "threshold", "snapshot", "update"}
 
 // Mutating reports whether a command changes state (and so is applied
 // once per request_id).
@@ -100,13 +104,14 @@ type Result struct {
 	Label     string `json:"label,omitempty"`
 	Duplicate bool   `json:"duplicate,omitempty"`
 	// For commands:
-	To            string    `json:"to,omitempty"`
-	Changed       int       `json:"changed,omitempty"`
-	Threshold     float64   `json:"threshold,omitempty"`
-	Sighting      *Sighting `json:"sighting,omitempty"`
-	SightingID    string    `json:"sighting_id,omitempty"`
-	SnapshotTopic string    `json:"snapshot_topic,omitempty"`
-	Bytes         int       `json:"bytes,omitempty"`
+	To            string        `json:"to,omitempty"`
+	Changed       int           `json:"changed,omitempty"`
+	Threshold     float64       `json:"threshold,omitempty"`
+	Sighting      *Sighting     `json:"sighting,omitempty"`
+	SightingID    string        `json:"sighting_id,omitempty"`
+	SnapshotTopic string        `json:"snapshot_topic,omitempty"`
+	Bytes         int           `json:"bytes,omitempty"`
+	Update        *UpdateStatus `json:"update,omitempty"`
 	// For commands and labels (the label counts after storing):
 	Labels []learner.LabelCount `json:"labels,omitempty"`
 	Train  *TrainResult         `json:"train,omitempty"`
@@ -175,7 +180,11 @@ type Status struct {
 	Backbone string   `json:"backbone,omitempty"`
 	Labels   []string `json:"labels,omitempty"`
 	Camera   string   `json:"camera,omitempty"`
-	TS       string   `json:"ts"`
+	// Firmware is what the device runs; Update, how the last or current
+	// update is going.
+	Firmware *FirmwareStatus `json:"firmware,omitempty"`
+	Update   *UpdateStatus   `json:"update,omitempty"`
+	TS       string          `json:"ts"`
 }
 
 // RequestError is a request the agent refuses, with the reason a person
@@ -239,6 +248,8 @@ func decodeStrict(payload []byte, maxPayload int, v any) (reqID string, err erro
 	}
 	return reqID, nil
 }
+
+var shaHex = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 var requestIDPattern = regexp.MustCompile(`"request_id"\s*:\s*"([^"\\]{1,128})"`)
 
@@ -310,8 +321,9 @@ func DecodeCmd(payload []byte, maxPayload int) (*CmdRequest, error) {
 	given := map[string]bool{
 		"label": r.Label != "", "to": r.To != "", "sample_id": r.SampleID != 0,
 		"value": r.Value != nil, "sighting_id": r.SightingID != "",
+		"url": r.URL != "", "path": r.Path != "", "sha256": r.SHA256 != "",
 	}
-	for _, arg := range []string{"label", "to", "sample_id", "value", "sighting_id"} {
+	for _, arg := range []string{"label", "to", "sample_id", "value", "sighting_id", "url", "path", "sha256"} {
 		if given[arg] && !slices.Contains(allowed, arg) {
 			return nil, refuse(id, "cmd %q takes no %s", r.Cmd, arg)
 		}
@@ -344,6 +356,15 @@ func DecodeCmd(payload []byte, maxPayload int) (*CmdRequest, error) {
 		}
 		if v := *r.Value; !(v >= 0 && v <= 1) {
 			return nil, refuse(id, "threshold: value %g is not between 0 and 1", v)
+		}
+	case "update":
+		switch {
+		case (r.URL == "") == (r.Path == ""):
+			return nil, refuse(id, "update: give url (http or https) or path (a file on the device), one of them")
+		case r.URL != "" && !strings.HasPrefix(r.URL, "http://") && !strings.HasPrefix(r.URL, "https://"):
+			return nil, refuse(id, "update: url %q is not http:// or https://", r.URL)
+		case !shaHex.MatchString(r.SHA256):
+			return nil, refuse(id, "update: sha256 (the bundle's expected hash, 64 hex digits) is missing or malformed")
 		}
 	case "snapshot":
 		if r.SightingID == "" {

@@ -22,6 +22,11 @@ func (a *Agent) serveRequests(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case in := <-a.inbound:
+			if in.Topic == topicShared {
+				a.storeShared(in.Payload)
+				in.Ack()
+				continue
+			}
 			res := a.handle(ctx, in)
 			res.Topic = in.Topic
 			res.TS = timestamp(time.Now())
@@ -109,6 +114,7 @@ func (a *Agent) handleLabel(ctx context.Context, payload []byte) Result {
 	if !dup {
 		a.log.Info("label stored", "label", req.Label, "sample", id, "source", smp.Source, "request_id", req.RequestID)
 		a.trainer.Kick()
+		a.shareSample(id, smp)
 		for _, c := range res.Labels {
 			if c.Label == req.Label && c.Samples == 1 {
 				a.labelsChanged([]string{req.Label}) // a new label: its entities appear
@@ -176,6 +182,12 @@ func (a *Agent) handleCmd(ctx context.Context, payload []byte) Result {
 			return res
 		}
 		res.Sighting = s
+	case "update":
+		if err := a.startUpdate(ctx, req); err != nil {
+			res.Error = err.Error()
+			return res
+		}
+		res.Update = &UpdateStatus{State: "started", Bundle: req.SHA256}
 	case "snapshot":
 		id := req.SightingID
 		if id == "latest" {

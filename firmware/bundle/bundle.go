@@ -231,6 +231,9 @@ type CheckOptions struct {
 	Trusted      []ed25519.PublicKey
 	OS, Arch     string // default runtime's
 	AgentVersion string // the running agent's version
+	// AnyTarget skips the platform check (for checking a bundle on the
+	// machine that made it).
+	AnyTarget bool
 }
 
 // Verified is a bundle that passed every check.
@@ -281,7 +284,7 @@ func VerifyManifest(manifest, sig []byte, opt CheckOptions) (*Verified, error) {
 	if arch == "" {
 		arch = runtime.GOARCH
 	}
-	if m.Has(KindAgent) && (m.Target.OS != goos || m.Target.Arch != arch) {
+	if m.Has(KindAgent) && !opt.AnyTarget && (m.Target.OS != goos || m.Target.Arch != arch) {
 		return nil, fmt.Errorf("%w: the agent binary is for %s/%s, this device is %s/%s", ErrTarget, m.Target.OS, m.Target.Arch, goos, arch)
 	}
 	if m.MinAgentVersion != "" && opt.AgentVersion != "" {
@@ -551,3 +554,23 @@ func VerifyPart(dir, part string, opt CheckOptions) (*Verified, error) {
 
 // Manifest returns the manifest as signed.
 func (v *Verified) Raw() []byte { return v.raw }
+
+// ReadUnverified returns a bundle's manifest without checking its
+// signature, for tools on the machine that made it.
+func ReadUnverified(path string) (*Manifest, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	hdr, err := tr.Next()
+	if err != nil || hdr.Name != ManifestName {
+		return nil, fmt.Errorf("%w: no manifest first", ErrCorrupt)
+	}
+	var m Manifest
+	if err := json.NewDecoder(io.LimitReader(tr, maxManifest)).Decode(&m); err != nil {
+		return nil, fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)
+	}
+	return &m, m.validate()
+}

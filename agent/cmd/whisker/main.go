@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/whiskercam/whisker/agent"
 	"github.com/whiskercam/whisker/learner/backbone"
 )
 
@@ -18,6 +20,9 @@ var version = "dev"
 
 func main() {
 	if err := run(); err != nil {
+		if errors.Is(err, agent.ErrRestart) {
+			os.Exit(agent.RestartExitCode)
+		}
 		fmt.Fprintln(os.Stderr, "whisker:", err)
 		os.Exit(1)
 	}
@@ -35,7 +40,8 @@ classifier it trains on the device from the labels you send over MQTT.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), labelCmd(), ctlCmd(), demoCmd(), modelCmd(), configCmd(), demoVideoCmd(), versionCmd())
+	root.AddCommand(runCmd(), bootCmd(), labelCmd(), ctlCmd(), demoCmd(), modelCmd(), configCmd(), demoVideoCmd(),
+		keysCmd(), bundleCmd(), fleetCmd(), versionCmd())
 	return root.ExecuteContext(ctx)
 }
 

@@ -82,6 +82,10 @@ Flags override the file. See docs/mqtt.md for the topics and payloads.`,
 				return err
 			}
 			err = a.Run(cmd.Context())
+			if errors.Is(err, agent.ErrRestart) {
+				log.Info("stopped to restart into other firmware")
+				return err
+			}
 			if err != nil && !errors.Is(err, cmd.Context().Err()) {
 				return err
 			}

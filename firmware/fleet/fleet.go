@@ -1,0 +1,406 @@
+// Package fleet rolls a bundle out to many cameras over their MQTT broker:
+// a canary first, then batches, waiting for each device to report the new
+// version healthy (committed) before going on, and stopping at the first
+// failure.
+package fleet
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/whiskercam/whisker/agent"
+	"github.com/whiskercam/whisker/firmware/bundle"
+)
+
+// Options describe a rollout.
+type Options struct {
+	Broker   string
+	Username string
+	Password string
+	Prefix   string // topic prefix, default "whisker"
+
+	Bundle  string   // the bundle file
+	Devices []string // device ids; empty means all online devices found
+	// Discover is how long to listen for retained status messages.
+	Discover time.Duration
+
+	// Where devices fetch the bundle: URL if set, else Path (a file the
+	// devices can read), else the bundle is served over HTTP on Serve and
+	// advertised as http://Advertise:port/.
+	URL       string
+	Path      string
+	Serve     string // listen address, default ":0"
+	Advertise string // host devices reach this machine at
+
+	Canary  int           // devices in the first stage, default 1
+	Batch   int           // devices per later stage, default 3
+	Timeout time.Duration // per device, default 5 minutes
+	DryRun  bool
+
+	Out io.Writer // progress lines
+}
+
+// Result is one device's outcome.
+type Result struct {
+	Device     string
+	OldVersion string
+	NewVersion string
+	Result     string // "ok", "failed: ...", "skipped", "dry run"
+	Took       time.Duration
+	Stage      int
+}
+
+// ErrStopped is returned when a stage failed and the rollout stopped.
+var ErrStopped = errors.New("rollout stopped at the first failure")
+
+type tracker struct {
+	mu      sync.Mutex
+	status  map[string]agent.Status
+	results map[string]chan agent.Result
+}
+
+// Rollout runs a staged rollout and returns every device's result, in
+// rollout order.
+func Rollout(ctx context.Context, o Options) ([]Result, error) {
+	if o.Prefix == "" {
+		o.Prefix = "whisker"
+	}
+	if o.Canary <= 0 {
+		o.Canary = 1
+	}
+	if o.Batch <= 0 {
+		o.Batch = 3
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Minute
+	}
+	if o.Discover <= 0 {
+		o.Discover = 2 * time.Second
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	m, err := readManifest(o.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	sha, err := bundle.FileSHA256(o.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(o.Out, "bundle %s: version %s, sha256 %s\n", filepath.Base(o.Bundle), m.Version, sha[:16])
+
+	tr := &tracker{status: map[string]agent.Status{}, results: map[string]chan agent.Result{}}
+	client, err := connect(ctx, o, tr)
+	if err != nil {
+		return nil, err
+	}
+	defer client.Disconnect(200)
+
+	// Devices: listed, or every online one that published a status.
+	wait := time.NewTimer(o.Discover)
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-wait.C:
+	}
+	tr.mu.Lock()
+	devices := slices.Clone(o.Devices)
+	if len(devices) == 0 {
+		for id, st := range tr.status {
+			if st.State == "online" {
+				devices = append(devices, id)
+			}
+		}
+		sort.Strings(devices)
+	}
+	tr.mu.Unlock()
+	if len(devices) == 0 {
+		return nil, fmt.Errorf("no devices: none listed and none online on %s under %s/+/status", o.Broker, o.Prefix)
+	}
+
+	results := make([]Result, len(devices))
+	stages := [][]int{}
+	for i := 0; i < len(devices); {
+		n := o.Batch
+		if len(stages) == 0 {
+			n = o.Canary
+		}
+		end := min(i+n, len(devices))
+		idx := make([]int, 0, end-i)
+		for j := i; j < end; j++ {
+			idx = append(idx, j)
+		}
+		stages = append(stages, idx)
+		i = end
+	}
+	for si, stage := range stages {
+		for _, i := range stage {
+			results[i] = Result{Device: devices[i], OldVersion: tr.version(devices[i]), NewVersion: m.Version, Stage: si + 1, Result: "skipped"}
+		}
+	}
+	if o.DryRun {
+		for i := range results {
+			results[i].Result = "dry run"
+		}
+		return results, nil
+	}
+
+	source, stopServe, err := bundleSource(o, sha)
+	if err != nil {
+		return nil, err
+	}
+	defer stopServe()
+
+	for si, stage := range stages {
+		kind := "batch"
+		if si == 0 {
+			kind = "canary"
+		}
+		names := make([]string, len(stage))
+		for k, i := range stage {
+			names[k] = devices[i]
+		}
+		fmt.Fprintf(o.Out, "stage %d (%s): %s\n", si+1, kind, strings.Join(names, ", "))
+		var wg sync.WaitGroup
+		for _, i := range stage {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				start := time.Now()
+				outcome := updateOne(ctx, client, tr, o, devices[i], source, sha, m.Version)
+				results[i].Result = outcome
+				results[i].Took = time.Since(start).Round(100 * time.Millisecond)
+				fmt.Fprintf(o.Out, "  %s: %s (%v)\n", devices[i], outcome, results[i].Took)
+			}(i)
+		}
+		wg.Wait()
+		for _, i := range stage {
+			if results[i].Result != "ok" {
+				return results, fmt.Errorf("%w: %s on %s", ErrStopped, results[i].Result, devices[i])
+			}
+		}
+	}
+	return results, nil
+}
+
+func (t *tracker) version(dev string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st, ok := t.status[dev]
+	switch {
+	case !ok:
+		return "?"
+	case st.Firmware != nil && st.Firmware.Version != "":
+		return st.Firmware.Version
+	}
+	return st.Version
+}
+
+func connect(ctx context.Context, o Options, tr *tracker) (paho.Client, error) {
+	statusTopic := o.Prefix + "/+/" + agent.TopicStatus
+	resultTopic := o.Prefix + "/+/" + agent.TopicResult
+	ready := make(chan error, 1)
+	opts := paho.NewClientOptions().AddBroker(o.Broker).SetClientID("whisker-fleet-" + randomID()).
+		SetUsername(o.Username).SetPassword(o.Password).SetCleanSession(true).SetAutoReconnect(true).
+		SetOnConnectHandler(func(c paho.Client) {
+			tok := c.SubscribeMultiple(map[string]byte{statusTopic: 1, resultTopic: 1}, func(_ paho.Client, msg paho.Message) {
+				parts := strings.Split(msg.Topic(), "/")
+				if len(parts) < 3 {
+					return
+				}
+				dev := parts[len(parts)-2]
+				switch parts[len(parts)-1] {
+				case agent.TopicStatus:
+					var st agent.Status
+					if json.Unmarshal(msg.Payload(), &st) != nil {
+						return
+					}
+					tr.mu.Lock()
+					tr.status[dev] = st
+					tr.mu.Unlock()
+				case agent.TopicResult:
+					var r agent.Result
+					if json.Unmarshal(msg.Payload(), &r) != nil {
+						return
+					}
+					tr.mu.Lock()
+					ch := tr.results[r.RequestID]
+					tr.mu.Unlock()
+					if ch != nil {
+						select {
+						case ch <- r:
+						default:
+						}
+					}
+				}
+			})
+			tok.WaitTimeout(10 * time.Second)
+			select {
+			case ready <- tok.Error():
+			default:
+			}
+		})
+	c := paho.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
+		return nil, fmt.Errorf("connect to %s: %v", o.Broker, tok.Error())
+	}
+	select {
+	case err := <-ready:
+		if err != nil {
+			return nil, err
+		}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return c, nil
+}
+
+// updateOne asks a device to update and waits for its health result.
+func updateOne(ctx context.Context, c paho.Client, tr *tracker, o Options, dev, source, sha, version string) string {
+	tr.mu.Lock()
+	st, known := tr.status[dev]
+	tr.mu.Unlock()
+	if !known || st.State != "online" {
+		return "failed: device is not online"
+	}
+	reqID := "fleet-" + randomID()
+	results := make(chan agent.Result, 4)
+	tr.mu.Lock()
+	tr.results[reqID] = results
+	tr.mu.Unlock()
+	defer func() {
+		tr.mu.Lock()
+		delete(tr.results, reqID)
+		tr.mu.Unlock()
+	}()
+	cmd := map[string]string{"request_id": reqID, "cmd": "update", "sha256": sha}
+	if strings.HasPrefix(source, "http://") || strings.HasPrefix(source, "https://") {
+		cmd["url"] = source
+	} else {
+		cmd["path"] = source
+	}
+	payload, _ := json.Marshal(cmd)
+	if tok := c.Publish(o.Prefix+"/"+dev+"/"+agent.TopicCmd, 1, false, payload); !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
+		return fmt.Sprintf("failed: could not send the update: %v", tok.Error())
+	}
+	deadline := time.NewTimer(o.Timeout)
+	defer deadline.Stop()
+	poll := time.NewTicker(200 * time.Millisecond)
+	defer poll.Stop()
+	sawSwitch := false
+	for {
+		select {
+		case <-ctx.Done():
+			return "failed: " + ctx.Err().Error()
+		case <-deadline.C:
+			return fmt.Sprintf("failed: no health result within %v", o.Timeout)
+		case r := <-results:
+			if !r.Ok {
+				return "failed: " + r.Error
+			}
+			if r.Update != nil && r.Update.State == "switching" {
+				sawSwitch = true
+			}
+		case <-poll.C:
+		}
+		tr.mu.Lock()
+		st := tr.status[dev]
+		tr.mu.Unlock()
+		if u := st.Update; u != nil && u.Bundle == sha {
+			switch u.State {
+			case "committed":
+				if st.Firmware != nil && st.Firmware.Bundle == sha {
+					return "ok"
+				}
+			case "rolled_back":
+				return "failed: rolled back (" + u.Error + ")"
+			case "failed":
+				if sawSwitch || u.Error != "" {
+					return "failed: " + u.Error
+				}
+			}
+		}
+	}
+}
+
+// bundleSource returns where devices fetch the bundle, serving it over
+// HTTP when neither a URL nor a path is given.
+func bundleSource(o Options, sha string) (string, func(), error) {
+	switch {
+	case o.URL != "":
+		return o.URL, func() {}, nil
+	case o.Path != "":
+		return o.Path, func() {}, nil
+	}
+	addr := o.Serve
+	if addr == "" {
+		addr = ":0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, fmt.Errorf("serve the bundle: %w", err)
+	}
+	host := o.Advertise
+	if host == "" {
+		if h, _, err := net.SplitHostPort(ln.Addr().String()); err == nil && h != "::" && h != "0.0.0.0" {
+			host = h
+		} else {
+			ln.Close()
+			return "", nil, errors.New("serving on all addresses: say which address devices reach this machine at (--advertise)")
+		}
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	name := sha + ".wsk"
+	mux := http.NewServeMux()
+	mux.HandleFunc("/"+name, func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFile(w, r, o.Bundle) // answers Range requests, so devices resume
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return "http://" + net.JoinHostPort(host, port) + "/" + name, func() { srv.Close() }, nil
+}
+
+func readManifest(path string) (*bundle.Manifest, error) {
+	v, err := bundle.ReadUnverified(path)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", path, err)
+	}
+	return v, nil
+}
+
+func randomID() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// WriteTable prints the summary table.
+func WriteTable(w io.Writer, results []Result) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEVICE\tSTAGE\tOLD VERSION\tNEW VERSION\tRESULT\tTIME")
+	for _, r := range results {
+		took := "-"
+		if r.Took > 0 {
+			took = r.Took.String()
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", r.Device, r.Stage, r.OldVersion, r.NewVersion, r.Result, took)
+	}
+	return tw.Flush()
+}

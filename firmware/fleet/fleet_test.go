@@ -1,0 +1,258 @@
+package fleet_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/whiskercam/whisker/agent"
+	"github.com/whiskercam/whisker/firmware/bundle"
+	"github.com/whiskercam/whisker/firmware/fleet"
+	"github.com/whiskercam/whisker/internal/testenv"
+)
+
+// build makes a whisker binary of the given version with the project's
+// build settings.
+func build(t *testing.T, version, dir string) string {
+	t.Helper()
+	cmd := exec.Command("make", "-s", "build", "BIN="+dir, "VERSION="+version)
+	cmd.Dir = testenv.Root(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", version, err, out)
+	}
+	return filepath.Join(dir, "whisker")
+}
+
+// supervise runs `whisker boot` as systemd would: restarted after a
+// failure, until the test ends.
+type supervised struct {
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	stopped bool
+	done    chan struct{}
+}
+
+func supervise(t *testing.T, bin, config, logPath string) *supervised {
+	s := &supervised{done: make(chan struct{})}
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(s.done)
+		defer logf.Close()
+		for {
+			s.mu.Lock()
+			if s.stopped {
+				s.mu.Unlock()
+				return
+			}
+			cmd := exec.Command(bin, "boot", "--config", config)
+			cmd.Stdout, cmd.Stderr = logf, logf
+			if err := cmd.Start(); err != nil {
+				s.mu.Unlock()
+				fmt.Fprintln(logf, "supervisor:", err)
+				return
+			}
+			s.cmd = cmd
+			s.mu.Unlock()
+			err := cmd.Wait()
+			fmt.Fprintf(logf, "supervisor: exited: %v\n", err)
+			s.mu.Lock()
+			stopped := s.stopped
+			s.mu.Unlock()
+			if stopped || err == nil {
+				return
+			}
+			time.Sleep(300 * time.Millisecond) // RestartSec
+		}
+	}()
+	t.Cleanup(func() {
+		s.mu.Lock()
+		s.stopped = true
+		if s.cmd != nil && s.cmd.Process != nil {
+			s.cmd.Process.Signal(syscall.SIGTERM)
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.done:
+		case <-time.After(20 * time.Second):
+			s.mu.Lock()
+			s.cmd.Process.Kill()
+			s.mu.Unlock()
+			<-s.done
+		}
+	})
+	return s
+}
+
+func statuses(t *testing.T, broker string) func() map[string]agent.Status {
+	var mu sync.Mutex
+	seen := map[string]agent.Status{}
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(broker).SetClientID("fleet-test-watch").
+		SetOnConnectHandler(func(c paho.Client) {
+			c.Subscribe("whisker/+/status", 1, func(_ paho.Client, m paho.Message) {
+				var st agent.Status
+				if json.Unmarshal(m.Payload(), &st) == nil {
+					mu.Lock()
+					seen[strings.Split(m.Topic(), "/")[1]] = st
+					mu.Unlock()
+				}
+			})
+		}))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return func() map[string]agent.Status {
+		mu.Lock()
+		defer mu.Unlock()
+		out := map[string]agent.Status{}
+		for k, v := range seen {
+			out[k] = v
+		}
+		return out
+	}
+}
+
+func TestStagedRollout(t *testing.T) {
+	mosq := testenv.StartMosquitto(t)
+	dir := t.TempDir()
+	factory := build(t, "1.0.0", filepath.Join(dir, "factory"))
+	good := build(t, "1.1.0", filepath.Join(dir, "good"))
+	bad := filepath.Join(dir, "bad-whisker")
+	// A new version that crashes as soon as it starts.
+	os.WriteFile(bad, []byte("#!/bin/sh\necho 'cannot start' >&2\nexit 1\n"), 0o755)
+
+	keyBase := filepath.Join(dir, "fleet")
+	if _, err := bundle.GenerateKeys(keyBase+".key", keyBase+".pub"); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := bundle.LoadPrivateKey(keyBase + ".key")
+	makeBundle := func(version, bin string) string {
+		path := filepath.Join(dir, version+".wsk")
+		f, _ := os.Create(path)
+		defer f.Close()
+		if _, err := bundle.Create(f, []bundle.Input{{Kind: bundle.KindAgent, Path: bin}}, bundle.CreateOptions{Version: version, Key: key}); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	goodBundle, badBundle := makeBundle("1.1.0", good), makeBundle("1.2.0", bad)
+
+	camera := filepath.Join(dir, "camera")
+	os.Mkdir(camera, 0o755)
+	for _, p := range []string{"chelsea.png", "grass.png"} {
+		data, _ := os.ReadFile(testenv.Photo(t, p))
+		os.WriteFile(filepath.Join(camera, p), data, 0o644)
+	}
+	devices := []string{"cam1", "cam2", "cam3"}
+	logs := map[string]string{}
+	for _, d := range devices {
+		cfg := fmt.Sprintf(`device: %s
+state_dir: %s
+backbone: %s
+camera: {source: %s, loop: true, folder_fps: 4}
+mqtt: {broker: %s}
+http: {listen: "127.0.0.1:0"}
+update: {trusted_keys: [%s], health_timeout: 30s, min_sightings: 2, max_attempts: 2}
+homeassistant: {enabled: false}
+`, d, filepath.Join(dir, d), testenv.BackboneManifest(t), camera, mosq.URL(), keyBase+".pub")
+		path := filepath.Join(dir, d+".yaml")
+		os.WriteFile(path, []byte(cfg), 0o644)
+		logs[d] = filepath.Join(dir, d+".log")
+		supervise(t, factory, path, logs[d])
+	}
+	dump := func() string {
+		var b strings.Builder
+		for _, d := range devices {
+			data, _ := os.ReadFile(logs[d])
+			lines := strings.Split(string(data), "\n")
+			b.WriteString("--- " + d + "\n" + strings.Join(lines[max(0, len(lines)-25):], "\n"))
+		}
+		return b.String()
+	}
+	seen := statuses(t, mosq.URL())
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		online := 0
+		for _, st := range seen() {
+			if st.State == "online" {
+				online++
+			}
+		}
+		if online == len(devices) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("devices not online:\n%s", dump())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	rollout := func(path string) ([]fleet.Result, error) {
+		var out bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		res, err := fleet.Rollout(ctx, fleet.Options{
+			Broker: mosq.URL(), Bundle: path, Serve: "127.0.0.1:0", Canary: 1, Batch: 2,
+			Timeout: 90 * time.Second, Discover: time.Second, Out: &out,
+		})
+		var table bytes.Buffer
+		fleet.WriteTable(&table, res)
+		t.Logf("rollout of %s:\n%s\n%s", filepath.Base(path), out.String(), table.String())
+		return res, err
+	}
+
+	// Dry run: a plan, nothing sent.
+	var plan bytes.Buffer
+	res, err := fleet.Rollout(context.Background(), fleet.Options{Broker: mosq.URL(), Bundle: goodBundle, DryRun: true, Discover: time.Second, Out: &plan})
+	if err != nil || len(res) != 3 || res[0].Result != "dry run" || res[0].Stage != 1 || res[2].Stage != 2 {
+		t.Fatalf("dry run: %v %+v", err, res)
+	}
+
+	// A good version reaches every device, canary first.
+	res, err = rollout(goodBundle)
+	if err != nil {
+		t.Fatalf("rollout: %v\n%s", err, dump())
+	}
+	for _, r := range res {
+		if r.Result != "ok" || r.OldVersion != "1.0.0" || r.NewVersion != "1.1.0" {
+			t.Errorf("%+v", r)
+		}
+	}
+	for _, d := range devices {
+		if st := seen()[d]; st.Firmware == nil || st.Firmware.Version != "1.1.0" || st.Version != "1.1.0" {
+			t.Errorf("%s runs %+v %+v", d, st.Firmware, st.Version)
+		}
+	}
+
+	// A version that crashes: the canary rolls back by itself and the
+	// rollout stops before the other devices.
+	res, err = rollout(badBundle)
+	if !errors.Is(err, fleet.ErrStopped) {
+		t.Fatalf("rollout of a bad version: %v\n%s", err, dump())
+	}
+	if !strings.Contains(res[0].Result, "rolled back") || res[1].Result != "skipped" || res[2].Result != "skipped" {
+		t.Fatalf("results %+v", res)
+	}
+	time.Sleep(time.Second)
+	for _, d := range devices {
+		st := seen()[d]
+		if st.State != "online" || st.Firmware == nil || st.Firmware.Version != "1.1.0" {
+			t.Errorf("%s after the failed rollout: %+v %+v\n%s", d, st.State, st.Firmware, dump())
+		}
+	}
+}
