@@ -451,15 +451,7 @@ func writeSynced(path string, data []byte, mode os.FileMode) error {
 // trusted key and every file's size and sha256. A device runs a slot only
 // after this passes.
 func VerifyDir(dir string, opt CheckOptions) (*Verified, error) {
-	manifest, err := os.ReadFile(filepath.Join(dir, ManifestName))
-	if err != nil {
-		return nil, err
-	}
-	sig, err := os.ReadFile(filepath.Join(dir, SignatureName))
-	if err != nil {
-		return nil, err
-	}
-	v, err := VerifyManifest(manifest, sig, opt)
+	v, err := verifySigned(dir, opt)
 	if err != nil {
 		return nil, err
 	}
@@ -469,6 +461,19 @@ func VerifyDir(dir string, opt CheckOptions) (*Verified, error) {
 		}
 	}
 	return v, nil
+}
+
+// verifySigned checks the manifest and signature kept in dir.
+func verifySigned(dir string, opt CheckOptions) (*Verified, error) {
+	manifest, err := os.ReadFile(filepath.Join(dir, ManifestName))
+	if err != nil {
+		return nil, err
+	}
+	sig, err := os.ReadFile(filepath.Join(dir, SignatureName))
+	if err != nil {
+		return nil, err
+	}
+	return VerifyManifest(manifest, sig, opt)
 }
 
 func checkFile(path string, spec File) error {
@@ -524,15 +529,7 @@ func PartOf(kind string) string {
 // VerifyPart checks one part directory of a slot: its manifest signature
 // and the files of that part.
 func VerifyPart(dir, part string, opt CheckOptions) (*Verified, error) {
-	manifest, err := os.ReadFile(filepath.Join(dir, ManifestName))
-	if err != nil {
-		return nil, err
-	}
-	sig, err := os.ReadFile(filepath.Join(dir, SignatureName))
-	if err != nil {
-		return nil, err
-	}
-	v, err := VerifyManifest(manifest, sig, opt)
+	v, err := verifySigned(dir, opt)
 	if err != nil {
 		return nil, err
 	}

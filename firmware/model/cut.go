@@ -141,13 +141,7 @@ func Cut(data []byte, opt CutOptions) (*CutResult, error) {
 		if b == 0 || len(m.Buffers[b].Data) == 0 && m.Buffers[b].Size == 0 {
 			return 0
 		}
-		if nb, ok := bufMap[b]; ok {
-			return nb
-		}
-		nb := uint32(len(out.Buffers))
-		out.Buffers = append(out.Buffers, m.Buffers[b])
-		bufMap[b] = nb
-		return nb
+		return keepBuffer(out, m, bufMap, b)
 	}
 	nsg := &tfl.SubGraphT{Name: sg.Name}
 	tensorMap := map[int32]int32{}
@@ -259,8 +253,8 @@ func mapAll(ts []int32, f func(int32) int32) []int32 {
 	return out
 }
 
-// keepBuffer copies a metadata buffer (which no tensor references) into
-// the new model.
+// keepBuffer copies a buffer into the new model once, returning its index
+// there.
 func keepBuffer(out, m *tfl.ModelT, bufMap map[uint32]uint32, b uint32) uint32 {
 	if int(b) >= len(m.Buffers) {
 		return 0

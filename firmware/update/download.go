@@ -2,8 +2,6 @@ package update
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +11,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/whiskercam/whisker/firmware/bundle"
 )
 
 // ErrHash is returned when a download does not have the expected sha256.
@@ -36,7 +36,7 @@ func Fetch(ctx context.Context, source, dir, sha string, maxSize int64, progress
 		return "", err
 	}
 	final := filepath.Join(dir, sha+".wsk")
-	if got, err := fileSHA(final); err == nil && got == sha {
+	if got, err := bundle.FileSHA256(final); err == nil && got == sha {
 		return final, nil // already here
 	}
 	part := final + ".part"
@@ -50,7 +50,7 @@ func Fetch(ctx context.Context, source, dir, sha string, maxSize int64, progress
 			return "", err
 		}
 	}
-	got, err := fileSHA(part)
+	got, err := bundle.FileSHA256(part)
 	if err != nil {
 		return "", err
 	}
@@ -161,17 +161,4 @@ func copyLimited(src, dst string, maxSize int64) error {
 		return err
 	}
 	return out.Close()
-}
-
-func fileSHA(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
