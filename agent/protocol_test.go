@@ -89,3 +89,17 @@ func FuzzDecodeCmd(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeShared(f *testing.F) {
+	f.Add([]byte(`{"v":1,"origin":"porch","sample_id":3,"label":"Tigger","backbone":"bb@1","ts":"2026-01-01T00:00:00Z","features":"AACAPw==","jpeg":""}`))
+	f.Add([]byte(`{"v":1}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, feats, _, err := DecodeShared(b, 1<<16)
+		if err != nil {
+			return
+		}
+		if CheckLabelName(s.Label) != nil || len(feats) == 0 || s.Backbone == "" {
+			t.Fatalf("accepted an invalid shared sample: %+v", s)
+		}
+	})
+}

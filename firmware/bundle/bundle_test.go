@@ -20,7 +20,7 @@ type fixture struct {
 	manifest *Manifest
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{dir: t.TempDir()}
 	pub, err := GenerateKeys(filepath.Join(f.dir, "k.key"), filepath.Join(f.dir, "k.pub"))
@@ -157,6 +157,26 @@ func FuzzVerifyManifest(f *testing.F) {
 		v, err := VerifyManifest(manifest, sig, CheckOptions{Trusted: []ed25519.PublicKey{pub}, OS: "linux", Arch: "amd64"})
 		if err == nil && (v.Manifest == nil || v.Manifest.validate() != nil) {
 			t.Fatal("accepted an invalid manifest")
+		}
+	})
+}
+
+func FuzzExtract(f *testing.F) {
+	fx := newFixture(f)
+	good, _ := os.ReadFile(fx.bundle)
+	f.Add(good)
+	f.Add(good[:len(good)/3])
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "b.wsk")
+		os.WriteFile(path, data, 0o644)
+		out := t.TempDir()
+		v, err := Extract(path, out, fx.opts())
+		if err != nil {
+			return
+		}
+		// Whatever extracts also verifies as a slot.
+		if _, err := VerifyDir(out, fx.opts()); err != nil {
+			t.Fatalf("extracted but does not verify: %v (%+v)", err, v.Manifest)
 		}
 	})
 }
