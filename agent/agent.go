@@ -58,9 +58,12 @@ func New(cfg Config, log *slog.Logger, version string) (*Agent, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("state_dir: %w", err)
 	}
-	bb, err := backbone.Open(cfg.Backbone, backbone.Options{Threads: cfg.Threads})
+	bb, err := backbone.Open(cfg.Backbone, backbone.Options{Threads: cfg.Threads, Delegate: backbone.Delegate(cfg.Delegate)})
 	if err != nil {
 		return nil, fmt.Errorf("backbone: %w", err)
+	}
+	if st := bb.Delegate(); st.Fallback != nil {
+		log.Warn("delegate unavailable, the backbone runs on the CPU", "delegate", st.Requested, "reason", st.Fallback)
 	}
 	man := bb.Manifest()
 	pre, err := camera.NewPreprocessor(camera.Spec{
@@ -99,7 +102,7 @@ func New(cfg Config, log *slog.Logger, version string) (*Agent, error) {
 	a.capture = camera.NewCapture(camera.CaptureConfig{
 		Source: cfg.Camera.Source, Loop: cfg.Camera.Loop, MaxFPS: cfg.Camera.MaxFPS, FolderFPS: cfg.Camera.FolderFPS,
 	}, log.With("component", "camera"), a.box, nil)
-	log.Info("agent ready", "device", cfg.Device, "backbone", man.Identity, "tflite", backbone.RuntimeVersion(),
+	log.Info("agent ready", "device", cfg.Device, "backbone", man.Identity, "tflite", backbone.RuntimeVersion(), "delegate", bb.Delegate().Active,
 		"input", man.Input.Shape, "embedding", man.Embedding, "state", cfg.StateDir)
 	return a, nil
 }

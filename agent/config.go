@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/whiskercam/whisker/learner/backbone"
 )
 
 // Config is the whole agent configuration. Every key has a default (see
@@ -27,11 +29,15 @@ type Config struct {
 	// Backbone is the manifest of the feature extractor model.
 	Backbone string `yaml:"backbone"`
 	// Threads for the backbone; 0 means all cores.
-	Threads int           `yaml:"threads"`
-	Camera  CameraConfig  `yaml:"camera"`
-	MQTT    MQTTConfig    `yaml:"mqtt"`
-	Learner LearnerConfig `yaml:"learner"`
-	Log     LogConfig     `yaml:"log"`
+	Threads int `yaml:"threads"`
+	// Delegate runs the backbone on an accelerator: none, xnnpack, edgetpu
+	// or gpu. One this build or machine lacks falls back to the CPU, with
+	// a warning (docs/devices.md).
+	Delegate string        `yaml:"delegate"`
+	Camera   CameraConfig  `yaml:"camera"`
+	MQTT     MQTTConfig    `yaml:"mqtt"`
+	Learner  LearnerConfig `yaml:"learner"`
+	Log      LogConfig     `yaml:"log"`
 }
 
 // CameraConfig selects and paces the camera.
@@ -97,6 +103,7 @@ func Default() Config {
 		Device:   device,
 		StateDir: defaultStateDir(),
 		Backbone: "/usr/share/whisker/models/backbone.manifest.json",
+		Delegate: string(backbone.DelegateNone),
 		Camera: CameraConfig{
 			Source:    "/dev/video0",
 			Loop:      true,
@@ -242,6 +249,8 @@ func (c *Config) Validate() error {
 		return bad("backbone", `""`, "must name a backbone manifest (make deps cuts one: .deps/models/backbone.manifest.json)")
 	case c.Threads < 0:
 		return bad("threads", c.Threads, "must be 0 (all cores) or more")
+	case !knownDelegate(c.Delegate):
+		return bad("delegate", fmt.Sprintf("%q", c.Delegate), "must be none, xnnpack, edgetpu or gpu")
 	case c.Camera.Source == "":
 		return bad("camera.source", `""`, "must name a camera, video file or image folder")
 	case c.Camera.MaxFPS < 0 || c.Camera.MaxFPS > 120:
@@ -274,6 +283,11 @@ func (c *Config) Validate() error {
 		return bad("log.format", fmt.Sprintf("%q", c.Log.Format), "must be text or json")
 	}
 	return nil
+}
+
+func knownDelegate(s string) bool {
+	_, err := backbone.ParseDelegate(s)
+	return err == nil
 }
 
 func validBrokerURL(s string) bool {
