@@ -74,7 +74,6 @@ say()  { printf '\033[1m==> %s\033[0m\n' "$*"; }
 note() { printf '    %s\n' "$*" >&2; }
 die()  { printf 'cross/sysroot: %s\n' "$*" >&2; exit 1; }
 
-
 need_root() {
   if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null; then echo sudo; else die "installing the cross toolchain needs root (or sudo)"; fi
