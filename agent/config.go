@@ -29,15 +29,16 @@ type Config struct {
 	// Backbone is the manifest of the feature extractor model.
 	Backbone string `yaml:"backbone"`
 	// Threads for the backbone; 0 means all cores.
-	Threads int `yaml:"threads"`
+	Threads int           `yaml:"threads"`
+	Camera  CameraConfig  `yaml:"camera"`
+	MQTT    MQTTConfig    `yaml:"mqtt"`
+	Learner LearnerConfig `yaml:"learner"`
+	Log     LogConfig     `yaml:"log"`
+
 	// Delegate runs the backbone on an accelerator: none, xnnpack, edgetpu
 	// or gpu. One this build or machine lacks falls back to the CPU, with
 	// a warning (docs/devices.md).
-	Delegate string        `yaml:"delegate"`
-	Camera   CameraConfig  `yaml:"camera"`
-	MQTT     MQTTConfig    `yaml:"mqtt"`
-	Learner  LearnerConfig `yaml:"learner"`
-	Log      LogConfig     `yaml:"log"`
+	Delegate string `yaml:"delegate"`
 }
 
 // CameraConfig selects and paces the camera.
