@@ -154,6 +154,10 @@ cross-test: cross-arm64 build ## arm64 tests under qemu-user: backbone, learner,
 	@mkdir -p $(CROSS_OUT)
 	@echo "==> arm64 test binaries under qemu-user: learner/backbone (TensorFlow Lite), learner, camera (OpenCV)"
 	$(CROSS_ENV) $(GO) test -tags '$(CROSS_TAGS)' -count=1 -timeout 30m -exec '$(QEMU)' ./learner/... ./camera/...
+	@v=$$($(CROSS_TRIPLET)-objdump -T $(CROSS_WHISKER) | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n1); \
+	  echo "==> $(notdir $(CROSS_WHISKER)) needs $$v at most (bookworm has GLIBC_2.36)"; \
+	  test "$$(printf '%s\n' GLIBC_2.36 $$v | sort -V | tail -n1)" = GLIBC_2.36 || \
+	  { echo "cross-test: the arm64 binary needs a newer C library than bookworm's"; exit 1; }
 	@echo "==> one photograph embedded on x86 (TensorFlow Lite $$($(WHISKER) version | sed 's/.*Lite \(.*\))/\1/')) and on arm64 under qemu-user"
 	$(WHISKER) embed --backbone $(MODELS)/backbone.manifest.json --threads 2 $(CROSS_PHOTO) > $(CROSS_OUT)/embedding-amd64.json
 	$(QEMU) $(CROSS_WHISKER) embed --backbone $(MODELS)/backbone.manifest.json --threads 2 \

@@ -42,11 +42,12 @@ LAYOUT=1
 TOOLCHAIN=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static)
 
 MIRROR="http://deb.debian.org/debian"
+SECURITY="http://deb.debian.org/debian-security"
 KEYRING="/usr/share/keyrings/debian-archive-keyring.gpg"
 declare -A SOURCES=(
   [bookworm]="deb [arch=arm64 signed-by=$KEYRING] $MIRROR bookworm main
 deb [arch=arm64 signed-by=$KEYRING] $MIRROR bookworm-updates main
-deb [arch=arm64 signed-by=$KEYRING] http://deb.debian.org/debian-security bookworm-security main"
+deb [arch=arm64 signed-by=$KEYRING] $SECURITY bookworm-security main"
   [forky]="deb [arch=arm64 signed-by=$KEYRING] $MIRROR forky main"
 )
 
