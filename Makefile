@@ -134,6 +134,72 @@ install: deps ## Install binary, TFLite library, backbone, config (kept if prese
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; \
 	  echo "installed; start it with: systemctl enable --now whisker"; fi
 
+##@ Cross
+# linux/arm64 (Raspberry Pi OS, Jetson): cgo against a sysroot that
+# cross/sysroot.sh makes from Debian packages (OpenCV 4.6 from bookworm,
+# TensorFlow Lite 2.14 from forky); tests run as arm64 binaries under
+# qemu-user. None of this is part of `make test`.
+CROSS_DIR      := $(DEPS)/cross/arm64
+SYSROOT        := $(CROSS_DIR)/sysroot
+CROSS_LIBS     := $(CROSS_DIR)/lib
+CROSS_TRIPLET  := aarch64-linux-gnu
+CROSS_WHISKER  := $(BIN)/whisker-linux-arm64
+CROSS_OUT      := $(BIN)/cross-test
+QEMU           := qemu-aarch64-static -L $(SYSROOT)
+# The OpenCV modules gocv links (its customenv tag takes the flags from here).
+OPENCV_MODULES := core imgproc imgcodecs videoio highgui objdetect features2d flann calib3d dnn photo video
+# The host build's detection, applied to the sysroot's library. These are
+# expanded when a cross recipe runs, after cross/sysroot.sh has made it.
+CROSS_COMPAT    = $(if $(wildcard $(SYSROOT)/usr/include/tensorflow/lite/c/c_api_experimental.h),,-I$(CURDIR)/learner/backbone/compat)
+CROSS_TAGS      = $(strip customenv $(CROSS_EXTRA_TAGS) $(shell $(CROSS_TRIPLET)-nm -D --defined-only $(CROSS_LIBS)/libtensorflowlite_c.so 2>/dev/null | grep -q TfLiteInterpreterOptionsSetUseNNAPI || echo tflite_nonnapi))
+# The sysroot's C library is newer (2.38+, which TensorFlow Lite 2.14
+# needs) than the cross toolchain's (2.36): the binary links against the
+# older one, so it also runs on bookworm, and the linker lets the library's
+# newer references through.
+CROSS_ENV       = GOOS=linux GOARCH=arm64 CGO_ENABLED=1 CC=$(CROSS_TRIPLET)-gcc CXX=$(CROSS_TRIPLET)-g++ \
+  CGO_CFLAGS='-I$(SYSROOT)/usr/include $(CROSS_COMPAT)' \
+  CGO_CPPFLAGS='-I$(SYSROOT)/usr/include/opencv4' CGO_CXXFLAGS='--std=c++11' \
+  CGO_LDFLAGS='-L$(CROSS_LIBS) $(addprefix -lopencv_,$(OPENCV_MODULES)) \
+    -Wl,-rpath-link,$(SYSROOT)/usr/lib/$(CROSS_TRIPLET) -Wl,-rpath-link,$(SYSROOT)/usr/lib -Wl,--allow-shlib-undefined'
+CROSS_PHOTO     := $(DEPS)/testdata/chelsea.png
+comma          := ,
+space          := $(subst ,, )
+
+.PHONY: cross-sysroot
+cross-sysroot: ## Install the arm64 cross toolchain and qemu-user, and make the arm64 sysroot (cached, pinned)
+	@cross/sysroot.sh >&2 # progress on stderr: the output of cross-env is for eval
+
+.PHONY: cross-arm64
+cross-arm64: cross-sysroot ## Build bin/whisker-linux-arm64 against the sysroot (TensorFlow Lite 2.14)
+	@mkdir -p $(BIN)
+	@echo "==> go build for linux/arm64, tags: $(CROSS_TAGS)"
+	$(CROSS_ENV) $(GO) build -tags '$(CROSS_TAGS)' -trimpath -ldflags '-X main.version=$(VERSION)' -o $(CROSS_WHISKER) ./agent/cmd/whisker
+
+.PHONY: cross-env
+cross-env: cross-sysroot ## Print the arm64 build environment, for running go by hand (docs/devices.md)
+	@echo "export $(CROSS_ENV) WHISKER_DEPS='$(DEPS)' GOFLAGS='-tags=$(subst $(space),$(comma),$(CROSS_TAGS))' QEMU='$(QEMU)'"
+
+.PHONY: cross-test
+cross-test: cross-arm64 build ## arm64 tests under qemu-user: backbone, learner, camera; x86 vs arm64 embedding; the demo end to end
+	@for f in $(MODELS)/backbone.manifest.json $(CROSS_PHOTO) $(DEMO_VIDEO); do \
+	  test -f $$f || { echo "missing $$f: run 'make deps'"; exit 1; }; done
+	@mkdir -p $(CROSS_OUT)
+	@echo "==> arm64 test binaries under qemu-user: learner/backbone (TensorFlow Lite), learner, camera (OpenCV)"
+	$(CROSS_ENV) $(GO) test -tags '$(CROSS_TAGS)' -count=1 -timeout 30m -exec '$(QEMU)' ./learner/... ./camera/...
+	@v=$$($(CROSS_TRIPLET)-objdump -T $(CROSS_WHISKER) | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n1); \
+	  echo "==> $(notdir $(CROSS_WHISKER)) needs $$v at most (bookworm has GLIBC_2.36)"; \
+	  test "$$(printf '%s\n' GLIBC_2.36 $$v | sort -V | tail -n1)" = GLIBC_2.36 || \
+	  { echo "cross-test: the arm64 binary needs a newer C library than bookworm's"; exit 1; }
+	@echo "==> one photograph embedded on x86 (TensorFlow Lite $$($(WHISKER) version | sed 's/.*Lite \(.*\))/\1/')) and on arm64 under qemu-user"
+	$(WHISKER) embed --backbone $(MODELS)/backbone.manifest.json --threads 2 $(CROSS_PHOTO) > $(CROSS_OUT)/embedding-amd64.json
+	$(QEMU) $(CROSS_WHISKER) embed --backbone $(MODELS)/backbone.manifest.json --threads 2 \
+	  --compare $(CROSS_OUT)/embedding-amd64.json --tolerance 1e-4 $(CROSS_PHOTO)
+	@echo "==> end to end under qemu-user: the arm64 whisker runs the demo (video at 2 fps, backbone, training, MQTT)"
+	set -o pipefail; $(QEMU) $(CROSS_WHISKER) demo --config examples/demo.yaml --fps 2 --watch 60s | tee $(CROSS_OUT)/demo.txt
+	@awk '/sightings named as a person would/ { n = $$3; ok = $$1 } END { exit !(n >= 3 && ok * 10 >= n * 9) }' $(CROSS_OUT)/demo.txt || \
+	  { echo "cross-test: the arm64 demo named fewer than 3 sightings, or under 90% of them as a person would ($(CROSS_OUT)/demo.txt)"; exit 1; }
+	@echo "==> cross-test passed"
+
 ##@ Other
 .PHONY: clean
 clean: ## Remove build outputs (keeps .deps)

@@ -82,9 +82,12 @@ func New(cfg Config, log *slog.Logger, version string) (*Agent, error) {
 		log.Info("using the backbone of firmware slot "+upd.slot, "manifest", p)
 		cfg.Backbone = p
 	}
-	bb, err := backbone.Open(cfg.Backbone, backbone.Options{Threads: cfg.Threads})
+	bb, err := backbone.Open(cfg.Backbone, backbone.Options{Threads: cfg.Threads, Delegate: backbone.Delegate(cfg.Delegate)})
 	if err != nil {
 		return nil, fmt.Errorf("backbone: %w", err)
+	}
+	if st := bb.Delegate(); st.Fallback != nil {
+		log.Warn("delegate unavailable, the backbone runs on the CPU", "delegate", st.Requested, "reason", st.Fallback)
 	}
 	man := bb.Manifest()
 	pre, err := newPreprocessor(man)
@@ -140,7 +143,7 @@ func New(cfg Config, log *slog.Logger, version string) (*Agent, error) {
 	}
 	a.initUpdateStatus()
 	a.metrics = newMetrics(a)
-	log.Info("agent ready", "device", cfg.Device, "backbone", man.Identity, "tflite", backbone.RuntimeVersion(),
+	log.Info("agent ready", "device", cfg.Device, "backbone", man.Identity, "tflite", backbone.RuntimeVersion(), "delegate", bb.Delegate().Active,
 		"input", man.Input.Shape, "embedding", man.Embedding, "state", cfg.StateDir)
 	return a, nil
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/whiskercam/whisker/learner/backbone"
 )
 
 // Config is the whole agent configuration. Every key has a default (see
@@ -40,6 +42,11 @@ type Config struct {
 	// Fleet shares labels between the cameras of a household.
 	Fleet FleetConfig `yaml:"fleet"`
 	Log   LogConfig   `yaml:"log"`
+
+	// Delegate runs the backbone on an accelerator: none, xnnpack, edgetpu
+	// or gpu. One this build or machine lacks falls back to the CPU, with
+	// a warning (docs/devices.md).
+	Delegate string `yaml:"delegate"`
 }
 
 // TLSConfig secures the connection to an external broker.
@@ -164,6 +171,7 @@ func Default() Config {
 		Device:   device,
 		StateDir: defaultStateDir(),
 		Backbone: "/usr/share/whisker/models/backbone.manifest.json",
+		Delegate: string(backbone.DelegateNone),
 		Camera: CameraConfig{
 			Source:    "/dev/video0",
 			Loop:      true,
@@ -328,6 +336,8 @@ func (c *Config) Validate() error {
 		return bad("backbone", `""`, "must name a backbone manifest (make deps cuts one: .deps/models/backbone.manifest.json)")
 	case c.Threads < 0:
 		return bad("threads", c.Threads, "must be 0 (all cores) or more")
+	case !knownDelegate(c.Delegate):
+		return bad("delegate", fmt.Sprintf("%q", c.Delegate), "must be none, xnnpack, edgetpu or gpu")
 	case c.Camera.Source == "":
 		return bad("camera.source", `""`, "must name a camera, video file or image folder")
 	case c.Camera.MaxFPS < 0 || c.Camera.MaxFPS > 120:
@@ -387,6 +397,11 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+func knownDelegate(s string) bool {
+	_, err := backbone.ParseDelegate(s)
+	return err == nil
 }
 
 func validBrokerURL(s string) bool {

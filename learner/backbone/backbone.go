@@ -34,12 +34,17 @@ func RuntimeVersion() string {
 type Options struct {
 	// Threads for the CPU kernels; 0 means all cores.
 	Threads int
+	// Delegate to hand the model to; "" or DelegateNone keeps it on the
+	// CPU kernels. One that is not compiled in or cannot take the model
+	// falls back to the CPU (see Backbone.Delegate).
+	Delegate Delegate
 }
 
 // Backbone is a loaded feature extractor.
 type Backbone struct {
 	mu       sync.Mutex
 	manifest *model.Manifest
+	delegate DelegateStatus
 	interp   *tflite.Interpreter
 	input    *tflite.Tensor
 	inShape  []int
@@ -83,27 +88,31 @@ func New(data []byte, opt Options) (*Backbone, error) {
 	if _, err := model.Parse(data); err != nil {
 		return nil, err
 	}
+	requested, err := ParseDelegate(string(opt.Delegate))
+	if err != nil {
+		return nil, err
+	}
 	m := tflite.NewModel(data)
 	if m == nil {
 		return nil, errors.New("TensorFlow Lite could not load the model (see its message above)")
-	}
-	opts := tflite.NewInterpreterOptions()
-	if opts == nil {
-		m.Delete()
-		return nil, errors.New("TensorFlow Lite could not create interpreter options")
 	}
 	threads := opt.Threads
 	if threads <= 0 {
 		threads = runtime.NumCPU()
 	}
-	opts.SetNumThread(threads)
-	interp := tflite.NewInterpreter(m, opts)
-	if interp == nil {
-		opts.Delete()
-		m.Delete()
-		return nil, errors.New("TensorFlow Lite could not build an interpreter; the model may use operators this library version lacks")
+	status := DelegateStatus{Requested: requested, Active: requested}
+	interp, err := newInterpreter(m, threads, requested)
+	if err != nil && requested != DelegateNone {
+		// The delegate is not compiled in, did not start, or could not
+		// take the model: run on the CPU kernels instead.
+		status.Active, status.Fallback = DelegateNone, err
+		interp, err = newInterpreter(m, threads, DelegateNone)
 	}
-	b := &Backbone{interp: interp}
+	if err != nil {
+		m.Delete()
+		return nil, err
+	}
+	b := &Backbone{interp: interp, delegate: status}
 	if st := interp.AllocateTensors(); st != tflite.OK {
 		b.Close()
 		return nil, fmt.Errorf("allocate tensors: %v", st)
@@ -148,6 +157,33 @@ func New(data []byte, opt Options) (*Backbone, error) {
 	return b, nil
 }
 
+// newInterpreter builds an interpreter for m with the given delegate.
+// On failure it frees what it made, but not the model.
+func newInterpreter(m *tflite.Model, threads int, d Delegate) (*tflite.Interpreter, error) {
+	opts := tflite.NewInterpreterOptions()
+	if opts == nil {
+		return nil, errors.New("TensorFlow Lite could not create interpreter options")
+	}
+	opts.SetNumThread(threads)
+	if d != DelegateNone {
+		del, err := newDelegate(d, threads)
+		if err != nil {
+			opts.Delete()
+			return nil, err
+		}
+		opts.AddDelegate(del)
+	}
+	interp := tflite.NewInterpreter(m, opts)
+	if interp == nil {
+		opts.Delete() // and the delegate with it
+		if d != DelegateNone {
+			return nil, fmt.Errorf("%s: the delegate could not take the model (see the TensorFlow Lite message above)", d)
+		}
+		return nil, errors.New("TensorFlow Lite could not build an interpreter; the model may use operators this library version lacks")
+	}
+	return interp, nil
+}
+
 func (b *Backbone) checkManifest(man *model.Manifest) error {
 	if !slices.Equal(b.inShape, man.Input.Shape) {
 		return fmt.Errorf("input shape %v does not match the manifest's %v", b.inShape, man.Input.Shape)
@@ -168,6 +204,10 @@ func product(s []int) int {
 	}
 	return n
 }
+
+// Delegate says which delegate was asked for, which one runs the model,
+// and why they differ.
+func (b *Backbone) Delegate() DelegateStatus { return b.delegate }
 
 // Manifest is the manifest the backbone was opened with (nil for New).
 func (b *Backbone) Manifest() *model.Manifest { return b.manifest }

@@ -22,6 +22,7 @@ import (
 func demoCmd() *cobra.Command {
 	var cfgPath string
 	var watch time.Duration
+	var fps float64
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Scripted demo: run the agent on the demo video, label a few sightings, watch the names appear",
@@ -44,17 +45,26 @@ agent now gives them.`,
 			cfg.StateDir = state
 			cfg.MQTT.Broker = ""
 			cfg.MQTT.EmbeddedListen = "127.0.0.1:0" // any free port
-			cfg.Camera.MaxFPS = 0                   // the video's own 10 fps
+			if fps < 0 {
+				return fmt.Errorf("--fps %g: want 0 (the video's own rate) or more", fps)
+			}
+			cfg.Camera.MaxFPS = fps // 0: the video's own 10 fps
 			cfg.Learner.RetrainDelay = 200 * time.Millisecond
-			return runDemo(cmd.Context(), cmd.OutOrStdout(), cfg, watch)
+			// Below the video's rate it plays slower; waits grow with it.
+			slow := 1.0
+			if fps > 0 && fps < demo.FPS {
+				slow = demo.FPS / fps
+			}
+			return runDemo(cmd.Context(), cmd.OutOrStdout(), cfg, watch, slow)
 		},
 	}
 	cmd.Flags().StringVarP(&cfgPath, "config", "c", filepath.Join("examples", "demo.yaml"), "agent configuration of the demo")
 	cmd.Flags().DurationVar(&watch, "watch", 20*time.Second, "how long to show named sightings")
+	cmd.Flags().Float64Var(&fps, "fps", 0, "frames per second read from the video (0: its own 10); lower plays it slower, for slow or emulated machines")
 	return cmd
 }
 
-func runDemo(ctx context.Context, out io.Writer, cfg agent.Config, watch time.Duration) error {
+func runDemo(ctx context.Context, out io.Writer, cfg agent.Config, watch time.Duration, slow float64) error {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	a, err := agent.New(cfg, log, version)
 	if err != nil {
@@ -111,7 +121,8 @@ func runDemo(ctx context.Context, out io.Writer, cfg agent.Config, watch time.Du
 
 	fmt.Fprintln(out, "1. No labels yet: every sighting is \"unknown\". Waiting for the cat and the dog to appear...")
 	picked := map[string][]agent.Sighting{}
-	timeout := time.After(90 * time.Second)
+	wait := time.Duration(slow * float64(90*time.Second))
+	timeout := time.After(wait)
 	for len(picked[demo.Cat]) < 2 || len(picked[demo.Dog]) < 2 || len(picked[demo.Empty]) < 2 {
 		select {
 		case s := <-sightings:
@@ -121,7 +132,7 @@ func runDemo(ctx context.Context, out io.Writer, cfg agent.Config, watch time.Du
 				fmt.Fprintf(out, "   sighting %-14s %-22s label=%q\n", s.ID, "("+what[subj]+")", s.Label)
 			}
 		case <-timeout:
-			return errors.New("did not see the cat and the dog within 90 s")
+			return fmt.Errorf("did not see the cat and the dog within %v", wait)
 		case <-ctx.Done():
 			return ctx.Err()
 		}

@@ -41,7 +41,7 @@ classifier it trains on the device from the labels you send over MQTT.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(runCmd(), bootCmd(), labelCmd(), ctlCmd(), demoCmd(), modelCmd(), configCmd(), demoVideoCmd(),
-		keysCmd(), bundleCmd(), fleetCmd(), versionCmd())
+		keysCmd(), bundleCmd(), fleetCmd(), embedCmd(), versionCmd())
 	return root.ExecuteContext(ctx)
 }
 
