@@ -32,8 +32,8 @@ type ClassReport struct {
 	Samples   int     `json:"samples"`
 	Precision float64 `json:"precision"`
 	Recall    float64 `json:"recall"`
-	// Unknown is the fraction of the class's out-of-fold predictions below
-	// the calibrated threshold.
+	// Unknown is the fraction of the class's out-of-fold predictions the
+	// calibrated open-set tests reject.
 	Unknown float64 `json:"unknown"`
 }
 
@@ -114,7 +114,7 @@ func Evaluate(ctx context.Context, d *Dataset, backbone string, cfg EvalConfig) 
 	rejected := make([]int, k)
 	for i := range cv.Pred {
 		r.Confusion[cv.True[i]][cv.Pred[i]]++
-		if cv.Conf[i] < calib.Threshold {
+		if cv.Conf[i] < calib.Threshold || (calib.Distance > 0 && cv.Dist[i] > calib.Distance) {
 			rejected[cv.True[i]]++
 		}
 	}
@@ -280,8 +280,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "Head: %s (%s)\n", r.Kind, r.Capacity.Reason)
 	fmt.Fprintf(&b, "Accuracy (%d-fold cross-validation): %.1f%% ± %.1f%%\n", r.Folds, 100*r.Accuracy, 100*r.AccuracySE)
 	if c := r.Calibration; c != nil {
-		fmt.Fprintf(&b, "Open-set threshold: %.3f (keeps %.0f%% of correct predictions; %.0f%% of mistakes become unknown; accuracy of what is named %.1f%%)\n",
-			c.Threshold, 100*c.AcceptRate, 100*c.ErrorsRejected, 100*c.AcceptedAccuracy)
+		fmt.Fprintf(&b, "Unknown when: best probability below %.3f, or distance to the nearest class above %.3f (each keeps %.0f%% of known samples)\n",
+			c.Threshold, c.Distance, 100*c.AcceptRate)
+		fmt.Fprintf(&b, "  cross-validated: %.0f%% of samples named, %.1f%% of those right; %.0f%% of mistakes become unknown\n",
+			100*c.Accepted, 100*c.AcceptedAccuracy, 100*c.ErrorsRejected)
 	}
 	b.WriteString("\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)

@@ -59,7 +59,7 @@ func TestEvaluateReport(t *testing.T) {
 	if err := r.WriteText(&text); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Confusion", "precision", "Learning curve", "Open-set threshold"} {
+	for _, want := range []string{"Confusion", "precision", "Learning curve", "Unknown when"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text report lacks %q:\n%s", want, text.String())
 		}

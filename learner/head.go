@@ -57,7 +57,10 @@ type Head struct {
 	W1       []float64 `json:"w1,omitempty"`     // Hidden x Dim, row-major
 	B1       []float64 `json:"b1,omitempty"`
 	W2       []float64 `json:"w2,omitempty"` // len(Classes) x Hidden, row-major
-	// Calibration is the open-set threshold found by cross-validation;
+	// Centroids are the classes' mean standardised vectors (len(Classes) x
+	// Dim), for the distance test of open-set rejection.
+	Centroids []float64 `json:"centroids,omitempty"`
+	// Calibration holds the open-set thresholds found by cross-validation;
 	// nil when there were too few samples.
 	Calibration *Calibration `json:"calibration,omitempty"`
 	// Capacity records why this kind of head was chosen.
@@ -74,23 +77,28 @@ type Head struct {
 	Loss      float64   `json:"loss"`
 }
 
-// Calibration is how a head's open-set threshold was chosen: the largest
-// threshold that still accepts AcceptRate of the samples that
-// cross-validation classified correctly.
+// Calibration holds a head's open-set thresholds and how they were chosen.
+// A vector is unknown when the head is not confident enough (best
+// probability below Threshold: the largest threshold that still accepts
+// AcceptRate of the samples cross-validation classified correctly) or when
+// it is unlike every labelled class (standardised distance to the nearest
+// class centroid above Distance: the distance within which AcceptRate of
+// the out-of-fold samples lie).
 type Calibration struct {
 	Threshold  float64 `json:"threshold"`
+	Distance   float64 `json:"distance,omitempty"`
 	AcceptRate float64 `json:"accept_rate"`
 	Folds      int     `json:"folds"`
 	// Samples is the number of out-of-fold predictions.
 	Samples int `json:"samples"`
 	// Accuracy is the out-of-fold accuracy (no rejection).
 	Accuracy float64 `json:"accuracy"`
-	// Accepted is the fraction of all out-of-fold predictions at or above
-	// the threshold, and AcceptedAccuracy their accuracy.
+	// Accepted is the fraction of all out-of-fold predictions that pass
+	// both tests, and AcceptedAccuracy their accuracy.
 	Accepted         float64 `json:"accepted"`
 	AcceptedAccuracy float64 `json:"accepted_accuracy"`
-	// ErrorsRejected is the fraction of out-of-fold mistakes the threshold
-	// turns into "unknown".
+	// ErrorsRejected is the fraction of out-of-fold mistakes the tests
+	// turn into "unknown".
 	ErrorsRejected float64 `json:"errors_rejected"`
 }
 
@@ -124,7 +132,7 @@ func (h *Head) Validate() error {
 		return fmt.Errorf("head format %d, this build reads 1 and %d", h.Format, HeadFormat)
 	case h.Kind != KindLinear && h.Kind != KindHidden:
 		return fmt.Errorf("unknown head kind %q", h.Kind)
-	case h.Format == 1 && (h.Kind != KindLinear || h.Calibration != nil || h.Capacity != nil || h.Imprinted != nil):
+	case h.Format == 1 && (h.Kind != KindLinear || h.Calibration != nil || h.Capacity != nil || h.Imprinted != nil || h.Centroids != nil):
 		return errors.New("head format 1 holds only linear heads without calibration")
 	case h.Backbone == "":
 		return errors.New("head has no backbone identity")
@@ -134,6 +142,9 @@ func (h *Head) Validate() error {
 		return fmt.Errorf("head has %d classes, want at least 2", k)
 	case len(h.Mean) != h.Dim || len(h.Scale) != h.Dim:
 		return fmt.Errorf("head standardisation has %d/%d values, want %d", len(h.Mean), len(h.Scale), h.Dim)
+	}
+	if len(h.Centroids) != 0 && len(h.Centroids) != k*h.Dim {
+		return fmt.Errorf("head centroids are %d values, want %d", len(h.Centroids), k*h.Dim)
 	}
 	if h.Kind == KindHidden {
 		switch {
@@ -161,7 +172,7 @@ func (h *Head) Validate() error {
 			return fmt.Errorf("head marks %q imprinted but has no such class", c)
 		}
 	}
-	for _, vs := range [][]float64{h.Mean, h.Scale, h.W, h.B, h.W1, h.B1, h.W2} {
+	for _, vs := range [][]float64{h.Mean, h.Scale, h.W, h.B, h.W1, h.B1, h.W2, h.Centroids} {
 		for _, v := range vs {
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				return errors.New("head has a non-finite weight")
@@ -171,6 +182,9 @@ func (h *Head) Validate() error {
 	if c := h.Calibration; c != nil {
 		if !(c.Threshold >= 0 && c.Threshold <= 1) {
 			return fmt.Errorf("head threshold %v is not between 0 and 1", c.Threshold)
+		}
+		if !(c.Distance >= 0) || math.IsInf(c.Distance, 0) {
+			return fmt.Errorf("head distance threshold %v", c.Distance)
 		}
 	}
 	return nil
@@ -259,15 +273,65 @@ func (h *Head) ThresholdFor(setting float64) float64 {
 	}
 }
 
+// DistanceThreshold is the calibrated distance beyond which a vector is
+// unlike every labelled class; 0 when there is none (no distance test).
+func (h *Head) DistanceThreshold() float64 {
+	if h.Calibration == nil || len(h.Centroids) == 0 {
+		return 0
+	}
+	return h.Calibration.Distance
+}
+
+// Distance is the root-mean-square distance, in standardised units per
+// dimension, from x's standardised vector to the nearest class centroid;
+// 0 for a head without centroids.
+func (h *Head) Distance(x []float32) (float64, error) {
+	if len(x) != h.Dim {
+		return 0, fmt.Errorf("feature vector has %d values, the head takes %d", len(x), h.Dim)
+	}
+	z := make([]float64, h.Dim)
+	h.standardise(x, z)
+	return h.distance(z), nil
+}
+
+func (h *Head) distance(z []float64) float64 {
+	if len(h.Centroids) == 0 {
+		return 0
+	}
+	best := math.Inf(1)
+	for c := range h.Classes {
+		row := h.Centroids[c*h.Dim : (c+1)*h.Dim]
+		var s float64
+		for j, v := range z {
+			d := v - row[j]
+			s += d * d
+		}
+		best = math.Min(best, s)
+	}
+	return math.Sqrt(best / float64(h.Dim))
+}
+
+// Reasons a prediction is unknown.
+const (
+	WhyUnsure = "not confident enough"
+	WhyFar    = "unlike every labelled class"
+)
+
 // Prediction is one classified feature vector.
 type Prediction struct {
-	// Label is the best class, or Unknown when its probability is below
-	// Threshold.
+	// Label is the best class, or Unknown (see Why).
 	Label string `json:"label"`
 	// Best is the best class whatever its probability.
 	Best       string  `json:"best"`
 	Confidence float64 `json:"confidence"`
 	Threshold  float64 `json:"threshold"`
+	// Distance is the distance to the nearest class centroid and
+	// MaxDistance the calibrated limit (0: no distance test).
+	Distance    float64 `json:"distance"`
+	MaxDistance float64 `json:"max_distance,omitempty"`
+	// Why says why the label is Unknown (WhyUnsure, WhyFar); empty when
+	// it is not.
+	Why string `json:"why,omitempty"`
 	// Scores are the probabilities in the order of the head's classes.
 	Scores []float64 `json:"scores"`
 }
@@ -275,18 +339,25 @@ type Prediction struct {
 // Known reports whether the prediction names a class.
 func (p Prediction) Known() bool { return p.Label != Unknown }
 
-// Classify predicts x and applies the open-set threshold
-// (ThresholdFor(setting)): a vector the head is not confident enough about
-// is Unknown.
+// Classify predicts x and applies open-set rejection: a vector is Unknown
+// when its best probability is below ThresholdFor(setting), or when it is
+// farther from every class centroid than the calibrated distance.
 func (h *Head) Classify(x []float32, setting float64) (Prediction, error) {
-	p, err := h.Predict(x)
-	if err != nil {
-		return Prediction{}, err
+	if len(x) != h.Dim {
+		return Prediction{}, fmt.Errorf("feature vector has %d values, the head takes %d", len(x), h.Dim)
 	}
+	z := make([]float64, h.Dim)
+	h.standardise(x, z)
+	p := h.logits(z)
+	softmaxInPlace(p)
 	best, conf := h.Best(p)
-	out := Prediction{Label: best, Best: best, Confidence: conf, Threshold: h.ThresholdFor(setting), Scores: p}
-	if conf < out.Threshold {
-		out.Label = Unknown
+	out := Prediction{Label: best, Best: best, Confidence: conf, Threshold: h.ThresholdFor(setting),
+		Distance: h.distance(z), MaxDistance: h.DistanceThreshold(), Scores: p}
+	switch {
+	case conf < out.Threshold:
+		out.Label, out.Why = Unknown, WhyUnsure
+	case out.MaxDistance > 0 && out.Distance > out.MaxDistance:
+		out.Label, out.Why = Unknown, WhyFar
 	}
 	return out, nil
 }
@@ -315,6 +386,7 @@ func (h *Head) clone() *Head {
 	c.W1 = slices.Clone(h.W1)
 	c.B1 = slices.Clone(h.B1)
 	c.W2 = slices.Clone(h.W2)
+	c.Centroids = slices.Clone(h.Centroids)
 	c.W = slices.Clone(h.W)
 	c.B = slices.Clone(h.B)
 	c.Imprinted = slices.Clone(h.Imprinted)

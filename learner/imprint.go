@@ -100,6 +100,9 @@ func (h *Head) Imprint(label string, xs [][]float32) (*Head, error) {
 	if out.Kind == KindHidden {
 		out.W2 = append(out.W2, make([]float64, out.Hidden)...)
 	}
+	if len(out.Centroids) > 0 {
+		out.Centroids = append(out.Centroids, mu...)
+	}
 	out.Imprinted = append(out.Imprinted, label)
 	return out, nil
 }
@@ -114,6 +117,9 @@ func (h *Head) drop(i int) *Head {
 	out.B = slices.Delete(out.B, i, i+1)
 	if out.Kind == KindHidden {
 		out.W2 = slices.Delete(out.W2, i*out.Hidden, (i+1)*out.Hidden)
+	}
+	if len(out.Centroids) > 0 {
+		out.Centroids = slices.Delete(out.Centroids, i*out.Dim, (i+1)*out.Dim)
 	}
 	if j := slices.Index(out.Imprinted, name); j >= 0 {
 		out.Imprinted = slices.Delete(out.Imprinted, j, j+1)

@@ -227,19 +227,28 @@ func pairedGain(a, b []float64) (mean, se float64) {
 	return mean, math.Sqrt(ss/(n-1)) / math.Sqrt(n)
 }
 
-// Calibrate picks the open-set threshold from out-of-fold predictions: the
-// largest threshold at which at least acceptRate of the correctly
-// classified samples are still accepted. Samples the head gets wrong tend
-// to have lower confidence, and so do vectors of things it was never
-// shown; both become "unknown" below it.
+// Calibrate picks the open-set thresholds from out-of-fold predictions:
+// the distance within which acceptRate of the samples lie, and the largest
+// probability threshold at which acceptRate of the correctly classified
+// samples are still accepted. Samples the head gets wrong tend to have
+// lower confidence; vectors of things it was never shown tend to have lower
+// confidence or lie far from every class.
 func Calibrate(cv *CVResult, acceptRate float64) *Calibration {
+	c := &Calibration{AcceptRate: acceptRate, Folds: cv.Folds, Samples: len(cv.Pred), Accuracy: cv.Accuracy, Threshold: 1}
+	if len(cv.Dist) == len(cv.Pred) && len(cv.Dist) > 0 {
+		d := slices.Clone(cv.Dist)
+		sort.Float64s(d)
+		c.Distance = d[min(int(math.Ceil(acceptRate*float64(len(d))))-1, len(d)-1)]
+		if c.Distance <= 0 {
+			c.Distance = 0 // no centroids: no distance test
+		}
+	}
 	var correct []float64
 	for i, p := range cv.Pred {
 		if p == cv.True[i] {
 			correct = append(correct, cv.Conf[i])
 		}
 	}
-	c := &Calibration{AcceptRate: acceptRate, Folds: cv.Folds, Samples: len(cv.Pred), Accuracy: cv.Accuracy, Threshold: 1}
 	if len(correct) > 0 {
 		sort.Float64s(correct)
 		idx := int(math.Floor((1 - acceptRate) * float64(len(correct))))
@@ -248,7 +257,8 @@ func Calibrate(cv *CVResult, acceptRate float64) *Calibration {
 	var acc, accOK, wrong, wrongRej int
 	for i, p := range cv.Pred {
 		ok := p == cv.True[i]
-		if cv.Conf[i] >= c.Threshold {
+		pass := cv.Conf[i] >= c.Threshold && (c.Distance == 0 || len(cv.Dist) != len(cv.Pred) || cv.Dist[i] <= c.Distance)
+		if pass {
 			acc++
 			if ok {
 				accOK++
@@ -256,7 +266,7 @@ func Calibrate(cv *CVResult, acceptRate float64) *Calibration {
 		}
 		if !ok {
 			wrong++
-			if cv.Conf[i] < c.Threshold {
+			if !pass {
 				wrongRej++
 			}
 		}
@@ -321,6 +331,7 @@ type CVResult struct {
 	True    []int     // class index of each sample
 	Pred    []int     // out-of-fold predicted class index
 	Conf    []float64 // out-of-fold probability of Pred
+	Dist    []float64 // out-of-fold distance to the nearest class centroid
 	FoldAcc []float64
 	// Accuracy is the fraction of samples predicted correctly.
 	Accuracy float64
@@ -340,7 +351,7 @@ func CrossValidate(d *Dataset, tc TrainConfig, plan FoldPlan) (*CVResult, error)
 		return nil, fmt.Errorf("fold plan covers %d samples, the dataset has %d", len(plan.Fold), len(d.X))
 	}
 	res := &CVResult{Kind: tc.withDefaults().Kind, Folds: plan.K, Classes: classes,
-		True: make([]int, len(d.X)), Pred: make([]int, len(d.X)), Conf: make([]float64, len(d.X))}
+		True: make([]int, len(d.X)), Pred: make([]int, len(d.X)), Conf: make([]float64, len(d.X)), Dist: make([]float64, len(d.X))}
 	for i, l := range d.Labels {
 		res.True[i] = slices.Index(classes, l)
 	}
@@ -369,12 +380,13 @@ func CrossValidate(d *Dataset, tc TrainConfig, plan FoldPlan) (*CVResult, error)
 		}
 		ok := 0
 		for _, i := range te {
-			p, err := h.Predict(d.X[i])
+			// Scores and distance; the label does not matter here.
+			p, err := h.Classify(d.X[i], 1)
 			if err != nil {
 				return nil, err
 			}
-			b := argmax(p)
-			res.Pred[i], res.Conf[i] = slices.Index(classes, h.Classes[b]), p[b]
+			b := argmax(p.Scores)
+			res.Pred[i], res.Conf[i], res.Dist[i] = slices.Index(classes, h.Classes[b]), p.Confidence, p.Distance
 			if res.Pred[i] == res.True[i] {
 				ok++
 			}

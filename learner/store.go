@@ -138,6 +138,17 @@ func (s *Store) AddMany(smps []Sample) (ids []uint64, dups []bool, err error) {
 	return ids, dups, nil
 }
 
+// Request returns the id of the sample a request id stored, if any.
+func (s *Store) Request(requestID string) (id uint64, ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketRequests).Get([]byte(requestID)); len(v) == 8 {
+			id, ok = binary.BigEndian.Uint64(v), true
+		}
+		return nil
+	})
+	return id, ok, err
+}
+
 // Get returns one sample with its JPEG.
 func (s *Store) Get(id uint64) (Sample, error) {
 	var out Sample

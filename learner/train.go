@@ -218,6 +218,17 @@ func newProblem(d *Dataset, balanced bool) (*problem, error) {
 	return &problem{classes: classes, mean: mean, scale: scale, X: X, y: y, sw: sw, counts: counts, balanced: balanced}, nil
 }
 
+// centroids are the classes' mean standardised vectors.
+func (pr *problem) centroids() []float64 {
+	_, dim := pr.X.Dims()
+	out := make([]float64, len(pr.classes)*dim)
+	raw := pr.X.RawMatrix()
+	for i, c := range pr.y {
+		floats.AddScaled(out[c*dim:(c+1)*dim], 1/float64(pr.counts[c]), raw.Data[i*raw.Stride:i*raw.Stride+dim])
+	}
+	return out
+}
+
 // Train fits a head of cfg.Kind on standardised features with L-BFGS.
 // When warm is a head of the same kind on the same backbone and
 // dimension, its weights for classes that still exist start the
@@ -243,6 +254,7 @@ func Train(d *Dataset, backbone string, cfg TrainConfig, warm *Head) (*Head, err
 	if err != nil {
 		return nil, err
 	}
+	h.Centroids = pr.centroids()
 	h.Samples = len(d.X)
 	h.C = cfg.C
 	h.Trained = time.Now().UTC()
