@@ -97,9 +97,13 @@ func Evaluate(ctx context.Context, d *Dataset, backbone string, cfg EvalConfig) 
 	if minPer < 2 {
 		return nil, ErrTooFewForCV
 	}
-	sel := cfg.Select.withDefaults()
+	sel := cfg.Select
+	if sel.MaxSamples == 0 {
+		sel.MaxSamples = len(d.X) // a report uses every sample
+	}
+	sel = sel.withDefaults()
 	sel.Seed = cfg.Seed
-	capacity, calib, cv, err := choose(d, counts, cfg.Train, sel)
+	capacity, calib, cv, err := choose(d, backbone, counts, cfg.Train, sel, nil)
 	if err != nil {
 		return nil, err
 	}

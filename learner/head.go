@@ -112,6 +112,9 @@ type Capacity struct {
 	Classes     int    `json:"classes"`
 	MinPerClass int    `json:"min_per_class"`
 	Folds       int    `json:"folds"`
+	// Subset is the number of samples cross-validated when they were a
+	// random subset (SelectConfig.MaxSamples); 0 when all were.
+	Subset int `json:"subset,omitempty"`
 	// Linear and HiddenAcc are cross-validated accuracies (HiddenAcc is
 	// 0 when the hidden head was not tried); Gain is their paired mean
 	// difference and GainSE its standard error over the folds.

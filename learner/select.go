@@ -32,7 +32,11 @@ type SelectConfig struct {
 	// since they were; otherwise the warm head's are kept. Default 0.2; a
 	// negative value recomputes them every time.
 	Reselect float64
-	// Seed makes folds reproducible.
+	// MaxSamples bounds the work of a selection: with more samples, the
+	// cross-validations run on a stratified random subset of this many
+	// (every class keeps at least two, when it has them). Default 1000.
+	MaxSamples int
+	// Seed makes folds and subsets reproducible.
 	Seed uint64
 }
 
@@ -51,6 +55,9 @@ func (c SelectConfig) withDefaults() SelectConfig {
 	}
 	if c.Reselect == 0 {
 		c.Reselect = 0.2
+	}
+	if c.MaxSamples <= 0 {
+		c.MaxSamples = 1000
 	}
 	return c
 }
@@ -94,7 +101,7 @@ func Fit(d *Dataset, backbone string, cfg FitConfig, warm *Head) (*Head, FitInfo
 	} else {
 		start := time.Now()
 		var err error
-		capacity, calib, _, err = choose(d, counts, cfg.Train, sel)
+		capacity, calib, _, err = choose(d, backbone, counts, cfg.Train, sel, warm)
 		if err != nil {
 			return nil, info, err
 		}
@@ -138,7 +145,7 @@ func keep(warm *Head, backbone string, d *Dataset, counts []LabelCount, sel Sele
 // choose runs the cross-validations and makes the capacity and threshold
 // decisions; it also returns the chosen kind's out-of-fold predictions
 // (nil when there were too few samples to cross-validate).
-func choose(d *Dataset, counts []LabelCount, tc TrainConfig, sel SelectConfig) (*Capacity, *Calibration, *CVResult, error) {
+func choose(d *Dataset, backbone string, counts []LabelCount, tc TrainConfig, sel SelectConfig, warm *Head) (*Capacity, *Calibration, *CVResult, error) {
 	minPer := counts[0].Samples
 	for _, c := range counts {
 		minPer = min(minPer, c.Samples)
@@ -159,6 +166,10 @@ func choose(d *Dataset, counts []LabelCount, tc TrainConfig, sel SelectConfig) (
 		}
 		cvd = d.Subset(keep)
 	}
+	if len(cvd.X) > sel.MaxSamples {
+		cvd = cvd.Subset(subsample(cvd.Labels, sel.MaxSamples, sel.Seed))
+		capacity.Subset = len(cvd.X)
+	}
 	if len(cvd.Classes()) < 2 {
 		if sel.Force != "" {
 			capacity.Kind = sel.Force
@@ -168,7 +179,7 @@ func choose(d *Dataset, counts []LabelCount, tc TrainConfig, sel SelectConfig) (
 	}
 	folds := Folds(cvd.Labels, sel.Folds, sel.Seed)
 	capacity.Folds = folds.K
-	lin, err := CrossValidate(cvd, withKind(tc, KindLinear), folds)
+	lin, err := CrossValidate(cvd, backbone, withKind(tc, KindLinear), folds, warm)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -180,7 +191,7 @@ func choose(d *Dataset, counts []LabelCount, tc TrainConfig, sel SelectConfig) (
 	case sel.Force == "" && minPer < sel.MinPerClassHidden:
 		capacity.Reason = fmt.Sprintf("linear: the smallest class has %d samples; the hidden head is tried from %d per class", minPer, sel.MinPerClassHidden)
 	default:
-		hid, err := CrossValidate(cvd, withKind(tc, KindHidden), folds)
+		hid, err := CrossValidate(cvd, backbone, withKind(tc, KindHidden), folds, nil)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -203,6 +214,30 @@ func choose(d *Dataset, counts []LabelCount, tc TrainConfig, sel SelectConfig) (
 		capacity.Reason += "; classes with a single sample were left out of cross-validation"
 	}
 	return capacity, Calibrate(chosen, sel.AcceptRate), chosen, nil
+}
+
+// subsample draws about n of the samples, each label in proportion but at
+// least two of it (all, with fewer); the indices are sorted.
+func subsample(labels []string, n int, seed uint64) []int {
+	byLabel := map[string][]int{}
+	var names []string
+	for i, l := range labels {
+		if _, ok := byLabel[l]; !ok {
+			names = append(names, l)
+		}
+		byLabel[l] = append(byLabel[l], i)
+	}
+	sort.Strings(names)
+	rng := rand.New(rand.NewPCG(seed, 0x5ab5e7))
+	var out []int
+	for _, l := range names {
+		idx := byLabel[l]
+		want := max(min(2, len(idx)), int(math.Round(float64(n)*float64(len(idx))/float64(len(labels)))))
+		rng.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
+		out = append(out, idx[:min(want, len(idx))]...)
+	}
+	slices.Sort(out)
+	return out
 }
 
 func withKind(tc TrainConfig, kind string) TrainConfig {
@@ -341,8 +376,12 @@ type CVResult struct {
 var ErrTooFewForCV = errors.New("cross-validation needs at least two samples of every label")
 
 // CrossValidate trains a head of tc.Kind on all folds but one and predicts
-// the held-out fold, for each fold.
-func CrossValidate(d *Dataset, tc TrainConfig, plan FoldPlan) (*CVResult, error) {
+// the held-out fold, for each fold. A linear head may start from warm (a
+// head of the same backbone): its problem is strictly convex, so the
+// starting point changes only how fast the optimiser reaches the same
+// minimum, not which; a hidden head always starts afresh, since where it
+// starts and stops early depends on that point.
+func CrossValidate(d *Dataset, backbone string, tc TrainConfig, plan FoldPlan, warm *Head) (*CVResult, error) {
 	classes := d.Classes()
 	if len(classes) < 2 {
 		return nil, ErrTooFewClasses
@@ -374,7 +413,11 @@ func CrossValidate(d *Dataset, tc TrainConfig, plan FoldPlan) (*CVResult, error)
 		}
 		fc := tc
 		fc.Seed = tc.Seed + uint64(f)
-		h, err := Train(train, "cv", fc, nil)
+		w := warm
+		if fc.withDefaults().Kind != KindLinear {
+			w = nil
+		}
+		h, err := Train(train, backbone, fc, w)
 		if err != nil {
 			return nil, fmt.Errorf("cross-validation fold %d: %w", f+1, err)
 		}

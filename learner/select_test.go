@@ -225,3 +225,25 @@ func TestFoldsAreStratifiedAndCover(t *testing.T) {
 		t.Errorf("K = %d with two samples of a label, want 2", p.K)
 	}
 }
+
+func TestSelectionOnASubsetOfManySamples(t *testing.T) {
+	rng := rand.New(rand.NewPCG(41, 42))
+	d := blobs(rng, 3, 40, 5, 1)
+	d.X = append(d.X, d.X[0], d.X[1]) // a small fourth class
+	d.Labels = append(d.Labels, "rare", "rare")
+	h, _, err := Fit(d, "bb", FitConfig{Select: SelectConfig{MaxSamples: 50}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Capacity.Subset == 0 || h.Capacity.Subset > 55 || h.Calibration.Samples != h.Capacity.Subset || h.Samples != 122 {
+		t.Fatalf("subset %d, calibrated on %d, trained on %d", h.Capacity.Subset, h.Calibration.Samples, h.Samples)
+	}
+	idx := subsample(d.Labels, 50, 1)
+	per := map[string]int{}
+	for _, i := range idx {
+		per[d.Labels[i]]++
+	}
+	if per["rare"] != 2 || per["pet0"] < 15 || per["pet0"] > 17 {
+		t.Fatalf("subset per label %v", per)
+	}
+}

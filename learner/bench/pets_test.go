@@ -12,7 +12,7 @@ import (
 
 // testPets returns the real feature vectors of the first n dogs and cats,
 // from the cache `whisker bench learner` fills or computed now (and cached).
-func testPets(t *testing.T, n int) *learner.Dataset {
+func testPets(t testing.TB, n int) *learner.Dataset {
 	t.Helper()
 	emb, err := embedder.Open(testenv.BackboneManifest(t), 2)
 	if err != nil {

@@ -2,10 +2,12 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -13,39 +15,54 @@ import (
 	"github.com/whiskercam/whisker/learner"
 )
 
-// Synthetic makes n vectors in k classes for timing. With real vectors in
-// base, each class is centred on a random real vector and each sample is
-// the mean of its centre and another random real vector (so the data has
-// the statistics of real features and overlapping classes); without, the
-// classes are unit Gaussian blobs in dim dimensions.
+// Synthetic makes n vectors in k classes for timing, with the statistics
+// of real feature vectors and overlapping classes: each class c has an
+// offset o_c, a random real vector's difference from the mean of base
+// scaled by 0.3, and each sample is a random real vector plus its class's
+// offset. (Without base, the classes are unit Gaussian blobs in dim
+// dimensions.)
 func Synthetic(base *learner.Dataset, n, k, dim int, seed uint64) *learner.Dataset {
 	rng := rand.New(rand.NewPCG(seed, uint64(n*1000+k)))
 	d := &learner.Dataset{X: make([][]float32, n), Labels: make([]string, n)}
-	if base != nil && len(base.X) > 0 {
+	real := base != nil && len(base.X) > 0
+	var mean []float64
+	if real {
 		dim = len(base.X[0])
-	}
-	centres := make([][]float32, k)
-	for c := range centres {
-		if base != nil && len(base.X) > 0 {
-			centres[c] = base.X[rng.IntN(len(base.X))]
-			continue
+		mean = make([]float64, dim)
+		for _, x := range base.X {
+			for j, v := range x {
+				mean[j] += float64(v) / float64(len(base.X))
+			}
 		}
-		centres[c] = make([]float32, dim)
-		for j := range centres[c] {
-			centres[c][j] = float32(rng.NormFloat64())
+	}
+	offsets := make([][]float32, k)
+	for c := range offsets {
+		offsets[c] = make([]float32, dim)
+		var r []float32
+		if real {
+			r = base.X[rng.IntN(len(base.X))]
+		}
+		for j := range offsets[c] {
+			if real {
+				offsets[c][j] = float32(0.3 * (float64(r[j]) - mean[j]))
+			} else {
+				offsets[c][j] = float32(rng.NormFloat64())
+			}
 		}
 	}
 	for i := range n {
 		c := i % k
 		x := make([]float32, dim)
+		var r []float32
+		if real {
+			r = base.X[rng.IntN(len(base.X))]
+		}
 		for j := range x {
-			var other float32
-			if base != nil && len(base.X) > 0 {
-				other = base.X[rng.IntN(len(base.X))][j]
+			if real {
+				x[j] = r[j] + offsets[c][j]
 			} else {
-				other = float32(rng.NormFloat64() * 2)
+				x[j] = offsets[c][j] + float32(rng.NormFloat64())
 			}
-			x[j] = 0.5*centres[c][j] + 0.5*other
 		}
 		d.X[i] = x
 		d.Labels[i] = fmt.Sprintf("class%02d", c)
@@ -99,26 +116,32 @@ func TrainTimes(ctx context.Context, base *learner.Dataset, sizes, classes []int
 	return out, nil
 }
 
-// Latency is the time from one new label to a head that names it.
+// Latency is the time from one label to a head that includes it.
 type Latency struct {
-	Stored int
-	// Imprinted: from storing the sample (fsync included) to the
-	// imprinted head being in use.
+	Name    string
+	Stored  int
+	Classes int
+	// Imprinted: a label new to the head, from storing the sample (fsync
+	// included) to the imprinted head being in use.
 	Imprinted []time.Duration
-	// Retrained: from storing the sample to the fully retrained head
-	// (capacity and threshold re-chosen by cross-validation, since the
-	// classes changed) being in use, without the coalescing delay.
+	// Retrained: from storing that sample to the retrained head (capacity
+	// and threshold re-chosen by cross-validation, since the classes
+	// changed) being in use, without the coalescing delay.
 	Retrained []time.Duration
-	// FullRetrain is the time of the head's own training (Train) within
-	// a retrain.
-	FullRetrain []time.Duration
+	// Warm: a label of a known pet, from storing it to the retrained head
+	// being in use (capacity and threshold kept, training warm-started
+	// from the previous head).
+	Warm []time.Duration
 }
 
-// NewLabelLatency stores d in a fresh store in dir, trains a head on it,
-// then reps times adds one sample of a label new to the head and measures
-// how long until a head names it: at once by imprinting, and after a
-// retrain. Each new label is forgotten again before the next.
-func NewLabelLatency(ctx context.Context, d *learner.Dataset, dir string, reps int, tc learner.TrainConfig) (*Latency, error) {
+// NewLabelLatency stores d in a fresh store in dir and trains a head on it
+// as the agent's trainer does. Then, reps times: one sample of a label new
+// to the head is stored and imprinted, then retrained (and forgotten
+// again); and one more sample of a known label is stored and retrained.
+func NewLabelLatency(ctx context.Context, name string, d *learner.Dataset, dir string, reps int, tc learner.TrainConfig) (*Latency, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
 	store, err := learner.OpenStore(filepath.Join(dir, "samples.db"))
 	if err != nil {
 		return nil, err
@@ -137,7 +160,7 @@ func NewLabelLatency(ctx context.Context, d *learner.Dataset, dir string, reps i
 	if rep := tr.Retrain(); rep.Err != nil {
 		return nil, rep.Err
 	}
-	lat := &Latency{Stored: len(d.X)}
+	lat := &Latency{Name: name, Stored: len(d.X), Classes: len(d.Classes())}
 	rng := rand.New(rand.NewPCG(3, 4))
 	for r := range reps {
 		if err := ctx.Err(); err != nil {
@@ -160,12 +183,8 @@ func NewLabelLatency(ctx context.Context, d *learner.Dataset, dir string, reps i
 		if h == nil || h.ClassIndex(label) < 0 {
 			return nil, fmt.Errorf("the head does not name the new label %q after imprinting", label)
 		}
-		p, err := h.Classify(x, 0)
-		if err != nil {
-			return nil, err
-		}
-		if p.Best != label {
-			return nil, fmt.Errorf("the imprinted head names the new label's own sample %q", p.Best)
+		if p, _ := h.Classify(x, 0); p.Best != label {
+			return nil, fmt.Errorf("the imprinted head calls the new label's own sample %q", p.Best)
 		}
 		rep := tr.Retrain()
 		retrained := time.Since(start)
@@ -177,13 +196,29 @@ func NewLabelLatency(ctx context.Context, d *learner.Dataset, dir string, reps i
 		}
 		lat.Imprinted = append(lat.Imprinted, imprinted)
 		lat.Retrained = append(lat.Retrained, retrained)
-		lat.FullRetrain = append(lat.FullRetrain, time.Duration(tr.Head().TrainTime*float64(time.Second)))
 		if _, err := tr.Forget(label); err != nil {
 			return nil, err
 		}
 		if rep := tr.Retrain(); rep.Err != nil {
 			return nil, rep.Err
 		}
+
+		// One more sample of a known label.
+		i := rng.IntN(len(d.X))
+		known := learner.Sample{Label: d.Labels[i], Backbone: backbone, Features: d.X[i], Source: "bench"}
+		start = time.Now()
+		if _, _, err := store.Add(known); err != nil {
+			return nil, err
+		}
+		tr.Added(known)
+		rep = tr.Retrain()
+		if rep.Err != nil {
+			return nil, rep.Err
+		}
+		if rep.Selected {
+			return nil, errors.New("one more sample of a known label re-ran the selection")
+		}
+		lat.Warm = append(lat.Warm, time.Since(start))
 	}
 	return lat, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/whiskercam/whisker/learner"
 	"github.com/whiskercam/whisker/learner/bench"
@@ -139,7 +140,7 @@ func runBenchLearner(cmd *cobra.Command, opt benchLearnerOptions) error {
 
 	tc := learner.TrainConfig{C: 1}
 	res := &bench.Results{Setup: []string{
-		fmt.Sprintf("Command: `whisker bench learner %s`", strings.Join(os.Args[3:], " ")),
+		fmt.Sprintf("Command: `whisker bench learner%s`", changedFlags(cmd)),
 		fmt.Sprintf("Machine: %s, %d cores, %s, load average %s at the start", cpuModel(), runtime.NumCPU(), runtime.Version(), loadAvg()),
 		fmt.Sprintf("Data: %d dogs and %d cats (CIFAR-10, 32x32) embedded by backbone %s, each image stretched to %dx%d (%s) as the agent does with any image",
 			opt.perClass, opt.perClass, identity, spec.Width, spec.Height, spec.Fit),
@@ -173,6 +174,7 @@ func runBenchLearner(cmd *cobra.Command, opt benchLearnerOptions) error {
 	}
 	if has("times") {
 		fmt.Fprintln(stderr, "training times...")
+		res.Setup = append(res.Setup, "Training times: synthetic classes with the statistics of the real vectors (each class a random real vector's offset from their mean, times 0.3, added to random real vectors), C = 1, from scratch")
 		t, err := bench.TrainTimes(ctx, d, opt.sizes, opt.classes, opt.kinds, opt.reps, tc)
 		if err != nil {
 			return err
@@ -180,17 +182,25 @@ func runBenchLearner(cmd *cobra.Command, opt benchLearnerOptions) error {
 		res.Times = t
 	}
 	if has("latency") {
-		fmt.Fprintln(stderr, "new-label latency...")
 		dir, err := os.MkdirTemp("", "whisker-bench-")
 		if err != nil {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		lat, err := bench.NewLabelLatency(ctx, d, dir, opt.latencyReps, learner.TrainConfig{C: 1, Balanced: true})
-		if err != nil {
-			return err
+		for i, set := range []struct {
+			name string
+			d    *learner.Dataset
+		}{
+			{"cats and dogs", d},
+			{"synthetic", bench.Synthetic(d, len(d.X), 10, 0, 11)},
+		} {
+			fmt.Fprintf(stderr, "label-to-head latency, %s...\n", set.name)
+			lat, err := bench.NewLabelLatency(ctx, set.name, set.d, filepath.Join(dir, fmt.Sprint(i)), opt.latencyReps, learner.TrainConfig{C: 1, Balanced: true})
+			if err != nil {
+				return err
+			}
+			res.Latency = append(res.Latency, lat)
 		}
-		res.Latency = lat
 	}
 	res.Setup = append(res.Setup, fmt.Sprintf("Took %s; load average %s at the end", time.Since(start).Round(time.Second), loadAvg()))
 	var w io.Writer = cmd.OutOrStdout()
@@ -203,6 +213,13 @@ func runBenchLearner(cmd *cobra.Command, opt benchLearnerOptions) error {
 		w = io.MultiWriter(w, f)
 	}
 	return res.WriteMarkdown(w)
+}
+
+// changedFlags lists the flags given on the command line.
+func changedFlags(cmd *cobra.Command) string {
+	var b strings.Builder
+	cmd.Flags().Visit(func(f *pflag.Flag) { fmt.Fprintf(&b, " --%s=%s", f.Name, f.Value) })
+	return b.String()
 }
 
 func newBar(w io.Writer, total int, what string) *progressbar.ProgressBar {
