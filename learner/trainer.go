@@ -198,13 +198,19 @@ func (t *Trainer) Added(s Sample) {
 	t.Kick()
 }
 
+// ErrNoSuchLabel is returned for a label no stored sample has.
+var ErrNoSuchLabel = errors.New("no sample has this label")
+
 // Forget deletes every sample of a label, removes the label from the head
 // at once and schedules a retrain. It returns how many samples were
-// deleted.
+// deleted (ErrNoSuchLabel when none).
 func (t *Trainer) Forget(label string) (int, error) {
 	n, err := t.store.Relabel(label, "")
 	if err != nil {
 		return 0, fmt.Errorf("forget %q: %w", label, err)
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("forget %q: %w", label, ErrNoSuchLabel)
 	}
 	t.mu.Lock()
 	delete(t.pending, label)
@@ -217,7 +223,7 @@ func (t *Trainer) Forget(label string) (int, error) {
 // Rename gives every sample of a label another name, renames the class in
 // the head at once (the same function under the new name; renaming onto an
 // existing label merges the two) and schedules a retrain. It returns how
-// many samples were renamed.
+// many samples were renamed (ErrNoSuchLabel when none).
 func (t *Trainer) Rename(from, to string) (int, error) {
 	if err := checkLabel(to); err != nil {
 		return 0, err
@@ -225,6 +231,9 @@ func (t *Trainer) Rename(from, to string) (int, error) {
 	n, err := t.store.Relabel(from, to)
 	if err != nil {
 		return 0, fmt.Errorf("rename %q to %q: %w", from, to, err)
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("rename %q: %w", from, ErrNoSuchLabel)
 	}
 	t.mu.Lock()
 	if p, ok := t.pending[from]; ok {

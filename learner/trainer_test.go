@@ -2,6 +2,7 @@ package learner
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -75,6 +76,12 @@ func TestTrainerImprintsForgetsAndRenamesAtOnce(t *testing.T) {
 	}
 	if tr.Head().ClassIndex("pet1") >= 0 {
 		t.Fatalf("after forget: %v", tr.Head().Classes)
+	}
+	if _, err := tr.Forget("pet1"); !errors.Is(err, ErrNoSuchLabel) {
+		t.Fatalf("forget twice: %v", err)
+	}
+	if _, err := tr.Rename("nobody", "Shadow"); !errors.Is(err, ErrNoSuchLabel) {
+		t.Fatalf("rename a label nobody has: %v", err)
 	}
 	tr.Retrain()
 	if got := tr.Head().Classes; !slices.Equal(got, []string{"Misty", "Tigger"}) {

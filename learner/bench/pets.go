@@ -296,7 +296,7 @@ func decodeCache(data []byte, identity string) (*learner.Dataset, error) {
 	}
 	per, err1 := binary.ReadUvarint(r)
 	dim, err2 := binary.ReadUvarint(r)
-	if err1 != nil || err2 != nil || per == 0 || dim == 0 || uint64(r.Len()) != 2*per*dim*4 {
+	if err1 != nil || err2 != nil || per == 0 || dim == 0 || per > 1<<20 || dim > 1<<20 || uint64(r.Len()) != 2*per*dim*4 {
 		return nil, errors.New("bad shape")
 	}
 	d := &learner.Dataset{}

@@ -70,3 +70,24 @@ func TestEmbeddingCacheRoundTrip(t *testing.T) {
 		t.Fatalf("first per class: %+v", one)
 	}
 }
+
+func FuzzDecodeCache(f *testing.F) {
+	d := &learner.Dataset{X: [][]float32{{1, 2}, {3, 4}}, Labels: []string{DogLabel, CatLabel}}
+	f.Add(encodeCache("bb@1", 1, d))
+	f.Add([]byte(cacheMagic))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := decodeCache(data, "bb@1")
+		if err != nil {
+			return
+		}
+		// What decodes has two equal halves of equal-length vectors.
+		if len(got.X) == 0 || len(got.X)%2 != 0 || len(got.X) != len(got.Labels) {
+			t.Fatalf("%d vectors, %d labels", len(got.X), len(got.Labels))
+		}
+		for _, x := range got.X {
+			if len(x) != len(got.X[0]) {
+				t.Fatal("ragged vectors")
+			}
+		}
+	})
+}
