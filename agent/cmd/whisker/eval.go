@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -82,7 +83,11 @@ ask it over MQTT with the stats command.`,
 				Train: tc.Train, Select: learner.SelectConfig{Folds: folds}, Repeats: repeats, Seed: 1,
 			})
 			if errors.Is(err, learner.ErrTooFewClasses) || errors.Is(err, learner.ErrTooFewForCV) {
-				return fmt.Errorf("%w; the store has %v", err, d.Counts())
+				var have []string
+				for _, c := range d.Counts() {
+					have = append(have, fmt.Sprintf("%s %d", c.Label, c.Samples))
+				}
+				return fmt.Errorf("%w; samples per label: %s", err, strings.Join(have, ", "))
 			}
 			if err != nil {
 				return err
