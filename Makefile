@@ -95,6 +95,10 @@ vet: check-deps ## go vet
 bench: deps ## Go benchmarks of the backbone, head and store
 	$(GO) test -tags '$(GOTAGS)' -run '^$$' -bench . -benchmem $(PKGS)
 
+.PHONY: bench-learner
+bench-learner: deps ## Learner benchmark tables: few-shot accuracy against scikit-learn, training times, label-to-head latency (about 10 min)
+	$(WHISKER) bench learner --deps $(DEPS)
+
 .PHONY: fuzz
 fuzz: deps ## Fuzz the decoders of outside input, 30 s each
 	@for t in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \

@@ -82,42 +82,71 @@ func idKey(id uint64) []byte {
 // the store has seen before is not stored again: Add returns the first
 // sample's id and dup true.
 func (s *Store) Add(smp Sample) (id uint64, dup bool, err error) {
-	if smp.Label == "" {
-		return 0, false, errors.New("sample has no label")
+	ids, dups, err := s.AddMany([]Sample{smp})
+	if err != nil {
+		return 0, false, err
 	}
-	if len(smp.Features) == 0 || smp.Backbone == "" {
-		return 0, false, errors.New("sample has no features or backbone identity")
+	return ids[0], dups[0], nil
+}
+
+// AddMany stores samples in one transaction (one fsync): all of them or,
+// on error, none. Each is treated as Add treats one.
+func (s *Store) AddMany(smps []Sample) (ids []uint64, dups []bool, err error) {
+	for i := range smps {
+		smp := &smps[i]
+		if smp.Label == "" {
+			return nil, nil, errors.New("sample has no label")
+		}
+		if len(smp.Features) == 0 || smp.Backbone == "" {
+			return nil, nil, errors.New("sample has no features or backbone identity")
+		}
+		if smp.Time.IsZero() {
+			smp.Time = time.Now()
+		}
 	}
-	if smp.Time.IsZero() {
-		smp.Time = time.Now()
-	}
+	ids, dups = make([]uint64, len(smps)), make([]bool, len(smps))
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		reqs := tx.Bucket(bucketRequests)
-		if smp.RequestID != "" {
-			if v := reqs.Get([]byte(smp.RequestID)); len(v) == 8 {
-				id, dup = binary.BigEndian.Uint64(v), true
-				return nil
-			}
-		}
 		b := tx.Bucket(bucketSamples)
-		seq, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		id = seq
-		smp.ID = id
-		if err := b.Put(idKey(id), smp.encode()); err != nil {
-			return err
-		}
-		if smp.RequestID != "" {
-			return reqs.Put([]byte(smp.RequestID), idKey(id))
+		for i, smp := range smps {
+			if smp.RequestID != "" {
+				if v := reqs.Get([]byte(smp.RequestID)); len(v) == 8 {
+					ids[i], dups[i] = binary.BigEndian.Uint64(v), true
+					continue
+				}
+			}
+			seq, err := b.NextSequence()
+			if err != nil {
+				return err
+			}
+			ids[i] = seq
+			smp.ID = seq
+			if err := b.Put(idKey(seq), smp.encode()); err != nil {
+				return err
+			}
+			if smp.RequestID != "" {
+				if err := reqs.Put([]byte(smp.RequestID), idKey(seq)); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, false, fmt.Errorf("store sample: %w", err)
+		return nil, nil, fmt.Errorf("store samples: %w", err)
 	}
-	return id, dup, nil
+	return ids, dups, nil
+}
+
+// Request returns the id of the sample a request id stored, if any.
+func (s *Store) Request(requestID string) (id uint64, ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketRequests).Get([]byte(requestID)); len(v) == 8 {
+			id, ok = binary.BigEndian.Uint64(v), true
+		}
+		return nil
+	})
+	return id, ok, err
 }
 
 // Get returns one sample with its JPEG.
@@ -202,13 +231,52 @@ func (s *Store) Counts(backbone string) ([]LabelCount, error) {
 
 // Delete removes one sample.
 func (s *Store) Delete(id uint64) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	_, err := s.Remove(id)
+	return err
+}
+
+// Remove deletes one sample and returns it (without its JPEG). Its request
+// id stays known, so a retried request does not bring it back.
+func (s *Store) Remove(id uint64) (Sample, error) {
+	var out Sample
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSamples)
-		if b.Get(idKey(id)) == nil {
+		v := b.Get(idKey(id))
+		if v == nil {
 			return ErrNotFound
+		}
+		var err error
+		if out, err = decodeSample(id, v, false); err != nil {
+			return err
 		}
 		return b.Delete(idKey(id))
 	})
+	return out, err
+}
+
+// SetLabel gives one sample another label and returns the sample as it
+// was (without its JPEG).
+func (s *Store) SetLabel(id uint64, label string) (Sample, error) {
+	if label == "" {
+		return Sample{}, errors.New("sample has no label")
+	}
+	var old Sample
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSamples)
+		v := b.Get(idKey(id))
+		if v == nil {
+			return ErrNotFound
+		}
+		smp, err := decodeSample(id, v, true)
+		if err != nil {
+			return err
+		}
+		old = smp
+		old.JPEG = nil
+		smp.Label = label
+		return b.Put(idKey(id), smp.encode())
+	})
+	return old, err
 }
 
 // Relabel renames every sample of label from to label to (to == "" deletes

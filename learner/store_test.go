@@ -130,3 +130,41 @@ func FuzzDecodeSample(f *testing.F) {
 		}
 	})
 }
+
+func TestStoreAddManySetLabelRemove(t *testing.T) {
+	s := openTemp(t)
+	ids, dups, err := s.AddMany([]Sample{sample("a", "r1", 1), sample("b", "r2", 2), sample("a", "r1", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids[0] == ids[1] || ids[2] != ids[0] || dups[0] || dups[1] || !dups[2] {
+		t.Fatalf("ids %v dups %v: the repeated request id within a batch must be a duplicate", ids, dups)
+	}
+	if _, _, err := s.AddMany([]Sample{sample("c", "r3", 3), sample("", "r4", 4)}); err == nil {
+		t.Fatal("a batch with an unlabelled sample was stored")
+	}
+	if n, _ := s.Len(); n != 2 {
+		t.Fatalf("%d samples: a failed batch must store nothing", n)
+	}
+	old, err := s.SetLabel(ids[1], "z")
+	if err != nil || old.Label != "b" || old.JPEG != nil {
+		t.Fatalf("set label: %+v, %v", old, err)
+	}
+	if got, _ := s.Get(ids[1]); got.Label != "z" || !bytes.Equal(got.JPEG, []byte{0xff, 0xd8, 1, 2}) || got.Features[0] != 2 {
+		t.Fatalf("relabelled sample %+v", got)
+	}
+	gone, err := s.Remove(ids[0])
+	if err != nil || gone.Label != "a" {
+		t.Fatalf("remove: %+v, %v", gone, err)
+	}
+	if _, err := s.Get(ids[0]); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("removed sample still there: %v", err)
+	}
+	if _, err := s.SetLabel(ids[0], "x"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("relabel a removed sample: %v", err)
+	}
+	// A retried request does not bring a removed sample back.
+	if id, dup, err := s.Add(sample("a", "r1", 1)); err != nil || !dup || id != ids[0] {
+		t.Fatalf("retry of a removed sample's request: id %d dup %v err %v", id, dup, err)
+	}
+}

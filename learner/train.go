@@ -15,28 +15,59 @@ import (
 
 // TrainConfig tunes head training.
 type TrainConfig struct {
+	// Kind is the head to train: KindLinear (default) or KindHidden.
+	Kind string
 	// C is the inverse L2 strength, as in scikit-learn: the objective is
-	// sum_i w_i * logloss_i + ||W||^2 / (2C). Default 1.
+	// sum_i w_i * logloss_i + ||W||^2 / (2C) (biases are not penalised).
+	// Default 1.
 	C float64
 	// Balanced weighs each class by N / (K * n_class), so a pet with few
 	// labels counts as much as one with many.
 	Balanced bool
-	// MaxIter bounds the optimiser's iterations. Default 500.
+	// MaxIter bounds the optimiser's iterations. Default 500 (linear),
+	// 300 (hidden).
 	MaxIter int
 	// Tol stops when the largest gradient component falls below it
 	// (on the objective divided by the sample weight sum). Default 1e-5.
 	Tol float64
+	// Hidden is the number of hidden units of a hidden head. Default 32.
+	Hidden int
+	// Validation is the fraction of samples a hidden head holds out for
+	// early stopping. Default 0.15.
+	Validation float64
+	// Patience stops a hidden head's training after this many iterations
+	// without a better validation loss; the best weights are kept.
+	// Default 10.
+	Patience int
+	// Seed makes the hidden head's initial weights and validation split
+	// reproducible.
+	Seed uint64
 }
 
 func (c TrainConfig) withDefaults() TrainConfig {
+	if c.Kind == "" {
+		c.Kind = KindLinear
+	}
 	if c.C <= 0 {
 		c.C = 1
 	}
 	if c.MaxIter <= 0 {
 		c.MaxIter = 500
+		if c.Kind == KindHidden {
+			c.MaxIter = 300
+		}
 	}
 	if c.Tol <= 0 {
 		c.Tol = 1e-5
+	}
+	if c.Hidden <= 0 {
+		c.Hidden = 32
+	}
+	if c.Validation <= 0 || c.Validation >= 0.5 {
+		c.Validation = 0.15
+	}
+	if c.Patience <= 0 {
+		c.Patience = 10
 	}
 	return c
 }
@@ -65,32 +96,81 @@ func (d *Dataset) Classes() []string {
 	return out
 }
 
-// Train fits a linear softmax head with L-BFGS on standardised features.
-// When warm is a head on the same backbone and dimension, its weights for
-// classes that still exist start the optimisation; a class new to the head
-// starts from its mean standardised feature vector (weight imprinting).
-func Train(d *Dataset, backbone string, cfg TrainConfig, warm *Head) (*Head, error) {
-	start := time.Now()
-	cfg = cfg.withDefaults()
+// Counts returns the number of samples of each label, sorted by label.
+func (d *Dataset) Counts() []LabelCount {
+	m := map[string]int{}
+	for _, l := range d.Labels {
+		m[l]++
+	}
+	out := make([]LabelCount, 0, len(m))
+	for l, n := range m {
+		out = append(out, LabelCount{l, n})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Label < out[j].Label })
+	return out
+}
+
+// Subset returns the samples at the given indices (sharing the vectors).
+func (d *Dataset) Subset(idx []int) *Dataset {
+	s := &Dataset{X: make([][]float32, len(idx)), Labels: make([]string, len(idx))}
+	if len(d.IDs) == len(d.X) {
+		s.IDs = make([]uint64, len(idx))
+	}
+	for i, j := range idx {
+		s.X[i], s.Labels[i] = d.X[j], d.Labels[j]
+		if s.IDs != nil {
+			s.IDs[i] = d.IDs[j]
+		}
+	}
+	return s
+}
+
+// check verifies that every vector has the same dimension.
+func (d *Dataset) check() (dim int, err error) {
 	if len(d.X) != len(d.Labels) {
-		return nil, fmt.Errorf("dataset has %d vectors and %d labels", len(d.X), len(d.Labels))
+		return 0, fmt.Errorf("dataset has %d vectors and %d labels", len(d.X), len(d.Labels))
+	}
+	if len(d.X) == 0 {
+		return 0, ErrTooFewClasses
+	}
+	dim = len(d.X[0])
+	if dim == 0 {
+		return 0, errors.New("dataset has empty feature vectors")
+	}
+	for i, x := range d.X {
+		if len(x) != dim {
+			return 0, fmt.Errorf("sample %d has %d values, others %d", i, len(x), dim)
+		}
+	}
+	return dim, nil
+}
+
+// problem is a dataset made ready for the optimiser: standardised
+// features, class indices and sample weights.
+type problem struct {
+	classes     []string
+	mean, scale []float64
+	X           *mat.Dense // n x dim, standardised
+	y           []int
+	sw          []float64
+	counts      []int
+	balanced    bool
+}
+
+func newProblem(d *Dataset, balanced bool) (*problem, error) {
+	dim, err := d.check()
+	if err != nil {
+		return nil, err
 	}
 	classes := d.Classes()
 	if len(classes) < 2 {
 		return nil, ErrTooFewClasses
 	}
-	n, dim := len(d.X), len(d.X[0])
-	for i, x := range d.X {
-		if len(x) != dim {
-			return nil, fmt.Errorf("sample %d has %d values, others %d", i, len(x), dim)
-		}
-	}
-	k := len(classes)
+	n, k := len(d.X), len(classes)
 	index := make(map[string]int, k)
 	for i, c := range classes {
 		index[c] = i
 	}
-
 	// Standardise: z = (x - mean) * scale, scale = 1/std (1 where std is 0).
 	mean := make([]float64, dim)
 	scale := make([]float64, dim)
@@ -131,14 +211,66 @@ func Train(d *Dataset, backbone string, cfg TrainConfig, warm *Head) (*Head, err
 	sw := make([]float64, n)
 	for i := range sw {
 		sw[i] = 1
-		if cfg.Balanced {
+		if balanced {
 			sw[i] = float64(n) / (float64(k) * float64(counts[y[i]]))
 		}
 	}
+	return &problem{classes: classes, mean: mean, scale: scale, X: X, y: y, sw: sw, counts: counts, balanced: balanced}, nil
+}
 
-	obj := newObjective(X, y, sw, k, 1/(cfg.C*floats.Sum(sw)))
+// centroids are the classes' mean standardised vectors.
+func (pr *problem) centroids() []float64 {
+	_, dim := pr.X.Dims()
+	out := make([]float64, len(pr.classes)*dim)
+	raw := pr.X.RawMatrix()
+	for i, c := range pr.y {
+		floats.AddScaled(out[c*dim:(c+1)*dim], 1/float64(pr.counts[c]), raw.Data[i*raw.Stride:i*raw.Stride+dim])
+	}
+	return out
+}
+
+// Train fits a head of cfg.Kind on standardised features with L-BFGS.
+// When warm is a head of the same kind on the same backbone and
+// dimension, its weights for classes that still exist start the
+// optimisation; a class new to the head starts from its mean standardised
+// feature vector (weight imprinting). Train neither chooses the kind nor
+// calibrates the threshold: Fit does.
+func Train(d *Dataset, backbone string, cfg TrainConfig, warm *Head) (*Head, error) {
+	start := time.Now()
+	cfg = cfg.withDefaults()
+	pr, err := newProblem(d, cfg.Balanced)
+	if err != nil {
+		return nil, err
+	}
+	var h *Head
+	switch cfg.Kind {
+	case KindLinear:
+		h, err = trainLinear(pr, backbone, cfg, warm)
+	case KindHidden:
+		h, err = trainHidden(pr, backbone, cfg, warm)
+	default:
+		return nil, fmt.Errorf("train: unknown head kind %q", cfg.Kind)
+	}
+	if err != nil {
+		return nil, err
+	}
+	h.Centroids = pr.centroids()
+	h.Samples = len(d.X)
+	h.C = cfg.C
+	h.Trained = time.Now().UTC()
+	h.TrainTime = time.Since(start).Seconds()
+	return h, nil
+}
+
+func trainLinear(pr *problem, backbone string, cfg TrainConfig, warm *Head) (*Head, error) {
+	_, dim := pr.X.Dims()
+	k := len(pr.classes)
+	obj := newObjective(pr.X, pr.y, pr.sw, k, 1/(cfg.C*floats.Sum(pr.sw)))
 	x0 := make([]float64, k*dim+k)
-	initWeights(x0, X, y, classes, counts, mean, scale, warm, backbone)
+	if warm != nil && (warm.Kind != KindLinear || warm.Backbone != backbone || warm.Dim != dim) {
+		warm = nil
+	}
+	initWeights(x0, pr.X, pr.y, pr.classes, pr.counts, pr.mean, pr.scale, warm, backbone)
 
 	res, err := optimize.Minimize(
 		optimize.Problem{Func: obj.value, Grad: obj.grad},
@@ -150,34 +282,40 @@ func Train(d *Dataset, backbone string, cfg TrainConfig, warm *Head) (*Head, err
 		},
 		&optimize.LBFGS{Store: 20},
 	)
-	if err != nil && res == nil {
-		return nil, fmt.Errorf("train: %w", err)
+	if err := finite(res, err); err != nil {
+		return nil, err
 	}
-	// Iteration limits end training with a usable (if not fully converged)
-	// head; anything else that leaves non-finite weights is an error.
+	return &Head{
+		Format:   HeadFormat,
+		Kind:     KindLinear,
+		Backbone: backbone,
+		Dim:      dim,
+		Classes:  pr.classes,
+		Mean:     pr.mean,
+		Scale:    pr.scale,
+		W:        slices.Clone(res.X[:k*dim]),
+		B:        slices.Clone(res.X[k*dim:]),
+		Iters:    res.Stats.MajorIterations,
+		Loss:     res.F,
+	}, nil
+}
+
+// finite checks an optimiser's result. Iteration limits end training with
+// a usable (if not fully converged) head; anything else that leaves
+// non-finite weights is an error.
+func finite(res *optimize.Result, err error) error {
+	if err != nil && res == nil {
+		return fmt.Errorf("train: %w", err)
+	}
 	for _, v := range res.X {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return nil, fmt.Errorf("train: diverged (%v)", err)
+			return fmt.Errorf("train: diverged (%v)", err)
 		}
 	}
-	h := &Head{
-		Format:    HeadFormat,
-		Kind:      KindLinear,
-		Backbone:  backbone,
-		Dim:       dim,
-		Classes:   classes,
-		Mean:      mean,
-		Scale:     scale,
-		W:         slices.Clone(res.X[:k*dim]),
-		B:         slices.Clone(res.X[k*dim:]),
-		Samples:   n,
-		C:         cfg.C,
-		Trained:   time.Now().UTC(),
-		TrainTime: time.Since(start).Seconds(),
-		Iters:     res.Stats.MajorIterations,
-		Loss:      res.F,
+	if math.IsNaN(res.F) || math.IsInf(res.F, 0) {
+		return fmt.Errorf("train: diverged (%v)", err)
 	}
-	return h, nil
+	return nil
 }
 
 // initWeights fills the starting point: rows of a compatible warm head
@@ -189,24 +327,16 @@ func initWeights(x0 []float64, X *mat.Dense, y []int, classes []string, counts [
 	if warm != nil && warm.Backbone == backbone && warm.Dim == dim && warm.Kind == KindLinear {
 		warmIdx = make(map[string]int, len(warm.Classes))
 		for i, c := range warm.Classes {
-			warmIdx[c] = i
+			if !slices.Contains(warm.Imprinted, c) {
+				warmIdx[c] = i
+			}
 		}
 	}
 	raw := X.RawMatrix()
 	for c := range k {
 		row := x0[c*dim : (c+1)*dim]
 		if wi, ok := warmIdx[classes[c]]; ok {
-			// The warm head standardised with other statistics. The same
-			// function on the new standardisation has weights
-			// w*s_old/s_new and bias b + sum w*s_old*(mean_new-mean_old).
-			src := warm.W[wi*dim : (wi+1)*dim]
-			bias := warm.B[wi]
-			for j := range row {
-				ws := src[j] * warm.Scale[j]
-				row[j] = ws / scale[j]
-				bias += ws * (mean[j] - warm.Mean[j])
-			}
-			x0[k*dim+c] = bias
+			x0[k*dim+c] = reexpress(row, warm.W[wi*dim:(wi+1)*dim], warm.B[wi], warm.Mean, warm.Scale, mean, scale)
 			continue
 		}
 		for i, yi := range y {
@@ -217,6 +347,20 @@ func initWeights(x0 []float64, X *mat.Dense, y []int, classes []string, counts [
 		// A small multiple of the class mean: a direction, not a scale.
 		floats.Scale(1/(float64(counts[c])*math.Sqrt(float64(dim))), row)
 	}
+}
+
+// reexpress writes into dst the weights that compute, on features
+// standardised with (mean, scale), the same affine function that (src,
+// bias) computes on features standardised with (oldMean, oldScale), and
+// returns the new bias: weights w*s_old/s_new, bias
+// b + sum w*s_old*(mean_new-mean_old).
+func reexpress(dst, src []float64, bias float64, oldMean, oldScale, mean, scale []float64) float64 {
+	for j := range dst {
+		ws := src[j] * oldScale[j]
+		dst[j] = ws / scale[j]
+		bias += ws * (mean[j] - oldMean[j])
+	}
+	return bias
 }
 
 // objective is the weighted multinomial log loss with L2 on the weights

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,8 @@ import (
 type TrainerConfig struct {
 	HeadPath string
 	Train    TrainConfig
+	// Select tunes the capacity and threshold choices (see Fit).
+	Select SelectConfig
 	// Delay coalesces bursts: training starts once no label has arrived for
 	// Delay, or MaxDelay after the first pending one.
 	Delay    time.Duration
@@ -23,19 +26,40 @@ type TrainerConfig struct {
 
 // TrainReport describes one training run.
 type TrainReport struct {
-	Samples  int           `json:"samples"`
-	Classes  []string      `json:"classes"`
-	Duration time.Duration `json:"-"`
-	Iters    int           `json:"iterations"`
+	Samples int      `json:"samples"`
+	Classes []string `json:"classes"`
+	// Kind is the kind of head trained, and Threshold its calibrated
+	// open-set threshold (0 when it could not be calibrated).
+	Kind      string  `json:"kind,omitempty"`
+	Threshold float64 `json:"threshold,omitempty"`
+	// Selected is true when this run re-chose capacity and threshold by
+	// cross-validation; SelectTime is what that took (part of Duration).
+	Selected   bool          `json:"selected,omitempty"`
+	SelectTime time.Duration `json:"-"`
+	Duration   time.Duration `json:"-"`
+	Iters      int           `json:"iterations"`
 	// Latency is the time from the first label this run includes to the
 	// new head being in use.
 	Latency time.Duration `json:"-"`
 	Err     error         `json:"-"`
 }
 
+// maxPending bounds the vectors kept per label for imprinting.
+const maxPending = 32
+
+// headEdit is a change made to the head between trainings (a forgotten,
+// renamed or imprinted class). Edits are idempotent, so a training that
+// started before an edit applies it to its result again.
+type headEdit struct {
+	gen   uint64
+	apply func(*Head) *Head
+}
+
 // Trainer keeps a head current with the store: labels kick it, it trains
 // in the background (never on the caller's goroutine) and swaps the new
-// head in atomically.
+// head in atomically. Between trainings, a label new to the head is
+// imprinted at once, and forgotten or renamed labels are removed from or
+// renamed in the head at once.
 type Trainer struct {
 	cfg      TrainerConfig
 	store    *Store
@@ -50,14 +74,23 @@ type Trainer struct {
 	firstKick time.Time // first kick not yet covered by a training
 	last      TrainReport
 	runs      uint64
+	gen       uint64
+	edits     []headEdit
+	pending   map[string][][]float32 // vectors of labels the trained head lacks
 
 	// OnTrained, if set, is called after every training run.
 	OnTrained func(*Head, TrainReport)
+
+	// loaded, if set, runs once a training has read the store (tests use
+	// it to change the store while a training runs).
+	loaded func()
 }
 
 // NewTrainer loads the saved head if it was trained on this backbone; a
 // head of another backbone is never loaded (it is retrained from the
-// store's samples of the current backbone instead).
+// store's samples of the current backbone instead). A saved head that no
+// longer matches the store (labels forgotten or added while it was not
+// saved) is corrected at once where it can be and retrained soon.
 func NewTrainer(cfg TrainerConfig, store *Store, backbone string, log *slog.Logger) *Trainer {
 	if cfg.Delay <= 0 {
 		cfg.Delay = 200 * time.Millisecond
@@ -65,20 +98,50 @@ func NewTrainer(cfg TrainerConfig, store *Store, backbone string, log *slog.Logg
 	if cfg.MaxDelay < cfg.Delay {
 		cfg.MaxDelay = 5 * cfg.Delay
 	}
-	t := &Trainer{cfg: cfg, store: store, backbone: backbone, log: log, kick: make(chan struct{}, 1)}
+	t := &Trainer{cfg: cfg, store: store, backbone: backbone, log: log, kick: make(chan struct{}, 1),
+		pending: map[string][][]float32{}}
 	if cfg.HeadPath != "" {
 		h, err := LoadHead(cfg.HeadPath, backbone)
 		switch {
 		case err == nil:
 			t.head.Store(h)
-			log.Info("head loaded", "path", cfg.HeadPath, "classes", h.Classes, "samples", h.Samples)
+			log.Info("head loaded", "path", cfg.HeadPath, "kind", h.Kind, "classes", h.Classes, "samples", h.Samples)
+			t.reconcile(h)
 		case errors.Is(err, os.ErrNotExist):
+			if n, err := store.Len(); err == nil && n > 0 {
+				t.Kick()
+			}
 		default:
 			log.Warn("saved head not used; retraining from the store", "err", err)
 			t.Kick()
 		}
 	}
 	return t
+}
+
+// reconcile compares a loaded head with the store.
+func (t *Trainer) reconcile(h *Head) {
+	counts, err := t.store.Counts(t.backbone)
+	if err != nil {
+		t.log.Warn("cannot compare the saved head with the store; retraining", "err", err)
+		t.Kick()
+		return
+	}
+	total := 0
+	for _, c := range counts {
+		total += c.Samples
+	}
+	cur := h
+	for _, c := range h.Classes {
+		if !slices.ContainsFunc(counts, func(lc LabelCount) bool { return lc.Label == c }) && cur != nil {
+			cur = cur.WithoutClass(c)
+		}
+	}
+	if cur != h || len(counts) != len(h.Classes) || total != h.Samples || len(h.Imprinted) > 0 {
+		t.head.Store(cur)
+		t.log.Info("saved head is behind the store; retraining", "head_samples", h.Samples, "store_samples", total)
+		t.Kick()
+	}
 }
 
 // Head returns the current head, or nil while there is none.
@@ -95,6 +158,145 @@ func (t *Trainer) Kick() {
 	case t.kick <- struct{}{}:
 	default:
 	}
+}
+
+// editLocked records an edit and applies it to the current head. t.mu is
+// held.
+func (t *Trainer) editLocked(apply func(*Head) *Head) {
+	t.gen++
+	t.edits = append(t.edits, headEdit{gen: t.gen, apply: apply})
+	if cur := t.head.Load(); cur != nil {
+		t.head.Store(apply(cur))
+	}
+}
+
+// Added tells the trainer that a sample was stored. If its label is new to
+// the head, the head gets an imprinted row for it at once (see
+// Head.Imprint), so the very next frame can be named; a retrain is
+// scheduled either way.
+func (t *Trainer) Added(s Sample) {
+	if s.Backbone == t.backbone && len(s.Features) > 0 {
+		t.mu.Lock()
+		if cur := t.head.Load(); cur != nil && cur.Dim == len(s.Features) &&
+			(cur.ClassIndex(s.Label) < 0 || slices.Contains(cur.Imprinted, s.Label)) {
+			p := t.pending[s.Label]
+			if len(p) < maxPending {
+				p = append(p, s.Features)
+				t.pending[s.Label] = p
+			}
+			xs, label := slices.Clone(p), s.Label
+			t.editLocked(func(h *Head) *Head {
+				nh, err := h.Imprint(label, xs)
+				if err != nil {
+					return h
+				}
+				return nh
+			})
+		}
+		t.mu.Unlock()
+	}
+	t.Kick()
+}
+
+// ErrNoSuchLabel is returned for a label no stored sample has.
+var ErrNoSuchLabel = errors.New("no sample has this label")
+
+// Forget deletes every sample of a label, removes the label from the head
+// at once and schedules a retrain. It returns how many samples were
+// deleted (ErrNoSuchLabel when none).
+func (t *Trainer) Forget(label string) (int, error) {
+	n, err := t.store.Relabel(label, "")
+	if err != nil {
+		return 0, fmt.Errorf("forget %q: %w", label, err)
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("forget %q: %w", label, ErrNoSuchLabel)
+	}
+	t.mu.Lock()
+	delete(t.pending, label)
+	t.editLocked(func(h *Head) *Head { return h.WithoutClass(label) })
+	t.mu.Unlock()
+	t.Kick()
+	return n, nil
+}
+
+// Rename gives every sample of a label another name, renames the class in
+// the head at once (the same function under the new name; renaming onto an
+// existing label merges the two) and schedules a retrain. It returns how
+// many samples were renamed (ErrNoSuchLabel when none).
+func (t *Trainer) Rename(from, to string) (int, error) {
+	if err := checkLabel(to); err != nil {
+		return 0, err
+	}
+	n, err := t.store.Relabel(from, to)
+	if err != nil {
+		return 0, fmt.Errorf("rename %q to %q: %w", from, to, err)
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("rename %q: %w", from, ErrNoSuchLabel)
+	}
+	t.mu.Lock()
+	if p, ok := t.pending[from]; ok {
+		t.pending[to] = append(t.pending[to], p...)
+		delete(t.pending, from)
+	}
+	t.editLocked(func(h *Head) *Head { return h.Renamed(from, to) })
+	t.mu.Unlock()
+	t.Kick()
+	return n, nil
+}
+
+// ForgetSample deletes one sample and schedules a retrain; if it was its
+// label's last sample, the label leaves the head at once. It returns the
+// deleted sample (without its JPEG).
+func (t *Trainer) ForgetSample(id uint64) (Sample, error) {
+	smp, err := t.store.Remove(id)
+	if err != nil {
+		return Sample{}, fmt.Errorf("forget sample %d: %w", id, err)
+	}
+	t.dropIfEmpty(smp.Label)
+	t.Kick()
+	return smp, nil
+}
+
+// RelabelSample gives one sample another label (to correct a mistake) and
+// schedules a retrain. A label left without samples leaves the head at
+// once; a label new to the head is imprinted from the sample. It returns
+// the sample as it was before (without its JPEG).
+func (t *Trainer) RelabelSample(id uint64, to string) (Sample, error) {
+	if err := checkLabel(to); err != nil {
+		return Sample{}, err
+	}
+	old, err := t.store.SetLabel(id, to)
+	if err != nil {
+		return Sample{}, fmt.Errorf("relabel sample %d: %w", id, err)
+	}
+	t.dropIfEmpty(old.Label)
+	moved := old
+	moved.Label = to
+	t.Added(moved)
+	return old, nil
+}
+
+func checkLabel(l string) error {
+	if l == "" || l == Unknown {
+		return fmt.Errorf("label %q is empty or reserved", l)
+	}
+	return nil
+}
+
+func (t *Trainer) dropIfEmpty(label string) {
+	counts, err := t.store.Counts(t.backbone)
+	if err != nil {
+		return // the retrain will sort it out
+	}
+	if slices.ContainsFunc(counts, func(c LabelCount) bool { return c.Label == label }) {
+		return
+	}
+	t.mu.Lock()
+	delete(t.pending, label)
+	t.editLocked(func(h *Head) *Head { return h.WithoutClass(label) })
+	t.mu.Unlock()
 }
 
 // Last returns the last training report and the number of runs.
@@ -136,17 +338,19 @@ func (t *Trainer) Run(ctx context.Context) error {
 	}
 }
 
-// Retrain trains a head on the store's samples of the current backbone now
-// and swaps it in. With fewer than two labels the head is cleared.
+// Retrain fits a head (see Fit) on the store's samples of the current
+// backbone now and swaps it in. With fewer than two labels the head is
+// cleared.
 func (t *Trainer) Retrain() TrainReport {
 	t.train.Lock()
 	defer t.train.Unlock()
 	t.mu.Lock()
 	first := t.firstKick
 	t.firstKick = time.Time{}
+	gen := t.gen
 	t.mu.Unlock()
 
-	rep := t.retrain()
+	rep := t.retrain(gen)
 	if !first.IsZero() {
 		rep.Latency = time.Since(first)
 	}
@@ -156,7 +360,8 @@ func (t *Trainer) Retrain() TrainReport {
 	t.mu.Unlock()
 	switch {
 	case rep.Err == nil:
-		t.log.Info("head trained", "samples", rep.Samples, "classes", rep.Classes, "iterations", rep.Iters,
+		t.log.Info("head trained", "kind", rep.Kind, "samples", rep.Samples, "classes", rep.Classes, "iterations", rep.Iters,
+			"threshold", rep.Threshold, "selected", rep.Selected, "select", rep.SelectTime.Round(time.Microsecond),
 			"took", rep.Duration.Round(time.Microsecond), "label_to_head", rep.Latency.Round(time.Microsecond))
 	case errors.Is(rep.Err, ErrTooFewClasses):
 		t.log.Info("no head yet", "reason", rep.Err.Error(), "classes", rep.Classes)
@@ -169,16 +374,23 @@ func (t *Trainer) Retrain() TrainReport {
 	return rep
 }
 
-func (t *Trainer) retrain() TrainReport {
+// retrain trains on the store as of edit generation gen.
+func (t *Trainer) retrain(gen uint64) TrainReport {
 	start := time.Now()
 	d, err := t.store.Dataset(t.backbone)
 	if err != nil {
 		return TrainReport{Err: fmt.Errorf("load samples: %w", err)}
 	}
+	if t.loaded != nil {
+		t.loaded()
+	}
 	rep := TrainReport{Samples: len(d.X), Classes: d.Classes()}
-	h, err := Train(d, t.backbone, t.cfg.Train, t.head.Load())
+	h, info, err := Fit(d, t.backbone, FitConfig{Train: t.cfg.Train, Select: t.cfg.Select}, t.head.Load())
 	if errors.Is(err, ErrTooFewClasses) {
+		t.mu.Lock()
 		t.head.Store(nil)
+		t.pruneLocked(gen)
+		t.mu.Unlock()
 		if t.cfg.HeadPath != "" {
 			if rerr := os.Remove(t.cfg.HeadPath); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 				t.log.Warn("remove stale head", "err", rerr)
@@ -191,14 +403,98 @@ func (t *Trainer) retrain() TrainReport {
 		rep.Err = err
 		return rep
 	}
+	rep.Kind, rep.Selected, rep.SelectTime, rep.Iters = h.Kind, info.Selected, info.SelectTime, h.Iters
+	if h.Calibration != nil {
+		rep.Threshold = h.Calibration.Threshold
+	}
 	if t.cfg.HeadPath != "" {
 		if err := h.Save(t.cfg.HeadPath); err != nil {
 			rep.Err = err
 			return rep
 		}
 	}
+	t.mu.Lock()
+	// Edits made while training apply to the new head too.
+	for _, e := range t.edits {
+		if e.gen > gen && h != nil {
+			h = e.apply(h)
+		}
+	}
 	t.head.Store(h)
-	rep.Iters = h.Iters
+	t.pruneLocked(gen)
+	for l := range t.pending {
+		if h != nil && h.ClassIndex(l) >= 0 && !slices.Contains(h.Imprinted, l) {
+			delete(t.pending, l)
+		}
+	}
+	t.mu.Unlock()
 	rep.Duration = time.Since(start)
 	return rep
+}
+
+// pruneLocked drops the edits a training from generation gen has seen.
+func (t *Trainer) pruneLocked(gen uint64) {
+	t.edits = slices.DeleteFunc(t.edits, func(e headEdit) bool { return e.gen <= gen })
+}
+
+// Summary describes the current head for reports such as the agent's
+// stats; nil while there is no head.
+func (t *Trainer) Summary() *HeadSummary {
+	h := t.head.Load()
+	if h == nil {
+		return nil
+	}
+	s := h.Summary()
+	return &s
+}
+
+// Evaluate cross-validates the store's samples of the current backbone
+// (see Evaluate). It trains many heads: with thousands of samples it takes
+// seconds, so call it off any latency-sensitive goroutine.
+func (t *Trainer) Evaluate(ctx context.Context, cfg EvalConfig) (*Report, error) {
+	d, err := t.store.Dataset(t.backbone)
+	if err != nil {
+		return nil, fmt.Errorf("load samples: %w", err)
+	}
+	if cfg.Train.C == 0 {
+		cfg.Train = t.cfg.Train
+	}
+	if cfg.Select == (SelectConfig{}) {
+		cfg.Select = t.cfg.Select
+	}
+	return Evaluate(ctx, d, t.backbone, cfg)
+}
+
+// HeadSummary is what a report says about a head.
+type HeadSummary struct {
+	Kind    string    `json:"kind"`
+	Classes []string  `json:"classes"`
+	Samples int       `json:"samples"`
+	Trained time.Time `json:"trained"`
+	// Threshold is the calibrated open-set threshold (DefaultThreshold
+	// when Calibration is nil).
+	Threshold   float64      `json:"threshold"`
+	Calibration *Calibration `json:"calibration,omitempty"`
+	Capacity    *Capacity    `json:"capacity,omitempty"`
+	Imprinted   []string     `json:"imprinted,omitempty"`
+	Iterations  int          `json:"iterations"`
+	TrainMillis float64      `json:"train_ms"`
+}
+
+// Summary describes the head.
+func (h *Head) Summary() HeadSummary {
+	s := HeadSummary{
+		Kind: h.Kind, Classes: slices.Clone(h.Classes), Samples: h.Samples, Trained: h.Trained,
+		Threshold: h.ThresholdFor(0), Imprinted: slices.Clone(h.Imprinted),
+		Iterations: h.Iters, TrainMillis: h.TrainTime * 1000,
+	}
+	if h.Calibration != nil {
+		c := *h.Calibration
+		s.Calibration = &c
+	}
+	if h.Capacity != nil {
+		c := *h.Capacity
+		s.Capacity = &c
+	}
+	return s
 }

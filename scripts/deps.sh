@@ -4,7 +4,7 @@
 # already there, and every download is verified against a pinned sha256.
 #
 #   scripts/deps.sh            all steps
-#   scripts/deps.sh STEP...    only those steps (apt go tflite model testdata)
+#   scripts/deps.sh STEP...    only those steps (apt go tflite model testdata sklearn)
 #
 # Environment:
 #   WHISKER_DEPS   where fetched files go (default: <repo>/.deps, git-ignored)
@@ -186,14 +186,35 @@ step_testdata() {
   note "ok: $(ls "$dst" | tr '\n' ' ')"
 }
 
+# scikit-learn is the second implementation the learner's tests and
+# benchmark compare the softmax head against.
+SKLEARN_PACKAGES=(python3-sklearn python3-numpy)
+
+step_sklearn() {
+  say "scikit-learn for the learner's reference checks (Debian ${SKLEARN_PACKAGES[*]})"
+  local missing=()
+  for p in "${SKLEARN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    note "installing: ${missing[*]}"
+    local sudo; sudo="$(need_root)"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  # Debian's own interpreter: the packages go there, whatever python3 PATH finds.
+  /usr/bin/python3 -c 'import sklearn, numpy' || die "/usr/bin/python3 cannot import sklearn and numpy after installing ${SKLEARN_PACKAGES[*]}"
+  note "ok: scikit-learn $(/usr/bin/python3 -c 'import sklearn; print(sklearn.__version__)')"
+}
+
 main() {
   local steps=("$@")
-  [ ${#steps[@]} -eq 0 ] && steps=(apt go tflite model testdata)
+  [ ${#steps[@]} -eq 0 ] && steps=(apt go tflite model testdata sklearn)
   mkdir -p "$DEPS" "$CACHE"
   for s in "${steps[@]}"; do
     case "$s" in
-      apt|go|tflite|model|testdata) "step_$s" ;;
-      *) die "unknown step '$s' (steps: apt go tflite model testdata)" ;;
+      apt|go|tflite|model|testdata|sklearn) "step_$s" ;;
+      *) die "unknown step '$s' (steps: apt go tflite model testdata sklearn)" ;;
     esac
   done
 }

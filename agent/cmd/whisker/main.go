@@ -40,8 +40,8 @@ classifier it trains on the device from the labels you send over MQTT.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), bootCmd(), labelCmd(), ctlCmd(), demoCmd(), modelCmd(), configCmd(), demoVideoCmd(),
-		keysCmd(), bundleCmd(), fleetCmd(), embedCmd(), versionCmd())
+	root.AddCommand(runCmd(), bootCmd(), labelCmd(), ctlCmd(), importCmd(), evalCmd(), demoCmd(), modelCmd(), configCmd(),
+		demoVideoCmd(), keysCmd(), bundleCmd(), fleetCmd(), embedCmd(), benchCmd(), versionCmd())
 	return root.ExecuteContext(ctx)
 }
 

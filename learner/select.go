@@ -1,0 +1,442 @@
+package learner
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"time"
+)
+
+// SelectConfig tunes the choices Fit makes by cross-validation: the head's
+// capacity and its open-set threshold.
+type SelectConfig struct {
+	// Folds for cross-validation. Default 5 (fewer when a class has fewer
+	// samples).
+	Folds int
+	// MinPerClassHidden is the fewest samples every class needs before the
+	// hidden head is even tried; cross-validation then decides. Default 20.
+	MinPerClassHidden int
+	// MinGain is how much better (in accuracy) the hidden head must be, on
+	// top of two standard errors of the fold-paired difference. Default 0.01.
+	MinGain float64
+	// Force skips the capacity choice: KindLinear or KindHidden.
+	Force string
+	// AcceptRate is the fraction of correctly classified out-of-fold
+	// samples the calibrated threshold keeps. Default 0.95.
+	AcceptRate float64
+	// Reselect: capacity and threshold are recomputed when the set of
+	// classes changes or the number of samples has moved by this fraction
+	// since they were; otherwise the warm head's are kept. Default 0.2; a
+	// negative value recomputes them every time.
+	Reselect float64
+	// MaxSamples bounds the work of a selection: with more samples, the
+	// cross-validations run on a stratified random subset of this many
+	// (every class keeps at least two, when it has them). Default 1000.
+	MaxSamples int
+	// Seed makes folds and subsets reproducible.
+	Seed uint64
+}
+
+func (c SelectConfig) withDefaults() SelectConfig {
+	if c.Folds <= 1 {
+		c.Folds = 5
+	}
+	if c.MinPerClassHidden <= 0 {
+		c.MinPerClassHidden = 20
+	}
+	if c.MinGain <= 0 {
+		c.MinGain = 0.01
+	}
+	if c.AcceptRate <= 0 || c.AcceptRate > 1 {
+		c.AcceptRate = 0.95
+	}
+	if c.Reselect == 0 {
+		c.Reselect = 0.2
+	}
+	if c.MaxSamples <= 0 {
+		c.MaxSamples = 1000
+	}
+	return c
+}
+
+// FitConfig is everything Fit needs.
+type FitConfig struct {
+	Train  TrainConfig
+	Select SelectConfig
+}
+
+// FitInfo says what Fit did besides training.
+type FitInfo struct {
+	// Selected is true when capacity and threshold were recomputed (false
+	// when the warm head's were kept).
+	Selected bool
+	// SelectTime is the time the cross-validations took.
+	SelectTime time.Duration
+}
+
+// Fit is the learner's recipe: choose the head's capacity by
+// cross-validation (a linear head unless every class has
+// MinPerClassHidden samples and the hidden head is measurably better),
+// calibrate the open-set threshold on the same out-of-fold predictions,
+// then train the chosen head on all samples, warm-started from warm. Both
+// choices are kept from warm while the data has not changed much (see
+// SelectConfig.Reselect).
+func Fit(d *Dataset, backbone string, cfg FitConfig, warm *Head) (*Head, FitInfo, error) {
+	var info FitInfo
+	sel := cfg.Select.withDefaults()
+	if _, err := d.check(); err != nil {
+		return nil, info, err
+	}
+	counts := d.Counts()
+	if len(counts) < 2 {
+		return nil, info, ErrTooFewClasses
+	}
+	var capacity *Capacity
+	var calib *Calibration
+	if keep(warm, backbone, d, counts, sel) {
+		capacity, calib = warm.Capacity, warm.Calibration
+	} else {
+		start := time.Now()
+		var err error
+		capacity, calib, _, err = choose(d, backbone, counts, cfg.Train, sel, warm)
+		if err != nil {
+			return nil, info, err
+		}
+		info.Selected, info.SelectTime = true, time.Since(start)
+	}
+	tc := cfg.Train
+	tc.Kind = capacity.Kind
+	h, err := Train(d, backbone, tc, warm)
+	if err != nil {
+		return nil, info, err
+	}
+	if calib != nil {
+		c := *calib
+		h.Calibration = &c
+	}
+	c := *capacity
+	h.Capacity = &c
+	return h, info, nil
+}
+
+// keep reports whether warm's capacity and calibration still describe d.
+func keep(warm *Head, backbone string, d *Dataset, counts []LabelCount, sel SelectConfig) bool {
+	if warm == nil || warm.Capacity == nil || sel.Reselect < 0 || warm.Backbone != backbone || len(warm.Imprinted) > 0 {
+		return false
+	}
+	if sel.Force != "" && warm.Capacity.Kind != sel.Force {
+		return false
+	}
+	if len(warm.Classes) != len(counts) {
+		return false
+	}
+	for _, c := range counts {
+		if warm.ClassIndex(c.Label) < 0 {
+			return false
+		}
+	}
+	was := warm.Capacity.Samples
+	return math.Abs(float64(len(d.X)-was)) < sel.Reselect*float64(was)
+}
+
+// choose runs the cross-validations and makes the capacity and threshold
+// decisions; it also returns the chosen kind's out-of-fold predictions
+// (nil when there were too few samples to cross-validate).
+func choose(d *Dataset, backbone string, counts []LabelCount, tc TrainConfig, sel SelectConfig, warm *Head) (*Capacity, *Calibration, *CVResult, error) {
+	minPer := counts[0].Samples
+	for _, c := range counts {
+		minPer = min(minPer, c.Samples)
+	}
+	capacity := &Capacity{Kind: KindLinear, Samples: len(d.X), Classes: len(counts), MinPerClass: minPer}
+	if sel.Force != "" && sel.Force != KindLinear && sel.Force != KindHidden {
+		return nil, nil, nil, fmt.Errorf("unknown head kind %q", sel.Force)
+	}
+	// Classes with a single sample (typically a label just added) cannot
+	// be cross-validated: they are left out of it.
+	cvd := d
+	if minPer < 2 {
+		var keep []int
+		for i, l := range d.Labels {
+			if slices.ContainsFunc(counts, func(c LabelCount) bool { return c.Label == l && c.Samples >= 2 }) {
+				keep = append(keep, i)
+			}
+		}
+		cvd = d.Subset(keep)
+	}
+	if len(cvd.X) > sel.MaxSamples {
+		cvd = cvd.Subset(subsample(cvd.Labels, sel.MaxSamples, sel.Seed))
+		capacity.Subset = len(cvd.X)
+	}
+	if len(cvd.Classes()) < 2 {
+		if sel.Force != "" {
+			capacity.Kind = sel.Force
+		}
+		capacity.Reason = fmt.Sprintf("%s: too few samples to cross-validate (two classes need two samples each), so no threshold is calibrated yet", capacity.Kind)
+		return capacity, nil, nil, nil
+	}
+	folds := Folds(cvd.Labels, sel.Folds, sel.Seed)
+	capacity.Folds = folds.K
+	lin, err := CrossValidate(cvd, backbone, withKind(tc, KindLinear), folds, warm)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	capacity.LinearAcc = lin.Accuracy
+	chosen := lin
+	switch {
+	case sel.Force == KindLinear:
+		capacity.Reason = "linear: set by configuration"
+	case sel.Force == "" && minPer < sel.MinPerClassHidden:
+		capacity.Reason = fmt.Sprintf("linear: the smallest class has %d samples; the hidden head is tried from %d per class", minPer, sel.MinPerClassHidden)
+	default:
+		hid, err := CrossValidate(cvd, backbone, withKind(tc, KindHidden), folds, nil)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		capacity.HiddenAcc = hid.Accuracy
+		capacity.Gain, capacity.GainSE = pairedGain(hid.FoldAcc, lin.FoldAcc)
+		switch {
+		case sel.Force == KindHidden:
+			capacity.Kind, chosen = KindHidden, hid
+			capacity.Reason = "hidden: set by configuration"
+		case capacity.Gain >= sel.MinGain && capacity.Gain > 2*capacity.GainSE:
+			capacity.Kind, chosen = KindHidden, hid
+			capacity.Reason = fmt.Sprintf("hidden: cross-validated accuracy %.3f against %.3f for linear (gain %.3f ± %.3f)",
+				hid.Accuracy, lin.Accuracy, capacity.Gain, capacity.GainSE)
+		default:
+			capacity.Reason = fmt.Sprintf("linear: the hidden head's cross-validated accuracy %.3f is not better than linear's %.3f by %.0f point and two standard errors (gain %.3f ± %.3f)",
+				hid.Accuracy, lin.Accuracy, 100*sel.MinGain, capacity.Gain, capacity.GainSE)
+		}
+	}
+	if cvd != d {
+		capacity.Reason += "; classes with a single sample were left out of cross-validation"
+	}
+	return capacity, Calibrate(chosen, sel.AcceptRate), chosen, nil
+}
+
+// subsample draws about n of the samples, each label in proportion but at
+// least two of it (all, with fewer); the indices are sorted.
+func subsample(labels []string, n int, seed uint64) []int {
+	byLabel := map[string][]int{}
+	var names []string
+	for i, l := range labels {
+		if _, ok := byLabel[l]; !ok {
+			names = append(names, l)
+		}
+		byLabel[l] = append(byLabel[l], i)
+	}
+	sort.Strings(names)
+	rng := rand.New(rand.NewPCG(seed, 0x5ab5e7))
+	var out []int
+	for _, l := range names {
+		idx := byLabel[l]
+		want := max(min(2, len(idx)), int(math.Round(float64(n)*float64(len(idx))/float64(len(labels)))))
+		rng.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
+		out = append(out, idx[:min(want, len(idx))]...)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func withKind(tc TrainConfig, kind string) TrainConfig {
+	tc.Kind = kind
+	return tc
+}
+
+// pairedGain is the mean of a[i]-b[i] and its standard error.
+func pairedGain(a, b []float64) (mean, se float64) {
+	n := float64(len(a))
+	for i := range a {
+		mean += (a[i] - b[i]) / n
+	}
+	if len(a) < 2 {
+		return mean, math.Inf(1)
+	}
+	var ss float64
+	for i := range a {
+		dv := a[i] - b[i] - mean
+		ss += dv * dv
+	}
+	return mean, math.Sqrt(ss/(n-1)) / math.Sqrt(n)
+}
+
+// Calibrate picks the open-set thresholds from out-of-fold predictions:
+// the distance within which acceptRate of the samples lie, and the largest
+// probability threshold at which acceptRate of the correctly classified
+// samples are still accepted. Samples the head gets wrong tend to have
+// lower confidence; vectors of things it was never shown tend to have lower
+// confidence or lie far from every class.
+func Calibrate(cv *CVResult, acceptRate float64) *Calibration {
+	c := &Calibration{AcceptRate: acceptRate, Folds: cv.Folds, Samples: len(cv.Pred), Accuracy: cv.Accuracy, Threshold: 1}
+	if len(cv.Dist) == len(cv.Pred) && len(cv.Dist) > 0 {
+		d := slices.Clone(cv.Dist)
+		sort.Float64s(d)
+		c.Distance = d[min(int(math.Ceil(acceptRate*float64(len(d))))-1, len(d)-1)]
+		if c.Distance <= 0 {
+			c.Distance = 0 // no centroids: no distance test
+		}
+	}
+	var correct []float64
+	for i, p := range cv.Pred {
+		if p == cv.True[i] {
+			correct = append(correct, cv.Conf[i])
+		}
+	}
+	if len(correct) > 0 {
+		sort.Float64s(correct)
+		idx := int(math.Floor((1 - acceptRate) * float64(len(correct))))
+		c.Threshold = correct[min(idx, len(correct)-1)]
+	}
+	var acc, accOK, wrong, wrongRej int
+	for i, p := range cv.Pred {
+		ok := p == cv.True[i]
+		pass := cv.Conf[i] >= c.Threshold && (c.Distance == 0 || len(cv.Dist) != len(cv.Pred) || cv.Dist[i] <= c.Distance)
+		if pass {
+			acc++
+			if ok {
+				accOK++
+			}
+		}
+		if !ok {
+			wrong++
+			if !pass {
+				wrongRej++
+			}
+		}
+	}
+	c.Accepted = ratio(acc, len(cv.Pred))
+	c.AcceptedAccuracy = ratio(accOK, acc)
+	c.ErrorsRejected = ratio(wrongRej, wrong)
+	return c
+}
+
+func ratio(a, b int) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// FoldPlan assigns every sample to one of K folds, stratified by label.
+type FoldPlan struct {
+	K    int
+	Fold []int // fold of each sample
+}
+
+// Folds makes a stratified K-fold plan: each label's samples are shuffled
+// (seeded) and dealt to the folds in turn. K is reduced to the smallest
+// label's count when that is smaller (but not below 2).
+func Folds(labels []string, k int, seed uint64) FoldPlan {
+	byLabel := map[string][]int{}
+	for i, l := range labels {
+		byLabel[l] = append(byLabel[l], i)
+	}
+	names := make([]string, 0, len(byLabel))
+	for l := range byLabel {
+		names = append(names, l)
+	}
+	sort.Strings(names)
+	for _, l := range names {
+		k = min(k, len(byLabel[l]))
+	}
+	k = max(k, 2)
+	rng := rand.New(rand.NewPCG(seed, 0x5eed))
+	plan := FoldPlan{K: k, Fold: make([]int, len(labels))}
+	start := 0
+	for _, l := range names {
+		idx := byLabel[l]
+		rng.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
+		// Continue dealing where the previous label stopped, so that folds
+		// get equal sizes overall.
+		for j, i := range idx {
+			plan.Fold[i] = (start + j) % k
+		}
+		start = (start + len(idx)) % k
+	}
+	return plan
+}
+
+// CVResult holds out-of-fold predictions.
+type CVResult struct {
+	Kind    string
+	Folds   int
+	Classes []string
+	True    []int     // class index of each sample
+	Pred    []int     // out-of-fold predicted class index
+	Conf    []float64 // out-of-fold probability of Pred
+	Dist    []float64 // out-of-fold distance to the nearest class centroid
+	FoldAcc []float64
+	// Accuracy is the fraction of samples predicted correctly.
+	Accuracy float64
+}
+
+// ErrTooFewForCV is returned when a label has fewer than two samples.
+var ErrTooFewForCV = errors.New("cross-validation needs at least two samples of every label")
+
+// CrossValidate trains a head of tc.Kind on all folds but one and predicts
+// the held-out fold, for each fold. A linear head may start from warm (a
+// head of the same backbone): its problem is strictly convex, so the
+// starting point changes only how fast the optimiser reaches the same
+// minimum, not which; a hidden head always starts afresh, since where it
+// starts and stops early depends on that point.
+func CrossValidate(d *Dataset, backbone string, tc TrainConfig, plan FoldPlan, warm *Head) (*CVResult, error) {
+	classes := d.Classes()
+	if len(classes) < 2 {
+		return nil, ErrTooFewClasses
+	}
+	if len(plan.Fold) != len(d.X) {
+		return nil, fmt.Errorf("fold plan covers %d samples, the dataset has %d", len(plan.Fold), len(d.X))
+	}
+	res := &CVResult{Kind: tc.withDefaults().Kind, Folds: plan.K, Classes: classes,
+		True: make([]int, len(d.X)), Pred: make([]int, len(d.X)), Conf: make([]float64, len(d.X)), Dist: make([]float64, len(d.X))}
+	for i, l := range d.Labels {
+		res.True[i] = slices.Index(classes, l)
+	}
+	correct := 0
+	for f := range plan.K {
+		var tr, te []int
+		for i, fi := range plan.Fold {
+			if fi == f {
+				te = append(te, i)
+			} else {
+				tr = append(tr, i)
+			}
+		}
+		if len(te) == 0 {
+			continue
+		}
+		train := d.Subset(tr)
+		if len(train.Classes()) != len(classes) {
+			return nil, ErrTooFewForCV
+		}
+		fc := tc
+		fc.Seed = tc.Seed + uint64(f)
+		w := warm
+		if fc.withDefaults().Kind != KindLinear {
+			w = nil
+		}
+		h, err := Train(train, backbone, fc, w)
+		if err != nil {
+			return nil, fmt.Errorf("cross-validation fold %d: %w", f+1, err)
+		}
+		ok := 0
+		for _, i := range te {
+			// Scores and distance; the label does not matter here.
+			p, err := h.Classify(d.X[i], 1)
+			if err != nil {
+				return nil, err
+			}
+			b := argmax(p.Scores)
+			res.Pred[i], res.Conf[i], res.Dist[i] = slices.Index(classes, h.Classes[b]), p.Confidence, p.Distance
+			if res.Pred[i] == res.True[i] {
+				ok++
+			}
+		}
+		correct += ok
+		res.FoldAcc = append(res.FoldAcc, float64(ok)/float64(len(te)))
+	}
+	res.Accuracy = float64(correct) / float64(len(d.X))
+	return res, nil
+}
