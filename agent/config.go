@@ -137,7 +137,9 @@ type MQTTConfig struct {
 
 // LearnerConfig tunes recognition and training.
 type LearnerConfig struct {
-	// Threshold: below this probability a sighting is "unknown".
+	// Threshold: below this probability a sighting is "unknown". 0 (the
+	// default) uses the threshold the learner calibrates by
+	// cross-validation on the stored samples.
 	Threshold float64 `yaml:"threshold"`
 	// C is the inverse L2 regularisation strength of the head.
 	C float64 `yaml:"c"`
@@ -185,7 +187,7 @@ func Default() Config {
 			KeepAlive:      30 * time.Second,
 		},
 		Learner: LearnerConfig{
-			Threshold:    0.6,
+			Threshold:    0,
 			C:            1,
 			Balanced:     true,
 			RetrainDelay: 300 * time.Millisecond,

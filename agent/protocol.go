@@ -142,7 +142,12 @@ type Stats struct {
 	Sightings     uint64               `json:"sightings"`
 	EmbedMillis   float64              `json:"embed_ms_avg"`
 	TrainingRuns  uint64               `json:"training_runs"`
-	Threshold     float64              `json:"threshold"`
+	// Threshold is the one in use: set over MQTT or in the
+	// configuration, else the head's calibrated one.
+	Threshold float64 `json:"threshold"`
+	// Learner describes the head: kind (linear or hidden), its capacity
+	// choice, calibration and imprinted labels.
+	Learner *learner.HeadSummary `json:"learner,omitempty"`
 }
 
 // HeadInfo describes the current head.

@@ -113,7 +113,8 @@ func (a *Agent) handleLabel(ctx context.Context, payload []byte) Result {
 	}
 	if !dup {
 		a.log.Info("label stored", "label", req.Label, "sample", id, "source", smp.Source, "request_id", req.RequestID)
-		a.trainer.Kick()
+		smp.ID = id
+		a.trainer.Added(smp)
 		a.shareSample(id, smp)
 		for _, c := range res.Labels {
 			if c.Label == req.Label && c.Samples == 1 {
@@ -265,8 +266,15 @@ func (a *Agent) applyOnce(req *CmdRequest) Result {
 		return res
 	}
 	a.log.Info("command applied", "cmd", req.Cmd, "label", res.Label, "to", res.To, "changed", res.Changed, "request_id", req.RequestID)
+	switch {
+	case req.Cmd == "rename":
+		a.trainer.Renamed(req.Label, req.To)
+	case req.Cmd == "forget" && req.SampleID != 0:
+		a.trainer.SampleRemoved(res.Label)
+	case req.Cmd == "forget":
+		a.trainer.Forgotten(req.Label)
+	}
 	if req.Cmd != "threshold" {
-		a.trainer.Kick()
 		a.labelsChanged(changed)
 	}
 	if counts, err := a.store.Counts(a.identity); err == nil {
@@ -298,6 +306,10 @@ func (a *Agent) Stats() (*Stats, error) {
 	}
 	if h := a.trainer.Head(); h != nil {
 		st.Head = &HeadInfo{Classes: h.Classes, Samples: h.Samples, Trained: timestamp(h.Trained)}
+		st.Learner = a.trainer.Summary()
+		if st.Threshold == 0 {
+			st.Threshold = round4(h.ThresholdFor(0))
+		}
 	}
 	return st, nil
 }

@@ -130,6 +130,6 @@ func (a *Agent) storeShared(payload []byte) {
 		return
 	}
 	a.log.Info("sample shared by the household stored", "label", s.Label, "origin", s.Origin, "sample", id)
-	a.trainer.Kick()
+	a.trainer.Added(learner.Sample{ID: id, Label: s.Label, Backbone: s.Backbone, Features: feats})
 	a.labelsChanged([]string{s.Label})
 }

@@ -212,12 +212,19 @@ func (t *Trainer) Forget(label string) (int, error) {
 	if n == 0 {
 		return 0, fmt.Errorf("forget %q: %w", label, ErrNoSuchLabel)
 	}
+	t.Forgotten(label)
+	return n, nil
+}
+
+// Forgotten tells the trainer that the caller deleted every sample of a
+// label (in a store transaction of its own): the label leaves the head at
+// once and a retrain is scheduled.
+func (t *Trainer) Forgotten(label string) {
 	t.mu.Lock()
 	delete(t.pending, label)
 	t.editLocked(func(h *Head) *Head { return h.WithoutClass(label) })
 	t.mu.Unlock()
 	t.Kick()
-	return n, nil
 }
 
 // Rename gives every sample of a label another name, renames the class in
@@ -235,6 +242,14 @@ func (t *Trainer) Rename(from, to string) (int, error) {
 	if n == 0 {
 		return 0, fmt.Errorf("rename %q: %w", from, ErrNoSuchLabel)
 	}
+	t.Renamed(from, to)
+	return n, nil
+}
+
+// Renamed tells the trainer that the caller renamed every sample of a
+// label: the class is renamed in the head at once (merged into to if it
+// exists) and a retrain is scheduled.
+func (t *Trainer) Renamed(from, to string) {
 	t.mu.Lock()
 	if p, ok := t.pending[from]; ok {
 		t.pending[to] = append(t.pending[to], p...)
@@ -243,7 +258,6 @@ func (t *Trainer) Rename(from, to string) (int, error) {
 	t.editLocked(func(h *Head) *Head { return h.Renamed(from, to) })
 	t.mu.Unlock()
 	t.Kick()
-	return n, nil
 }
 
 // ForgetSample deletes one sample and schedules a retrain; if it was its
@@ -254,9 +268,16 @@ func (t *Trainer) ForgetSample(id uint64) (Sample, error) {
 	if err != nil {
 		return Sample{}, fmt.Errorf("forget sample %d: %w", id, err)
 	}
-	t.dropIfEmpty(smp.Label)
-	t.Kick()
+	t.SampleRemoved(smp.Label)
 	return smp, nil
+}
+
+// SampleRemoved tells the trainer that the caller deleted one sample of a
+// label: if it was the label's last, the label leaves the head at once; a
+// retrain is scheduled either way.
+func (t *Trainer) SampleRemoved(label string) {
+	t.dropIfEmpty(label)
+	t.Kick()
 }
 
 // RelabelSample gives one sample another label (to correct a mistake) and
