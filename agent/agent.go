@@ -30,6 +30,7 @@ type Agent struct {
 	pre      *camera.Preprocessor
 	box      *camera.Mailbox
 	capture  *camera.Capture
+	pipe     *Pipeline
 	recent   *recentSightings
 
 	inbound   chan Inbound
@@ -63,14 +64,11 @@ func New(cfg Config, log *slog.Logger, version string) (*Agent, error) {
 		return nil, fmt.Errorf("backbone: %w", err)
 	}
 	man := bb.Manifest()
-	pre, err := camera.NewPreprocessor(camera.Spec{
-		Width:  man.Input.Shape[2],
-		Height: man.Input.Shape[1],
-		RGB:    man.Preprocess.ColorOrder == "RGB",
-		Mean:   man.Preprocess.Mean,
-		Std:    man.Preprocess.Std,
-		Fit:    camera.Fit(man.Preprocess.Resize),
-	})
+	spec, err := InputSpec(bb)
+	var pre *camera.Preprocessor
+	if err == nil {
+		pre, err = camera.NewPreprocessor(spec)
+	}
 	if err != nil {
 		bb.Close()
 		return nil, fmt.Errorf("backbone manifest: %w", err)
@@ -96,9 +94,16 @@ func New(cfg Config, log *slog.Logger, version string) (*Agent, error) {
 		Delay:    cfg.Learner.RetrainDelay,
 	}, store, man.Identity, log.With("component", "learner"))
 	a.trainer.OnTrained = func(*learner.Head, learner.TrainReport) { a.publishStatusAsync() }
-	a.capture = camera.NewCapture(camera.CaptureConfig{
-		Source: cfg.Camera.Source, Loop: cfg.Camera.Loop, MaxFPS: cfg.Camera.MaxFPS, FolderFPS: cfg.Camera.FolderFPS,
-	}, log.With("component", "camera"), a.box, nil)
+	a.capture = camera.NewCapture(CaptureConfig(cfg.Camera), log.With("component", "camera"), a.box, nil)
+	a.pipe, err = NewPipeline(PipelineConfig{
+		Camera: cfg.Camera, Threshold: cfg.Learner.Threshold, SampleSize: cfg.Learner.SnapshotSize, IDPrefix: a.bootID,
+	}, log.With("component", "pipeline"), bb, a.box, a.trainer.Head, a.observe, pre, a.embedReqs)
+	if err != nil {
+		store.Close()
+		pre.Close()
+		bb.Close()
+		return nil, err
+	}
 	log.Info("agent ready", "device", cfg.Device, "backbone", man.Identity, "tflite", backbone.RuntimeVersion(),
 		"input", man.Input.Shape, "embedding", man.Embedding, "state", cfg.StateDir)
 	return a, nil

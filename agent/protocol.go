@@ -126,6 +126,7 @@ type Sighting struct {
 	TS         string             `json:"ts"`
 	Scores     map[string]float64 `json:"scores"`
 	Frame      uint64             `json:"frame"`
+	Box        *SightingBox       `json:"box,omitempty"` // the pet, when detection found it
 }
 
 // Status is the retained device status; "offline" is the broker's will.

@@ -237,19 +237,31 @@ next:
 }
 
 // MergeAcrossClasses drops detections that overlap a better-scored one of
-// any class by more than iou: one animal that the detector calls both a
-// cat and a dog is one animal. dets must be sorted best first (as Decode
-// returns them).
-func MergeAcrossClasses(dets []Detection, iou float32) []Detection {
+// any class by more than iou, or whose smaller box lies inside the other
+// by more than the fraction inside: one animal that the detector calls
+// both a cat and a dog is one animal, and so is an animal seen once
+// whole and once with what stands beside it. dets must be sorted best
+// first (as Decode returns them); inside 0 leaves nesting alone.
+func MergeAcrossClasses(dets []Detection, iou, inside float32) []Detection {
 	var kept []Detection
 next:
 	for _, d := range dets {
 		for _, k := range kept {
-			if IoU(d.Box, k.Box) > iou {
+			if IoU(d.Box, k.Box) > iou || inside > 0 && Inside(d.Box, k.Box) > inside {
 				continue next
 			}
 		}
 		kept = append(kept, d)
 	}
 	return kept
+}
+
+// Inside is the fraction of the smaller box that lies inside the other.
+func Inside(a, b Box) float32 {
+	in := Box{max(a.YMin, b.YMin), max(a.XMin, b.XMin), min(a.YMax, b.YMax), min(a.XMax, b.XMax)}.Area()
+	small := min(a.Area(), b.Area())
+	if in == 0 || small == 0 {
+		return 0
+	}
+	return in / small
 }

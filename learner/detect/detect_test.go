@@ -157,9 +157,20 @@ func TestDecodeSuppressesPerClassAndMerges(t *testing.T) {
 			t.Errorf("detection %d: %s %.3f %+v, want %s %.2f %+v", i, g.Label, g.Score, g.Box, w.label, w.score, w.box)
 		}
 	}
-	merged := MergeAcrossClasses(dets, 0.6)
+	merged := MergeAcrossClasses(dets, 0.6, 0)
 	if len(merged) != 2 || merged[0].Label != "dog" || merged[1].Label != "cat" {
 		t.Errorf("merged: %+v", merged)
+	}
+	// A box mostly inside a better one is the same animal; side by side
+	// they are two.
+	whole := Detection{Box: Box{0.2, 0.1, 0.6, 0.4}, Score: 0.9}
+	wider := Detection{Box: Box{0.2, 0.1, 0.7, 0.7}, Score: 0.8} // the animal and what stands beside it
+	beside := Detection{Box: Box{0.2, 0.45, 0.6, 0.75}, Score: 0.7}
+	if got := MergeAcrossClasses([]Detection{whole, wider, beside}, 0.6, 0.8); len(got) != 2 || got[0] != whole || got[1] != beside {
+		t.Errorf("nested: %+v", got)
+	}
+	if got := MergeAcrossClasses([]Detection{whole, wider}, 0.6, 0); len(got) != 2 {
+		t.Errorf("nesting merged with inside 0: %+v", got)
 	}
 	// Only the dog class.
 	d.classes = []int{2}
@@ -180,6 +191,18 @@ func nearBox(a, b Box) bool {
 	const eps = 1e-4
 	return math.Abs(float64(a.YMin-b.YMin)) < eps && math.Abs(float64(a.XMin-b.XMin)) < eps &&
 		math.Abs(float64(a.YMax-b.YMax)) < eps && math.Abs(float64(a.XMax-b.XMax)) < eps
+}
+
+func TestInside(t *testing.T) {
+	if got := Inside(Box{0, 0, 1, 1}, Box{0.25, 0.25, 0.75, 0.75}); !near(got, 1) {
+		t.Errorf("contained: %g", got)
+	}
+	if got := Inside(Box{0, 0, 1, 1}, Box{0.5, 0.5, 1.5, 1.5}); !near(got, 0.25) {
+		t.Errorf("quarter: %g", got)
+	}
+	if got := Inside(Box{0, 0, 1, 1}, Box{2, 2, 3, 3}); got != 0 {
+		t.Errorf("apart: %g", got)
+	}
 }
 
 func TestIoU(t *testing.T) {

@@ -70,7 +70,7 @@ func TestFindsPetsInPhotographs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dets = detect.MergeAcrossClasses(dets, 0.6)
+		dets = detect.MergeAcrossClasses(dets, 0.6, 0.8)
 		var got []string
 		for _, d := range dets {
 			got = append(got, d.Label)
