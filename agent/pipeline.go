@@ -190,7 +190,7 @@ func NewPipeline(cfg PipelineConfig, log *slog.Logger, bb *backbone.Backbone, bo
 	}
 	if d := cfg.Camera.Detect; d.Enabled {
 		if !bb.Detects() {
-			log.Warn("camera.detect is on, but the backbone has no detector outputs: classifying whole frames (use a backbone cut with --detect, such as backbone-detect.manifest.json)")
+			log.Info("the backbone has no detector outputs: classifying whole frames (a backbone cut with --detect, such as backbone-detect.manifest.json, finds each pet; see docs/camera.md)")
 		} else if p.dec, err = newDecoder(bb, d); err != nil {
 			return fail(err)
 		}
@@ -295,8 +295,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 }
 
 // prepare takes the latest frame, asks the motion gate whether it is worth
-// the backbone, and preprocesses it.
+// the backbone, and preprocesses it, on a thread nicer than the backbone's.
 func (p *Pipeline) prepare(ctx context.Context) {
+	if err := camera.NiceThread(sideNice); err != nil {
+		p.log.Debug("prepare stage keeps the normal priority", "err", err)
+	}
 	idle := p.cfg.Camera.Motion.IdleInterval
 	var lastPassed time.Time
 	for {
@@ -443,9 +446,13 @@ func (p *Pipeline) inferJob(j *job, cropIn *camera.Input, cropRes *backbone.Resu
 }
 
 // finish names each sighting with the head, keeps its snapshots, and hands
-// it on.
+// it on, on a thread nicer than the backbone's: its JPEG encoding takes the
+// cores the backbone leaves idle, and if it falls behind, the bounded queue
+// drops frames (counted).
 func (p *Pipeline) finish(ctx context.Context) {
-	snap := p.cfg.Camera.Snapshots
+	if err := camera.NiceThread(sideNice); err != nil {
+		p.log.Debug("finish stage keeps the normal priority", "err", err)
+	}
 	for {
 		var j *job
 		select {
@@ -486,19 +493,8 @@ func (p *Pipeline) finish(ctx context.Context) {
 			}
 			obs[i] = Observation{Sighting: s, Features: it.features, At: j.frame.Time, Infer: j.infer}
 		}
-		for i, it := range j.items {
-			var err error
-			if it.det != nil {
-				obs[i].JPEG, err = camera.CropJPEG(&j.frame, it.crop, p.cfg.SampleSize, 85)
-			} else {
-				obs[i].JPEG, err = camera.EncodeJPEG(&j.frame, p.cfg.SampleSize, 85)
-			}
-			if err != nil {
-				p.log.Error("encode sample JPEG", "err", err)
-			}
-			if snap.MaxCount > 0 {
-				p.keepSnapshots(j, marks, i, obs[i].Sighting.ID)
-			}
+		p.encode(j, marks, obs)
+		for i := range obs {
 			p.stats.sightings.Add(1)
 			p.sink(obs[i])
 		}
@@ -507,31 +503,61 @@ func (p *Pipeline) finish(ctx context.Context) {
 	}
 }
 
-func (p *Pipeline) keepSnapshots(j *job, marks []camera.Mark, i int, id string) {
+// encode makes the JPEGs of a frame's sightings: for each, the small JPEG
+// stored with a label (the pet's crop, or the frame), and the snapshots.
+// The frame snapshot, with every pet's box and name drawn, is encoded once
+// and shared by the frame's sightings; each pet's crop is its own. A
+// crop small enough for both sizes is encoded once.
+func (p *Pipeline) encode(j *job, marks []camera.Mark, obs []Observation) {
 	snap := p.cfg.Camera.Snapshots
-	it := j.items[i]
-	var shown []camera.Mark
-	for k, m := range marks {
-		if m.Rect.Empty() {
+	keep := snap.MaxCount > 0
+	var frameSnap []byte
+	if keep {
+		var shown []camera.Mark
+		for _, m := range marks {
+			if !m.Rect.Empty() {
+				m.Primary = true
+				shown = append(shown, m)
+			}
+		}
+		var err error
+		if frameSnap, err = camera.SnapshotJPEG(&j.frame, shown, snap.Size, snap.Quality); err != nil {
+			p.log.Error("encode snapshot", "frame", j.frame.Seq, "err", err)
+			keep = false
+		}
+	}
+	for i, it := range j.items {
+		var err error
+		var cropSnap []byte
+		switch {
+		case it.det == nil:
+			obs[i].JPEG, err = camera.EncodeJPEG(&j.frame, p.cfg.SampleSize, 85)
+			cropSnap = frameSnap
+		case keep && max(it.crop.Dx(), it.crop.Dy()) <= min(p.cfg.SampleSize, snap.Size) && snap.Quality == 85:
+			obs[i].JPEG, err = camera.CropJPEG(&j.frame, it.crop, 0, 85)
+			cropSnap = obs[i].JPEG
+		default:
+			obs[i].JPEG, err = camera.CropJPEG(&j.frame, it.crop, p.cfg.SampleSize, 85)
+			if err == nil && keep {
+				cropSnap, err = camera.CropJPEG(&j.frame, it.crop, snap.Size, snap.Quality)
+			}
+		}
+		if err != nil {
+			p.log.Error("encode sighting JPEG", "sighting", obs[i].Sighting.ID, "err", err)
 			continue
 		}
-		m.Primary = k == i
-		shown = append(shown, m)
-	}
-	frame, err := camera.SnapshotJPEG(&j.frame, shown, snap.Size, snap.Quality)
-	if err != nil {
-		p.log.Error("encode snapshot", "sighting", id, "err", err)
-		return
-	}
-	crop := frame
-	if it.det != nil {
-		if crop, err = camera.CropJPEG(&j.frame, it.crop, snap.Size, snap.Quality); err != nil {
-			p.log.Error("encode snapshot crop", "sighting", id, "err", err)
-			return
+		if keep {
+			p.snaps.put(obs[i].Sighting.ID, frameSnap, cropSnap, j.frame.Time)
 		}
 	}
-	p.snaps.put(id, frame, crop, j.frame.Time)
 }
+
+// sideNice is how much nicer than the backbone the capture, prepare and
+// finish threads run: with 10, they get about a tenth of the share of the
+// backbone's threads while both want the CPU. On a small board a
+// preempted TensorFlow Lite worker leaves its partner spinning at the next
+// barrier, so the side work should fill idle time, not take turns.
+const sideNice = 10
 
 // logDrops reports dropped frames at most once a minute.
 func (p *Pipeline) logDrops(ctx context.Context) {
@@ -557,7 +583,7 @@ func (p *Pipeline) logDrops(ctx context.Context) {
 // CaptureConfig is the capture's part of the camera configuration.
 func CaptureConfig(c CameraConfig) camera.CaptureConfig {
 	return camera.CaptureConfig{
-		Source: c.Source, Loop: c.Loop, MaxFPS: c.MaxFPS, RetryMax: c.RetryMax,
+		Source: c.Source, Loop: c.Loop, MaxFPS: c.MaxFPS, RetryMax: c.RetryMax, Nice: sideNice,
 		Options: camera.SourceOptions{
 			FolderFPS: c.FolderFPS, Width: c.Device.Width, Height: c.Device.Height, FPS: c.Device.FPS, PixelFormat: c.Device.PixelFormat,
 		},

@@ -330,3 +330,73 @@ func TestPipelineGatesStillFramesAndServesRequests(t *testing.T) {
 		t.Errorf("embedding request: %d features", len(feats))
 	}
 }
+
+// BenchmarkPipelineAgainstBareInvoke compares frames through the pipeline
+// (detecting backbone, pets pooled from the frame's features: one run per
+// frame) with a bare loop of Invoke on the same model and threads. `whisker
+// bench pipeline` prints the fuller table.
+func BenchmarkPipelineAgainstBareInvoke(b *testing.B) {
+	bb, err := backbone.Open(testenv.DetectorBackbone(b), backbone.Options{Threads: 2})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bb.Close()
+	b.Run("bare-invoke", func(b *testing.B) {
+		var r backbone.Result
+		if err := bb.Infer(backbone.Input{Float: make([]float32, 300*300*3)}, &r); err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if err := bb.Invoke(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
+	})
+	b.Run("pipeline-region", func(b *testing.B) {
+		photo, err := camera.ReadImage(testenv.Photo(b, "dog.jpg"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		small, err := camera.EncodeJPEG(&photo, 640, 95)
+		if err != nil {
+			b.Fatal(err)
+		}
+		frame, err := camera.DecodeImage(small) // a 640x480 camera frame
+		if err != nil {
+			b.Fatal(err)
+		}
+		pcfg := testPipelineConfig()
+		pcfg.Camera.Motion.Enabled = false
+		pcfg.Camera.Detect.Embed = "region"
+		box := camera.NewMailbox()
+		p, err := NewPipeline(pcfg, slog.New(slog.DiscardHandler), bb, box, nil, func(Observation) {}, nil, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{}, 2)
+		go func() { p.Run(ctx); done <- struct{}{} }()
+		go func() { // a 30 fps camera
+			defer func() { done <- struct{}{} }()
+			var f camera.Frame
+			for seq := uint64(1); ctx.Err() == nil; seq++ {
+				f.CopyFrom(&frame)
+				f.Seq, f.Time = seq, time.Now()
+				box.Put(&f)
+				time.Sleep(33 * time.Millisecond)
+			}
+		}()
+		start := p.Stats().Inferred
+		b.ResetTimer()
+		for p.Stats().Inferred-start < uint64(b.N) {
+			time.Sleep(time.Millisecond)
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
+		cancel()
+		<-done
+		<-done
+	})
+}

@@ -25,6 +25,10 @@ type CaptureConfig struct {
 	// RetryMin and RetryMax bound the delay before reopening a source that
 	// failed; 0 means 500 ms and 30 s.
 	RetryMin, RetryMax time.Duration
+	// Nice makes the capture's thread this much nicer than the process
+	// (Linux), so that decoding camera frames never holds up busier work
+	// such as the backbone; 0 keeps the normal priority.
+	Nice int
 	// StopTimeout bounds how long Run waits, once its context ends, for a
 	// read that blocks inside the camera driver or network stack; 0 means
 	// 2 s. A read still blocked then is abandoned: its goroutine closes the
@@ -147,6 +151,9 @@ func (c *Capture) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		if err := NiceThread(c.cfg.Nice); err != nil {
+			c.log.Debug("capture keeps the normal priority", "err", err)
+		}
 		c.loop(ctx)
 	}()
 	select {

@@ -30,12 +30,12 @@ type Manifest struct {
 		File   string `json:"file"`
 		SHA256 string `json:"sha256"`
 	} `json:"source"`
-	CutTensor   string     `json:"cut_tensor"`
-	Pool        Pool       `json:"pool"`
-	Input       ManifestIO `json:"input"`
-	Output      ManifestIO `json:"output"`
-	Preprocess  Preprocess `json:"preprocess"`
-	Embedding   int        `json:"embedding_size"`
+	CutTensor  string     `json:"cut_tensor"`
+	Pool       Pool       `json:"pool"`
+	Input      ManifestIO `json:"input"`
+	Output     ManifestIO `json:"output"`
+	Preprocess Preprocess `json:"preprocess"`
+	Embedding  int        `json:"embedding_size"`
 	// HostPool says that the model outputs the feature map itself
 	// ([1,H,W,embedding_size]) and Whisker pools it with Pool: over the
 	// whole frame, or over a detected box.

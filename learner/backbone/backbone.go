@@ -369,6 +369,20 @@ func (b *Backbone) Run(input []float32) ([][]float32, error) {
 	return r.Outputs, nil
 }
 
+// Invoke runs the interpreter once on whatever its input tensor holds,
+// copying nothing in or out: the model's bare cost, for benchmarks.
+func (b *Backbone) Invoke() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.interp == nil {
+		return ErrClosed
+	}
+	if st := b.interp.Invoke(); st != tflite.OK {
+		return fmt.Errorf("invoke: %v", st)
+	}
+	return nil
+}
+
 // Infer runs the model on one image and fills r.
 func (b *Backbone) Infer(in Input, r *Result) error {
 	b.mu.Lock()

@@ -260,3 +260,32 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDecode decodes outputs where a few anchors hold two pets and
+// the rest are background, as in a camera frame.
+func BenchmarkDecode(b *testing.B) {
+	d, err := NewDecoder(Config{Anchors: SSDMobileNetV2(), Scales: StandardScales, NumClasses: 24, Classes: []int{8, 20}, MinScore: 0.5, IoU: 0.6})
+	if err != nil {
+		b.Fatal(err)
+	}
+	set := map[int]struct {
+		box    Box
+		scores map[int]float64
+	}{}
+	for i := range 6 {
+		set[1083+6*(23+i)] = struct {
+			box    Box
+			scores map[int]float64
+		}{Box{0.2, 0.1 + 0.01*float32(i), 0.6, 0.4}, map[int]float64{8: 0.6 + 0.05*float64(i)}}
+		set[1683+6*(17+i%3)] = struct {
+			box    Box
+			scores map[int]float64
+		}{Box{0.3, 0.55, 0.9, 0.95 - 0.01*float32(i)}, map[int]float64{20: 0.7}}
+	}
+	boxes, logits := outputs(d, 24, set)
+	for b.Loop() {
+		if _, err := d.Decode(boxes, logits); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -48,8 +48,8 @@ func TestFindsPetsInPhotographs(t *testing.T) {
 		// where the pet is, as annotated by hand (empty: not checked)
 		where image.Rectangle
 	}{
-		{"chelsea.png", []string{"Cat"}, image.Rect(0, 0, 451, 300)}, // the cat fills the photograph
-		{"dog.jpg", []string{"Dog"}, image.Rect(110, 200, 330, 550)}, // the box internal/demo crops the dog with
+		{"chelsea.png", []string{"Cat"}, image.Rect(0, 0, 451, 300)},   // the cat fills the photograph
+		{"dog.jpg", []string{"Dog"}, image.Rect(110, 200, 330, 550)},   // the box internal/demo crops the dog with
 		{"person.jpg", []string{"Dog"}, image.Rect(65, 262, 205, 345)}, // by eye: the dog left of the walker
 		{"grass.png", nil, image.Rectangle{}},
 		{"coffee.png", nil, image.Rectangle{}},

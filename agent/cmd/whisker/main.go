@@ -35,7 +35,7 @@ classifier it trains on the device from the labels you send over MQTT.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), demoCmd(), modelCmd(), configCmd(), demoVideoCmd(), versionCmd())
+	root.AddCommand(runCmd(), demoCmd(), modelCmd(), configCmd(), demoVideoCmd(), versionCmd(), benchCmd())
 	return root.ExecuteContext(ctx)
 }
 
