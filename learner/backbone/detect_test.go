@@ -121,7 +121,7 @@ func TestQuantisedInputAndOutput(t *testing.T) {
 			t.Fatalf("%s: %v", typ, err)
 		}
 		defer b.Close()
-		qi, qo := modeltest.QuantIn[typ], modeltest.QuantOut[typ]
+		qi, qo := modeltest.QuantIn(typ), modeltest.QuantOut(typ)
 		name, q := b.InputType()
 		if name != typ.String() || q.Scale != qi.Scale || int64(q.Zero) != qi.Zero {
 			t.Fatalf("%s: input type %s %+v", typ, name, q)

@@ -53,18 +53,13 @@ func SSDMobileNetV2() AnchorConfig {
 	}
 }
 
-// Layouts names the anchor layouts a manifest can ask for.
-var layouts = map[string]func() AnchorConfig{
-	"ssd_mobilenet_v2_300": SSDMobileNetV2,
-}
-
-// Layout returns a named anchor layout.
+// Layout returns an anchor layout by the name a manifest gives it.
 func Layout(name string) (AnchorConfig, error) {
-	f, ok := layouts[name]
-	if !ok {
-		return AnchorConfig{}, fmt.Errorf("unknown anchor layout %q (known: ssd_mobilenet_v2_300)", name)
+	switch name {
+	case "ssd_mobilenet_v2_300":
+		return SSDMobileNetV2(), nil
 	}
-	return f(), nil
+	return AnchorConfig{}, fmt.Errorf("unknown anchor layout %q (known: ssd_mobilenet_v2_300)", name)
 }
 
 // Validate checks a layout.

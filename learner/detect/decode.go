@@ -61,7 +61,7 @@ type Config struct {
 
 // StandardScales are the box coder scale factors of TensorFlow's SSD
 // configs.
-var StandardScales = [4]float32{10, 10, 5, 5}
+func StandardScales() [4]float32 { return [4]float32{10, 10, 5, 5} }
 
 // Decoder turns box encodings and class logits into detections. It keeps
 // scratch buffers, so it belongs to one goroutine.

@@ -50,7 +50,7 @@ func TestLayoutAndConfigErrors(t *testing.T) {
 	if _, err := Layout("yolo"); err == nil {
 		t.Error("unknown layout accepted")
 	}
-	good := Config{Anchors: SSDMobileNetV2(), Scales: StandardScales, NumClasses: 3, MinScore: 0.5, IoU: 0.6}
+	good := Config{Anchors: SSDMobileNetV2(), Scales: StandardScales(), NumClasses: 3, MinScore: 0.5, IoU: 0.6}
 	for _, tc := range []struct {
 		name string
 		edit func(*Config)
@@ -106,7 +106,7 @@ func outputs(d *Decoder, classes int, set map[int]struct {
 		logits[i] = logit(0.01)
 	}
 	for a, v := range set {
-		e := encode(v.box, d.Anchors()[a], StandardScales)
+		e := encode(v.box, d.Anchors()[a], StandardScales())
 		copy(boxes[4*a:], e[:])
 		for c, p := range v.scores {
 			logits[a*classes+c] = logit(p)
@@ -117,7 +117,7 @@ func outputs(d *Decoder, classes int, set map[int]struct {
 
 func TestDecodeSuppressesPerClassAndMerges(t *testing.T) {
 	d, err := NewDecoder(Config{
-		Anchors: SSDMobileNetV2(), Scales: StandardScales, NumClasses: 3,
+		Anchors: SSDMobileNetV2(), Scales: StandardScales(), NumClasses: 3,
 		Labels: []string{"bg", "cat", "dog"}, MinScore: 0.5, IoU: 0.6,
 	})
 	if err != nil {
@@ -226,7 +226,7 @@ func TestIoU(t *testing.T) {
 // into boxes inside the image with scores above the threshold.
 func FuzzDecode(f *testing.F) {
 	cfg := Config{Anchors: AnchorConfig{FeatureMaps: []int{2, 1}, MinScale: 0.2, MaxScale: 0.9, AspectRatios: []float64{1, 2}, Interpolated: 1},
-		Scales: StandardScales, NumClasses: 3, MinScore: 0.5, IoU: 0.5}
+		Scales: StandardScales(), NumClasses: 3, MinScore: 0.5, IoU: 0.5}
 	d, err := NewDecoder(cfg)
 	if err != nil {
 		f.Fatal(err)
@@ -264,7 +264,7 @@ func FuzzDecode(f *testing.F) {
 // BenchmarkDecode decodes outputs where a few anchors hold two pets and
 // the rest are background, as in a camera frame.
 func BenchmarkDecode(b *testing.B) {
-	d, err := NewDecoder(Config{Anchors: SSDMobileNetV2(), Scales: StandardScales, NumClasses: 24, Classes: []int{8, 20}, MinScore: 0.5, IoU: 0.6})
+	d, err := NewDecoder(Config{Anchors: SSDMobileNetV2(), Scales: StandardScales(), NumClasses: 24, Classes: []int{8, 20}, MinScore: 0.5, IoU: 0.6})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -64,11 +64,21 @@ type Quant struct {
 	Zero  int64
 }
 
-// Quantised input and output parameters of TinyQuantized.
-var (
-	QuantIn  = map[tfl.TensorType]Quant{tfl.TensorTypeUINT8: {0.02, 100}, tfl.TensorTypeINT8: {0.02, -28}}
-	QuantOut = map[tfl.TensorType]Quant{tfl.TensorTypeUINT8: {0.05, 120}, tfl.TensorTypeINT8: {0.05, -8}}
-)
+// QuantIn is the quantisation of TinyQuantized's input of type typ.
+func QuantIn(typ tfl.TensorType) Quant {
+	if typ == tfl.TensorTypeINT8 {
+		return Quant{0.02, -28}
+	}
+	return Quant{0.02, 100}
+}
+
+// QuantOut is the quantisation of TinyQuantized's output of type typ.
+func QuantOut(typ tfl.TensorType) Quant {
+	if typ == tfl.TensorTypeINT8 {
+		return Quant{0.05, -8}
+	}
+	return Quant{0.05, 120}
+}
 
 // TinyQuantized returns a model with an 8-bit input "image" [1,4,4,3] of
 // type typ (UINT8 or INT8) and an 8-bit output "out" of the same type:
@@ -78,7 +88,7 @@ var (
 //	"out"     = quantize(shifted)             (QUANTIZE, QuantOut)
 func TinyQuantized(typ tfl.TensorType) *tfl.ModelT {
 	m := Tiny()
-	qi, qo := QuantIn[typ], QuantOut[typ]
+	qi, qo := QuantIn(typ), QuantOut(typ)
 	version := int32(1)
 	if typ == tfl.TensorTypeINT8 {
 		version = 2
