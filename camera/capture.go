@@ -97,7 +97,7 @@ func NewCapture(cfg CaptureConfig, log *slog.Logger, box *Mailbox, open Opener) 
 		cfg.StopTimeout = 2 * time.Second
 	}
 	c := &Capture{cfg: cfg, log: log, box: box, open: open}
-	c.status = Status{State: StateStarting, Since: time.Now(), Source: cfg.Source}
+	c.status = Status{State: StateStarting, Since: time.Now(), Source: redact(cfg.Source)}
 	return c
 }
 
@@ -164,7 +164,7 @@ func (c *Capture) Run(ctx context.Context) error {
 		select {
 		case <-done:
 		case <-t.C:
-			c.log.Warn("camera read still blocked at shutdown; abandoning it", "source", c.cfg.Source, "waited", c.cfg.StopTimeout)
+			c.log.Warn("camera read still blocked at shutdown; abandoning it", "source", redact(c.cfg.Source), "waited", c.cfg.StopTimeout)
 		}
 	}
 	c.setStatus(func(s *Status) {
@@ -189,7 +189,7 @@ func (c *Capture) loop(ctx context.Context) {
 			s.LastErr, s.ErrTime, s.RetryAt = err.Error(), now, now.Add(d)
 			s.Failures++
 		})
-		c.log.Warn("camera unavailable; will reopen it", "source", c.cfg.Source, "err", err, "retry_in", d.Round(time.Millisecond))
+		c.log.Warn("camera unavailable; will reopen it", "source", redact(c.cfg.Source), "err", err, "retry_in", d.Round(time.Millisecond))
 		if !sleep(ctx, d) {
 			return false
 		}

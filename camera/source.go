@@ -149,7 +149,8 @@ type videoSource struct {
 func openCapture(name, what string, api gocv.VideoCaptureAPI, live bool) (*videoSource, error) {
 	vc, err := gocv.VideoCaptureFileWithAPI(name, api)
 	if err != nil {
-		return nil, fmt.Errorf("open %s %q: %w", what, redact(name), err)
+		// OpenCV's message repeats the name, password and all.
+		return nil, fmt.Errorf("open %s %q: %s", what, redact(name), strings.ReplaceAll(err.Error(), name, redact(name)))
 	}
 	if !vc.IsOpened() {
 		vc.Close()

@@ -255,3 +255,36 @@ func TestFailingSourcesAreRetried(t *testing.T) {
 		}
 	}
 }
+
+// A password in a stream URL never reaches the status or its errors.
+func TestStatusHidesPasswords(t *testing.T) {
+	st, _ := runCapture(t, CaptureConfig{Source: "http://admin:hunter2@127.0.0.1:1/video.mjpg"}, func(s Status) bool { return s.Reopens >= 1 })
+	if strings.Contains(st.Source, "hunter2") || strings.Contains(st.LastErr, "hunter2") || !strings.Contains(st.LastErr, "admin:xxxxx@") {
+		t.Errorf("status %+v", st)
+	}
+}
+
+// Any configuration string parses without a panic, and what is not an
+// error is one of the kinds, with nothing but a prefix and spaces removed.
+func FuzzParseSource(f *testing.F) {
+	for _, s := range []string{"/dev/video0", "3", "rtsp://a:b@c/d", "gst:videotestsrc ! appsink", "x ! y", "", "file.mp4", "://", "99999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		kind, rest, err := ParseSource(spec)
+		if err != nil {
+			return
+		}
+		switch kind {
+		case KindDevice, KindGStreamer, KindStream, KindFile, KindFolder:
+		default:
+			t.Fatalf("%q: kind %q", spec, kind)
+		}
+		if rest == "" || !strings.Contains(spec, rest) {
+			t.Fatalf("%q: rest %q", spec, rest)
+		}
+		if r := redact(spec); len(r) > len(spec)+5 {
+			t.Fatalf("redact(%q) = %q", spec, r)
+		}
+	})
+}
