@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -239,7 +240,24 @@ func TestFailingSourcesAreRetried(t *testing.T) {
 	if err := os.WriteFile(notVideo, []byte("plain text, not a video"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	junk := filepath.Join(dir, "junk")
+	if err := os.Mkdir(junk, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(junk, "cat.jpg"), []byte("\xff\xd8\xff not really a JPEG"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	demo, err := os.ReadFile(testenv.DemoVideo(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncated := filepath.Join(dir, "truncated.avi")
+	if err := os.WriteFile(truncated, demo[:4096], 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct{ spec, want string }{
+		{junk, "no frame could be read"},
+		{truncated, "truncated.avi"},
 		{"/dev/video63", "/dev/video63: no such file"},
 		{"37", "/dev/video37: no such file"},
 		{notVideo, "notes.avi"},
