@@ -36,7 +36,7 @@ PKGS      := ./...
 .PHONY: deps
 deps: ## Install everything: Debian packages, Go modules, TFLite library, models, test data, demo video
 	@scripts/deps.sh
-	@$(MAKE) --no-print-directory backbone demo-video
+	@$(MAKE) --no-print-directory backbone backbone-detect demo-video
 
 .PHONY: check-deps
 check-deps:
@@ -203,6 +203,27 @@ cross-test: cross-arm64 build ## arm64 tests under qemu-user: backbone, learner,
 	@awk '/sightings named as a person would/ { n = $$3; ok = $$1 } END { exit !(n >= 3 && ok * 10 >= n * 9) }' $(CROSS_OUT)/demo.txt || \
 	  { echo "cross-test: the arm64 demo named fewer than 3 sightings, or under 90% of them as a person would ($(CROSS_OUT)/demo.txt)"; exit 1; }
 	@echo "==> cross-test passed"
+
+##@ Camera pipeline
+DETECT_BACKBONE := $(MODELS)/backbone-detect.tflite
+
+.PHONY: backbone-detect
+backbone-detect: build ## Cut the detector into a backbone that also detects (boxes, scores and feature map from one run)
+	@if [ -f $(DETECT_BACKBONE) ] && $(WHISKER) model check $(MODELS)/backbone-detect.manifest.json >/dev/null 2>&1; then \
+	  echo "==> detecting backbone: up to date ($(DETECT_BACKBONE))"; \
+	else \
+	  echo "==> detecting backbone: keeping the detector's outputs and its Conv_1/Relu6 feature map"; \
+	  $(WHISKER) model cut $(MODELS)/ssd_mobilenetv2_oidv4_fp16.tflite --detect --labels $(MODELS)/oidv4_labelmap.txt \
+	    --tensor FeatureExtractor/MobilenetV2/Conv_1/Relu6 --pool avg --range=-1,1 -o $(DETECT_BACKBONE); \
+	fi
+
+.PHONY: bench-pipeline
+bench-pipeline: deps ## Camera pipeline table: throughput vs bare Invoke, preprocessing, motion gate CPU, detections
+	$(WHISKER) bench pipeline
+
+.PHONY: soak
+soak: deps ## 10-minute soak of a looping video: open Mats (gocv matprofile) and goroutines must not grow
+	$(GO) test -tags '$(GOTAGS) matprofile soak' -race -run '^TestSoak$$' -count=1 -timeout 30m -v ./agent/
 
 ##@ Other
 .PHONY: clean

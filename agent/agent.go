@@ -31,16 +31,16 @@ type Agent struct {
 	pre      *camera.Preprocessor
 	box      *camera.Mailbox
 	capture  *camera.Capture
+	pipe     *Pipeline
 	recent   *recentSightings
 
-	inbound     chan Inbound
-	embedReqs   chan embedRequest
-	captureReqs chan chan captureResult
-	bus         *Bus
-	settings    *Settings
-	metrics     *metrics
-	disc        *Discovery
-	httpAddr    atomic.Value
+	inbound   chan Inbound
+	embedReqs chan embedRequest
+	bus       *Bus
+	settings  *Settings
+	metrics   *metrics
+	disc      *Discovery
+	httpAddr  atomic.Value
 	// published is bus, for readers outside the agent's goroutines.
 	published atomic.Pointer[Bus]
 
@@ -50,6 +50,8 @@ type Agent struct {
 
 	haMu         sync.Mutex
 	lastAnnounce map[string]time.Time
+	announcers   map[string]*learner.Announcer
+	annCfg       learner.AnnouncerConfig
 	discMu       sync.Mutex
 
 	// brokerURL is the broker the bus connects to; set in Run when the
@@ -90,7 +92,11 @@ func New(cfg Config, log *slog.Logger, version string) (*Agent, error) {
 		log.Warn("delegate unavailable, the backbone runs on the CPU", "delegate", st.Requested, "reason", st.Fallback)
 	}
 	man := bb.Manifest()
-	pre, err := newPreprocessor(man)
+	spec, err := InputSpec(bb)
+	var pre *camera.Preprocessor
+	if err == nil {
+		pre, err = camera.NewPreprocessor(spec)
+	}
 	if err != nil {
 		bb.Close()
 		return nil, fmt.Errorf("backbone manifest: %w", err)
@@ -119,7 +125,8 @@ func New(cfg Config, log *slog.Logger, version string) (*Agent, error) {
 		recent:       newRecentSightings(cfg.Learner.Recent),
 		inbound:      make(chan Inbound, inboundQueue),
 		embedReqs:    make(chan embedRequest),
-		captureReqs:  make(chan chan captureResult),
+		announcers:   map[string]*learner.Announcer{},
+		annCfg:       announcerConfig(cfg.Learner),
 		settings:     settings,
 		upd:          upd,
 		lastAnnounce: map[string]time.Time{},
@@ -135,9 +142,16 @@ func New(cfg Config, log *slog.Logger, version string) (*Agent, error) {
 		Delay:    cfg.Learner.RetrainDelay,
 	}, store, man.Identity, log.With("component", "learner"))
 	a.trainer.OnTrained = a.trained
-	a.capture = camera.NewCapture(camera.CaptureConfig{
-		Source: cfg.Camera.Source, Loop: cfg.Camera.Loop, MaxFPS: cfg.Camera.MaxFPS, FolderFPS: cfg.Camera.FolderFPS,
-	}, log.With("component", "camera"), a.box, nil)
+	a.capture = camera.NewCapture(CaptureConfig(cfg.Camera), log.With("component", "camera"), a.box, nil)
+	a.pipe, err = NewPipeline(PipelineConfig{
+		Camera: cfg.Camera, Threshold: a.threshold, SampleSize: cfg.Learner.SnapshotSize, IDPrefix: a.bootID,
+	}, log.With("component", "pipeline"), bb, a.box, a.trainer.Head, a.observe, pre, a.embedReqs)
+	if err != nil {
+		store.Close()
+		pre.Close()
+		bb.Close()
+		return nil, err
+	}
 	if err := os.MkdirAll(filepath.Dir(headPath(cfg.StateDir, man.Identity)), 0o750); err != nil {
 		return nil, fmt.Errorf("state_dir: %w", err)
 	}

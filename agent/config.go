@@ -15,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/learner/backbone"
 )
 
@@ -103,9 +104,12 @@ type HTTPConfig struct {
 	StaleAfter time.Duration `yaml:"stale_after"`
 }
 
-// CameraConfig selects and paces the camera.
+// CameraConfig selects and paces the camera, and says which frames are
+// worth the backbone and what is classified in them (docs/camera.md).
 type CameraConfig struct {
-	// Source: a video file, a folder of images, or a V4L2 device path.
+	// Source: a V4L2 device (/dev/video0 or an index), a GStreamer
+	// pipeline (with " ! " or a "gst:" prefix), an rtsp:// or http(s)://
+	// MJPEG URL, a video file, or a folder of images.
 	Source string `yaml:"source"`
 	// Loop restarts a video file or folder at its end.
 	Loop bool `yaml:"loop"`
@@ -113,6 +117,77 @@ type CameraConfig struct {
 	MaxFPS float64 `yaml:"max_fps"`
 	// FolderFPS is how many images a second a folder source shows.
 	FolderFPS float64 `yaml:"folder_fps"`
+	// Device is what a V4L2 camera is asked for.
+	Device DeviceConfig `yaml:"device"`
+	// RetryMax caps the delay between attempts to reopen a failed source.
+	RetryMax  time.Duration   `yaml:"retry_max"`
+	Motion    MotionConfig    `yaml:"motion"`
+	Detect    DetectConfig    `yaml:"detect"`
+	Snapshots SnapshotsConfig `yaml:"snapshots"`
+}
+
+// DeviceConfig is asked of a V4L2 camera; 0 or "" keeps the driver's
+// choice.
+type DeviceConfig struct {
+	Width  int     `yaml:"width"`
+	Height int     `yaml:"height"`
+	FPS    float64 `yaml:"fps"`
+	// PixelFormat is a FOURCC: MJPG, YUYV, ...
+	PixelFormat string `yaml:"pixel_format"`
+}
+
+// MotionConfig is the motion gate: frame differencing at low resolution
+// decides whether a frame is worth the backbone.
+type MotionConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// Width is the width frames are scaled down to before comparing.
+	Width int `yaml:"width"`
+	// PixelThreshold: grey levels (of 255) a pixel must change by.
+	PixelThreshold int `yaml:"pixel_threshold"`
+	// MinArea: the fraction of pixels that must change.
+	MinArea float64 `yaml:"min_area"`
+	// IdleInterval classifies a frame this often even when nothing moves
+	// (0: never).
+	IdleInterval time.Duration `yaml:"idle_interval"`
+}
+
+// DetectConfig finds pets with the backbone's detector outputs (a
+// backbone cut with --detect) and classifies each pet's crop.
+type DetectConfig struct {
+	// Enabled detects when the backbone can; with a backbone without
+	// detector outputs, whole frames are classified (and a warning logged).
+	Enabled bool `yaml:"enabled"`
+	// Classes are the detector's class names that count as pets.
+	Classes []string `yaml:"classes"`
+	// MinScore is the detector score a pet needs (0.5: the detector's own
+	// even odds).
+	MinScore float64 `yaml:"min_score"`
+	// IoU is the overlap above which two boxes are one pet.
+	IoU float64 `yaml:"iou"`
+	// MaxPets bounds the sightings per frame.
+	MaxPets int `yaml:"max_pets"`
+	// Embed says how a pet is embedded: "crop" runs the backbone again on
+	// the crop (best), "region" pools the frame's feature map under the
+	// box (no second run).
+	Embed string `yaml:"embed"`
+	// Margin widens a pet's box by this fraction on each side for its
+	// crop.
+	Margin float64 `yaml:"margin"`
+	// ReportEmpty publishes a whole-frame sighting (without a box) for a
+	// frame where no pet is found, so that "no pet" can be labelled.
+	ReportEmpty bool `yaml:"report_empty"`
+}
+
+// SnapshotsConfig keeps a JPEG of each sighting's frame (with its box) and
+// crop, in memory, for retrieval by sighting id.
+type SnapshotsConfig struct {
+	MaxCount int           `yaml:"max_count"`
+	MaxAge   time.Duration `yaml:"max_age"`
+	// MaxBytes bounds the memory all snapshots take together.
+	MaxBytes int `yaml:"max_bytes"`
+	// Size is the longer side, in pixels, of snapshot JPEGs.
+	Size    int `yaml:"size"`
+	Quality int `yaml:"quality"`
 }
 
 // MQTTConfig says which broker to use and how to talk to it.
@@ -154,6 +229,12 @@ type LearnerConfig struct {
 	// NoPetLabels are labels for "no pet here": they train the head like
 	// any label but are never announced as a pet.
 	NoPetLabels []string `yaml:"no_pet_labels"`
+	// A pet is announced (Home Assistant) when AnnounceAgree of the last
+	// AnnounceWindow classified frames name it, so that one odd frame never
+	// fires an automation. Frames further apart than AnnounceGap start over.
+	AnnounceAgree  int           `yaml:"announce_agree"`
+	AnnounceWindow int           `yaml:"announce_window"`
+	AnnounceGap    time.Duration `yaml:"announce_gap"`
 }
 
 // LogConfig sets the log level and format.
@@ -179,6 +260,15 @@ func Default() Config {
 			Loop:      true,
 			MaxFPS:    2,
 			FolderFPS: 1,
+			RetryMax:  30 * time.Second,
+			Motion: MotionConfig{
+				Enabled: true, Width: 160, PixelThreshold: 25, MinArea: 0.005, IdleInterval: 30 * time.Second,
+			},
+			Detect: DetectConfig{
+				Enabled: true, Classes: []string{"Cat", "Dog"}, MinScore: 0.5, IoU: 0.6, MaxPets: 4,
+				Embed: "crop", Margin: 0.1, ReportEmpty: true,
+			},
+			Snapshots: SnapshotsConfig{MaxCount: 200, MaxAge: time.Hour, MaxBytes: 32 << 20, Size: 640, Quality: 85},
 		},
 		MQTT: MQTTConfig{
 			EmbeddedListen: "127.0.0.1:1883",
@@ -194,6 +284,11 @@ func Default() Config {
 			Recent:       300,
 			SnapshotSize: 320,
 			NoPetLabels:  []string{"neither", "none", "nobody", "empty"},
+			// 3 of 5 frames; the gap spans the motion gate's idle frames
+			// (one every 30 s), so a sleeping pet stays announced.
+			AnnounceAgree:  3,
+			AnnounceWindow: 5,
+			AnnounceGap:    2 * time.Minute,
 		},
 		HomeAssistant: HomeAssistantConfig{
 			Enabled:         true,
@@ -221,6 +316,8 @@ func defaultStateDir() string {
 }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+var fourCC = regexp.MustCompile(`^[A-Za-z0-9 ]{4}$`)
 
 func sanitizeID(s string) string {
 	var b strings.Builder
@@ -250,8 +347,13 @@ func Load(path string) (Config, error) {
 		return cfg, fmt.Errorf("%s: %w", path, err)
 	}
 	resolve := resolveAgainst(filepath.Dir(path))
-	for _, p := range []*string{&cfg.StateDir, &cfg.Backbone, &cfg.Camera.Source,
-		&cfg.MQTT.TLS.CAFile, &cfg.MQTT.TLS.CertFile, &cfg.MQTT.TLS.KeyFile} {
+	paths := []*string{&cfg.StateDir, &cfg.Backbone, &cfg.MQTT.TLS.CAFile, &cfg.MQTT.TLS.CertFile, &cfg.MQTT.TLS.KeyFile}
+	// Only a file or folder source is a path; a device index, a URL or a
+	// GStreamer pipeline is not.
+	if kind, _, err := camera.ParseSource(cfg.Camera.Source); err == nil && (kind == camera.KindFile || kind == camera.KindFolder) {
+		paths = append(paths, &cfg.Camera.Source)
+	}
+	for _, p := range paths {
 		resolve(p)
 	}
 	for i := range cfg.Update.TrustedKeys {
@@ -346,6 +448,46 @@ func (c *Config) Validate() error {
 		return bad("camera.max_fps", c.Camera.MaxFPS, "must be between 0 (source rate) and 120")
 	case c.Camera.FolderFPS <= 0 || c.Camera.FolderFPS > 120:
 		return bad("camera.folder_fps", c.Camera.FolderFPS, "must be above 0 and at most 120")
+	case c.Camera.Device.Width < 0 || c.Camera.Device.Width > 8192:
+		return bad("camera.device.width", c.Camera.Device.Width, "must be 0 (the driver's choice) to 8192 pixels")
+	case c.Camera.Device.Height < 0 || c.Camera.Device.Height > 8192:
+		return bad("camera.device.height", c.Camera.Device.Height, "must be 0 (the driver's choice) to 8192 pixels")
+	case c.Camera.Device.FPS < 0 || c.Camera.Device.FPS > 240:
+		return bad("camera.device.fps", c.Camera.Device.FPS, "must be 0 (the driver's choice) to 240")
+	case c.Camera.Device.PixelFormat != "" && !fourCC.MatchString(c.Camera.Device.PixelFormat):
+		return bad("camera.device.pixel_format", fmt.Sprintf("%q", c.Camera.Device.PixelFormat), "must be a four-character code such as MJPG or YUYV")
+	case c.Camera.RetryMax < time.Second || c.Camera.RetryMax > time.Hour:
+		return bad("camera.retry_max", c.Camera.RetryMax, "must be between 1s and 1h")
+	case c.Camera.Motion.Width < 16 || c.Camera.Motion.Width > 1920:
+		return bad("camera.motion.width", c.Camera.Motion.Width, "must be 16 to 1920 pixels")
+	case c.Camera.Motion.PixelThreshold < 1 || c.Camera.Motion.PixelThreshold > 254:
+		return bad("camera.motion.pixel_threshold", c.Camera.Motion.PixelThreshold, "must be 1 to 254 grey levels")
+	case !(c.Camera.Motion.MinArea > 0 && c.Camera.Motion.MinArea <= 1):
+		return bad("camera.motion.min_area", c.Camera.Motion.MinArea, "must be a fraction above 0 and at most 1")
+	case c.Camera.Motion.IdleInterval < 0:
+		return bad("camera.motion.idle_interval", c.Camera.Motion.IdleInterval, "must be 0 (never) or more")
+	case c.Camera.Detect.Enabled && len(c.Camera.Detect.Classes) == 0:
+		return bad("camera.detect.classes", "[]", "must name at least one detector class (Cat, Dog, ...)")
+	case !(c.Camera.Detect.MinScore > 0 && c.Camera.Detect.MinScore < 1):
+		return bad("camera.detect.min_score", c.Camera.Detect.MinScore, "must be above 0 and below 1")
+	case !(c.Camera.Detect.IoU > 0 && c.Camera.Detect.IoU <= 1):
+		return bad("camera.detect.iou", c.Camera.Detect.IoU, "must be above 0 and at most 1")
+	case c.Camera.Detect.MaxPets < 1 || c.Camera.Detect.MaxPets > 32:
+		return bad("camera.detect.max_pets", c.Camera.Detect.MaxPets, "must be 1 to 32")
+	case c.Camera.Detect.Embed != "crop" && c.Camera.Detect.Embed != "region":
+		return bad("camera.detect.embed", fmt.Sprintf("%q", c.Camera.Detect.Embed), "must be crop (run the backbone on the crop) or region (pool the frame's features under the box)")
+	case c.Camera.Detect.Margin < 0 || c.Camera.Detect.Margin > 1:
+		return bad("camera.detect.margin", c.Camera.Detect.Margin, "must be 0 to 1")
+	case c.Camera.Snapshots.MaxCount < 0 || c.Camera.Snapshots.MaxCount > 100000:
+		return bad("camera.snapshots.max_count", c.Camera.Snapshots.MaxCount, "must be 0 (keep none) to 100000")
+	case c.Camera.Snapshots.MaxAge < 0:
+		return bad("camera.snapshots.max_age", c.Camera.Snapshots.MaxAge, "must be 0 or more")
+	case c.Camera.Snapshots.MaxBytes < 0:
+		return bad("camera.snapshots.max_bytes", c.Camera.Snapshots.MaxBytes, "must be 0 or more")
+	case c.Camera.Snapshots.Size < 32 || c.Camera.Snapshots.Size > 4096:
+		return bad("camera.snapshots.size", c.Camera.Snapshots.Size, "must be 32 to 4096 pixels")
+	case c.Camera.Snapshots.Quality < 10 || c.Camera.Snapshots.Quality > 100:
+		return bad("camera.snapshots.quality", c.Camera.Snapshots.Quality, "must be 10 to 100")
 	case c.MQTT.Broker != "" && !validBrokerURL(c.MQTT.Broker):
 		return bad("mqtt.broker", fmt.Sprintf("%q", c.MQTT.Broker), "must be a URL such as tcp://host:1883 or ssl://host:8883 (empty for the embedded broker)")
 	case c.MQTT.Broker == "" && c.MQTT.EmbeddedListen == "":
@@ -392,6 +534,9 @@ func (c *Config) Validate() error {
 		return bad("log.level", fmt.Sprintf("%q", c.Log.Level), "must be debug, info, warn or error")
 	case c.Log.Format != "text" && c.Log.Format != "json":
 		return bad("log.format", fmt.Sprintf("%q", c.Log.Format), "must be text or json")
+	}
+	if err := announcerConfig(c.Learner).Validate(); err != nil {
+		return bad("learner.announce_agree", c.Learner.AnnounceAgree, "and announce_window: "+err.Error())
 	}
 	for i, l := range c.Learner.NoPetLabels {
 		if err := CheckLabelName(l); err != nil {

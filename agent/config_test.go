@@ -29,7 +29,7 @@ func TestLoadOverridesDefaultsAndResolvesPaths(t *testing.T) {
 	if cfg.Camera.Source != filepath.Join(dir, "video.avi") {
 		t.Errorf("source %q not resolved against the file's directory", cfg.Camera.Source)
 	}
-	if cfg.MQTT.TopicPrefix != "whisker" || cfg.Learner.Threshold != 0.6 {
+	if cfg.MQTT.TopicPrefix != "whisker" || cfg.Learner.Threshold != 0 || cfg.Learner.AnnounceAgree != 3 {
 		t.Errorf("defaults lost: %+v", cfg)
 	}
 }

@@ -62,6 +62,8 @@ func testConfig(t *testing.T, broker, device string) agent.Config {
 	cfg.Camera.Source = testenv.DemoVideo(t)
 	cfg.Camera.Loop = true
 	cfg.Camera.MaxFPS = 0 // the video's own 10 fps; frames it cannot keep up with are dropped
+	// The still lawn is labelled too: classify it every second.
+	cfg.Camera.Motion.IdleInterval = time.Second
 	cfg.MQTT.Broker = broker
 	cfg.Learner.RetrainDelay = 100 * time.Millisecond
 	cfg.HTTP.Listen = "127.0.0.1:0"

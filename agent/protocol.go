@@ -139,6 +139,7 @@ type Stats struct {
 	Samples       int                  `json:"samples"`
 	Head          *HeadInfo            `json:"head"`
 	Camera        CameraStats          `json:"camera"`
+	Pipeline      PipelineStats        `json:"pipeline"`
 	Sightings     uint64               `json:"sightings"`
 	EmbedMillis   float64              `json:"embed_ms_avg"`
 	TrainingRuns  uint64               `json:"training_runs"`
@@ -159,12 +160,14 @@ type HeadInfo struct {
 
 // CameraStats describes the camera.
 type CameraStats struct {
-	Up      bool   `json:"up"`
-	Source  string `json:"source"`
-	Frames  uint64 `json:"frames"`
-	Dropped uint64 `json:"dropped"`
-	Reopens uint64 `json:"reopens"`
-	Error   string `json:"error,omitempty"`
+	Up      bool    `json:"up"`
+	State   string  `json:"state"`
+	FPS     float64 `json:"fps"`
+	Source  string  `json:"source"`
+	Frames  uint64  `json:"frames"`
+	Dropped uint64  `json:"dropped"`
+	Reopens uint64  `json:"reopens"`
+	Error   string  `json:"error,omitempty"`
 }
 
 // Sighting is published for every classified frame.
@@ -175,6 +178,7 @@ type Sighting struct {
 	TS         string             `json:"ts"`
 	Scores     map[string]float64 `json:"scores"`
 	Frame      uint64             `json:"frame"`
+	Box        *SightingBox       `json:"box,omitempty"` // the pet, when detection found it
 }
 
 // Status is the retained device status; "offline" is the broker's will.

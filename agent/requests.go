@@ -194,17 +194,29 @@ func (a *Agent) handleCmd(ctx context.Context, payload []byte) Result {
 		if id == "latest" {
 			id = a.recent.latest()
 		}
-		r, ok := a.recent.get(id)
-		if !ok || len(r.jpeg) == 0 {
-			res.Error = fmt.Sprintf("no snapshot of sighting %q: it is not among the last %d sightings (learner.recent)", req.SightingID, a.cfg.Learner.Recent)
+		// The frame with the pets' boxes drawn, and the pet's crop; for a
+		// sighting the snapshot store no longer holds, the stored frame.
+		frame, crop, ok := a.pipe.Snapshot(id)
+		if !ok {
+			if r, found := a.recent.get(id); found && len(r.jpeg) > 0 {
+				frame, ok = r.jpeg, true
+			}
+		}
+		if !ok {
+			res.Error = fmt.Sprintf("no snapshot of sighting %q: it is not among the recent sightings (camera.snapshots, learner.recent)", req.SightingID)
 			return res
 		}
 		topic := a.bus.Topic(TopicSnapshot + "/" + id)
-		if err := a.bus.PublishRaw(topic, r.jpeg, false); err != nil {
+		if err := a.bus.PublishRaw(topic, frame, false); err != nil {
 			res.Error = fmt.Sprintf("snapshot not published: %v", err)
 			return res
 		}
-		res.SightingID, res.SnapshotTopic, res.Bytes = id, topic, len(r.jpeg)
+		if len(crop) > 0 {
+			if err := a.bus.PublishRaw(topic+"/crop", crop, false); err != nil {
+				a.log.Warn("crop snapshot not published", "err", err)
+			}
+		}
+		res.SightingID, res.SnapshotTopic, res.Bytes = id, topic, len(frame)
 	}
 	res.Ok = true
 	return res
@@ -298,7 +310,9 @@ func (a *Agent) Stats() (*Stats, error) {
 		Backbone: a.identity, Runtime: "TensorFlow Lite " + backbone.RuntimeVersion(),
 		Labels: counts, Sightings: a.sightings, EmbedMillis: round4(a.embedAvgMS),
 		TrainingRuns: runs, Threshold: a.threshold(),
-		Camera: CameraStats{Up: cs.Up, Source: cs.Source, Frames: cs.Frames, Dropped: dropped, Reopens: cs.Reopens, Error: cs.LastErr},
+		Camera: CameraStats{Up: cs.Up, State: cs.State, Source: cs.Source, Frames: cs.Frames, Dropped: dropped, Reopens: cs.Reopens,
+			Error: cs.LastErr, FPS: round4(cs.FPS)},
+		Pipeline: a.pipe.Stats(),
 	}
 	a.mu.Unlock()
 	for _, c := range counts {

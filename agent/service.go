@@ -15,22 +15,14 @@ type captureResult struct {
 	err      error
 }
 
+// announcerConfig is the agreement a pet needs before it is announced.
+func announcerConfig(c LearnerConfig) learner.AnnouncerConfig {
+	return learner.AnnouncerConfig{N: c.AnnounceAgree, M: c.AnnounceWindow, MaxGap: c.AnnounceGap}
+}
+
 // captureNow classifies the next frame at once and returns its sighting.
 func (a *Agent) captureNow(ctx context.Context) (*Sighting, error) {
-	reply := make(chan captureResult, 1)
-	select {
-	case a.captureReqs <- reply:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-time.After(30 * time.Second):
-		return nil, errors.New("inference is busy")
-	}
-	select {
-	case r := <-reply:
-		return r.sighting, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return a.pipe.Capture(ctx)
 }
 
 // threshold is the probability below which a sighting is "unknown": the
@@ -47,41 +39,91 @@ func (a *Agent) isPet(label string) bool {
 	return label != Unknown && !slices.Contains(a.cfg.Learner.NoPetLabels, label)
 }
 
-// onSighting runs after each sighting is published: metrics, and for a
-// pet, its announcement (state, presence and latest snapshot).
-func (a *Agent) onSighting(s *Sighting, jpeg []byte, took time.Duration) {
-	a.metrics.inference.Observe(took.Seconds())
-	a.metrics.sightings.WithLabelValues(s.Label).Inc()
-	if !a.isPet(s.Label) {
-		return
-	}
-	now := time.Now()
-	a.haMu.Lock()
-	last := a.lastAnnounce[s.Label]
-	due := now.Sub(last) >= a.cfg.HomeAssistant.MinInterval
-	if due {
-		a.lastAnnounce[s.Label] = now
-	}
-	a.haMu.Unlock()
-	if !due || a.bus == nil || !a.bus.Connected() {
-		return
-	}
-	a.metrics.announced.WithLabelValues(s.Label).Inc()
-	a.log.Info("pet seen", "label", s.Label, "confidence", s.Confidence, "sighting", s.ID)
-	st := PetState{Label: s.Label, LastSeen: s.TS, Confidence: s.Confidence, Where: a.cfg.Device, Sighting: s.ID}
-	go func() {
-		if err := a.bus.PublishRaw(a.disc.PetTopic(s.Label), mustJSON(st), true); err != nil {
-			a.log.Debug("publish pet state", "err", err)
-		}
-		if err := a.bus.PublishRaw(a.disc.PresentTopic(s.Label), []byte("ON"), false); err != nil {
-			a.log.Debug("publish presence", "err", err)
-		}
-		if len(jpeg) > 0 {
-			if err := a.bus.PublishRaw(a.disc.SnapshotTopic(), jpeg, true); err != nil {
-				a.log.Debug("publish snapshot", "err", err)
+// announce feeds each pet's announcer with a frame's sightings (a pet
+// not in the frame counts as a frame without it) and announces the pets
+// that enough recent frames agree on: their state, "here" and the latest
+// snapshot for Home Assistant. A pet whose frames stop agreeing is
+// announced gone.
+func (a *Agent) announce(obs []Observation) {
+	at := obs[0].At
+	inFrame := map[string]*Observation{}
+	for i := range obs {
+		l := obs[i].Sighting.Label
+		if a.isPet(l) {
+			if o, ok := inFrame[l]; !ok || obs[i].Sighting.Confidence > o.Sighting.Confidence {
+				inFrame[l] = &obs[i]
 			}
 		}
-	}()
+	}
+	a.haMu.Lock()
+	for l := range inFrame {
+		if a.announcers[l] == nil {
+			ann, err := learner.NewAnnouncer(a.annCfg)
+			if err != nil {
+				a.haMu.Unlock()
+				a.log.Error("announcer", "err", err)
+				return
+			}
+			a.announcers[l] = ann
+		}
+	}
+	type due struct {
+		label string
+		o     *Observation
+		left  bool
+	}
+	var todo []due
+	now := time.Now()
+	for l, ann := range a.announcers {
+		o := inFrame[l]
+		label, conf := Unknown, 0.0
+		if o != nil {
+			label, conf = l, o.Sighting.Confidence
+		}
+		for _, ev := range ann.Observe(at, label, conf) {
+			switch ev.Kind {
+			case learner.Arrived:
+				a.log.Info("pet arrived", "label", ev.Label, "frames", ev.Frames, "confidence", round4(ev.Confidence))
+			case learner.Left:
+				a.log.Info("pet left", "label", ev.Label)
+				todo = append(todo, due{label: l, left: true})
+			}
+		}
+		if ann.Current() == l && o != nil && now.Sub(a.lastAnnounce[l]) >= a.cfg.HomeAssistant.MinInterval {
+			a.lastAnnounce[l] = now
+			todo = append(todo, due{label: l, o: o})
+		}
+	}
+	a.haMu.Unlock()
+	if a.bus == nil || !a.bus.Connected() {
+		return
+	}
+	for _, d := range todo {
+		if d.left {
+			go a.publishQuiet(a.disc.PresentTopic(d.label), []byte("OFF"), false)
+			continue
+		}
+		s := d.o.Sighting
+		a.metrics.announced.WithLabelValues(s.Label).Inc()
+		st := PetState{Label: s.Label, LastSeen: s.TS, Confidence: s.Confidence, Where: a.cfg.Device, Sighting: s.ID}
+		snapshot := d.o.JPEG
+		if frame, _, ok := a.pipe.Snapshot(s.ID); ok {
+			snapshot = frame // with the pets' boxes drawn
+		}
+		go func() {
+			a.publishQuiet(a.disc.PetTopic(s.Label), mustJSON(st), true)
+			a.publishQuiet(a.disc.PresentTopic(s.Label), []byte("ON"), false)
+			if len(snapshot) > 0 {
+				a.publishQuiet(a.disc.SnapshotTopic(), snapshot, true)
+			}
+		}()
+	}
+}
+
+func (a *Agent) publishQuiet(topic string, payload []byte, retained bool) {
+	if err := a.bus.PublishRaw(topic, payload, retained); err != nil {
+		a.log.Debug("publish", "topic", topic, "err", err)
+	}
 }
 
 // pets are the labels with samples that name pets, sorted.

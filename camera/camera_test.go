@@ -170,7 +170,7 @@ func TestSourcesReportClearErrors(t *testing.T) {
 		{empty, "has no images"},
 		{"", "no camera source"},
 	} {
-		src, err := OpenSource(tc.spec, 1)
+		src, err := OpenSource(tc.spec, SourceOptions{FolderFPS: 1})
 		if err == nil {
 			// Some OpenCV backends open anything and fail on the first read.
 			var f Frame
@@ -191,7 +191,7 @@ func TestSourcesReportClearErrors(t *testing.T) {
 }
 
 func TestDemoVideoReadsBack(t *testing.T) {
-	src, err := OpenSource(testenv.DemoVideo(t), 1)
+	src, err := OpenSource(testenv.DemoVideo(t), SourceOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,6 +235,7 @@ func (s *fakeSource) Read(dst *Frame) error {
 	return nil
 }
 func (s *fakeSource) FPS() float64   { return s.fps }
+func (s *fakeSource) Live() bool     { return false }
 func (s *fakeSource) Close() error   { return nil }
 func (s *fakeSource) String() string { return "fake" }
 
@@ -244,7 +245,7 @@ func TestCaptureReopensWithBackoffAndPaces(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
 		var opens []time.Time
-		open := func(string, float64) (Source, error) {
+		open := func(string, SourceOptions) (Source, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			opens = append(opens, time.Now())

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"io"
 	"math"
+	"math/rand/v2"
 
 	"gocv.io/x/gocv"
 )
@@ -21,14 +23,17 @@ type Shot struct {
 	// From and To are the photo centre's start and end, as fractions of the
 	// frame size.
 	From, To [2]float64
+	// More are further photos on screen at the same time (their Seconds,
+	// Noise and More are ignored).
+	More []Shot
+	// Noise is the standard deviation, in grey levels, of Gaussian noise
+	// added to every pixel of every frame, as a camera sensor adds it.
+	Noise float64
 }
 
 // WriteVideo composes shots over a background into an MJPEG AVI file that
 // OpenCV (and most players) can read. It returns the number of frames.
 func WriteVideo(path string, width, height int, fps float64, background *Frame, shots []Shot) (int, error) {
-	if width <= 0 || height <= 0 || fps <= 0 {
-		return 0, fmt.Errorf("video size %dx%d at %g fps", width, height, fps)
-	}
 	if background == nil {
 		return 0, errors.New("no background")
 	}
@@ -39,8 +44,51 @@ func WriteVideo(path string, width, height int, fps float64, background *Frame, 
 	defer bgSrc.Close()
 	bg := gocv.NewMat()
 	defer bg.Close()
-	gocv.Resize(bgSrc, &bg, image.Pt(width, height), 0, 0, gocv.InterpolationArea)
+	gocv.Resize(bgSrc, &bg, image.Pt(max(width, 1), max(height, 1)), 0, 0, gocv.InterpolationArea)
+	return compose(path, width, height, fps, shots, func(dst *gocv.Mat) error {
+		bg.CopyTo(dst)
+		return nil
+	})
+}
 
+// ComposeVideo composes shots over the frames of a background video (read
+// from the start again when it ends) into an MJPEG AVI file. It returns
+// the number of frames.
+func ComposeVideo(path string, width, height int, fps float64, background string, shots []Shot) (int, error) {
+	src, err := OpenSource(background, SourceOptions{})
+	if err != nil {
+		return 0, fmt.Errorf("background: %w", err)
+	}
+	defer func() { src.Close() }()
+	var f Frame
+	return compose(path, width, height, fps, shots, func(dst *gocv.Mat) error {
+		err := src.Read(&f)
+		if errors.Is(err, io.EOF) {
+			again, oerr := OpenSource(background, SourceOptions{})
+			if oerr != nil {
+				return fmt.Errorf("background: %w", oerr)
+			}
+			src.Close()
+			src = again
+			err = src.Read(&f)
+		}
+		if err != nil {
+			return fmt.Errorf("background: %w", err)
+		}
+		m, err := matFromFrame(&f)
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		gocv.Resize(m, dst, image.Pt(width, height), 0, 0, gocv.InterpolationArea)
+		return nil
+	})
+}
+
+func compose(path string, width, height int, fps float64, shots []Shot, background func(dst *gocv.Mat) error) (int, error) {
+	if width <= 0 || height <= 0 || fps <= 0 {
+		return 0, fmt.Errorf("video size %dx%d at %g fps", width, height, fps)
+	}
 	vw, err := gocv.VideoWriterFile(path, "MJPG", fps, width, height, true)
 	if err != nil {
 		return 0, fmt.Errorf("create video %s: %w", path, err)
@@ -52,26 +100,47 @@ func WriteVideo(path string, width, height int, fps float64, background *Frame, 
 
 	canvas := gocv.NewMat()
 	defer canvas.Close()
-	scaled := gocv.NewMat()
-	defer scaled.Close()
+	var scaled []gocv.Mat
+	defer func() {
+		for i := range scaled {
+			scaled[i].Close()
+		}
+	}()
+	noise := rand.New(rand.NewPCG(uint64(width), uint64(height)))
 	frames := 0
 	for si, s := range shots {
 		n := int(math.Round(s.Seconds * fps))
-		if s.Photo != nil {
-			if err := scalePhoto(s, height, &scaled); err != nil {
-				return frames, fmt.Errorf("shot %d: %w", si, err)
+		layers := append([]Shot{s}, s.More...)
+		for len(scaled) < len(layers) {
+			scaled = append(scaled, gocv.NewMat())
+		}
+		for li, l := range layers {
+			if l.Photo != nil {
+				if err := scalePhoto(l, height, &scaled[li]); err != nil {
+					return frames, fmt.Errorf("shot %d: %w", si, err)
+				}
 			}
 		}
 		for i := range n {
-			bg.CopyTo(&canvas)
-			if s.Photo != nil {
-				t := 0.0
-				if n > 1 {
-					t = float64(i) / float64(n-1)
+			if err := background(&canvas); err != nil {
+				return frames, err
+			}
+			t := 0.0
+			if n > 1 {
+				t = float64(i) / float64(n-1)
+			}
+			for li, l := range layers {
+				if l.Photo == nil {
+					continue
 				}
-				cx := (s.From[0] + (s.To[0]-s.From[0])*t) * float64(width)
-				cy := (s.From[1] + (s.To[1]-s.From[1])*t) * float64(height)
-				paste(&canvas, scaled, int(cx), int(cy))
+				cx := (l.From[0] + (l.To[0]-l.From[0])*t) * float64(width)
+				cy := (l.From[1] + (l.To[1]-l.From[1])*t) * float64(height)
+				paste(&canvas, scaled[li], int(cx), int(cy))
+			}
+			if s.Noise > 0 {
+				if err := addNoise(&canvas, s.Noise, noise); err != nil {
+					return frames, err
+				}
 			}
 			if err := vw.Write(canvas); err != nil {
 				return frames, fmt.Errorf("write frame %d: %w", frames, err)
@@ -80,6 +149,22 @@ func WriteVideo(path string, width, height int, fps float64, background *Frame, 
 		}
 	}
 	return frames, nil
+}
+
+// addNoise adds Gaussian noise of standard deviation sigma to every byte.
+func addNoise(m *gocv.Mat, sigma float64, rng *rand.Rand) error {
+	if !m.IsContinuous() || m.Type() != gocv.MatTypeCV8UC3 {
+		return errors.New("noise: canvas is not a packed 8-bit BGR image")
+	}
+	pix, err := m.DataPtrUint8()
+	if err != nil {
+		return err
+	}
+	for i, v := range pix {
+		x := float64(v) + rng.NormFloat64()*sigma
+		pix[i] = byte(min(max(math.Round(x), 0), 255))
+	}
+	return nil
 }
 
 func scalePhoto(s Shot, frameHeight int, dst *gocv.Mat) error {

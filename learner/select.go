@@ -27,6 +27,12 @@ type SelectConfig struct {
 	// AcceptRate is the fraction of correctly classified out-of-fold
 	// samples the calibrated threshold keeps. Default 0.95.
 	AcceptRate float64
+	// MinCalibrate is the fewest cross-validated samples from which the
+	// open-set limits are calibrated: a 95% quantile of fewer is mostly
+	// noise (two photos of a pet say little about how far its next one may
+	// lie). Below it the head uses DefaultThreshold and no distance check.
+	// Default 20.
+	MinCalibrate int
 	// Reselect: capacity and threshold are recomputed when the set of
 	// classes changes or the number of samples has moved by this fraction
 	// since they were; otherwise the warm head's are kept. Default 0.2; a
@@ -53,6 +59,10 @@ func (c SelectConfig) withDefaults() SelectConfig {
 	if c.AcceptRate <= 0 || c.AcceptRate > 1 {
 		c.AcceptRate = 0.95
 	}
+	if c.MinCalibrate <= 0 {
+		c.MinCalibrate = 20
+	}
+
 	if c.Reselect == 0 {
 		c.Reselect = 0.2
 	}
@@ -212,6 +222,11 @@ func choose(d *Dataset, backbone string, counts []LabelCount, tc TrainConfig, se
 	}
 	if cvd != d {
 		capacity.Reason += "; classes with a single sample were left out of cross-validation"
+	}
+	if len(cvd.X) < sel.MinCalibrate {
+		capacity.Reason += fmt.Sprintf("; the open-set limits are calibrated from %d samples (now %d): until then the threshold is %.1f and there is no distance check",
+			sel.MinCalibrate, len(cvd.X), DefaultThreshold)
+		return capacity, nil, chosen, nil
 	}
 	return capacity, Calibrate(chosen, sel.AcceptRate), chosen, nil
 }

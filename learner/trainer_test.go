@@ -39,7 +39,7 @@ func trainerWith(t *testing.T, d *Dataset) (*Trainer, *Store, string) {
 func TestTrainerImprintsForgetsAndRenamesAtOnce(t *testing.T) {
 	rng := rand.New(rand.NewPCG(51, 52))
 	cs := centres(rng, 3, 12)
-	tr, s, head := trainerWith(t, blobsAround(rng, cs[:2], 8, 1))
+	tr, s, head := trainerWith(t, blobsAround(rng, cs[:2], 12, 1)) // enough to calibrate
 	h := tr.Head()
 	if h == nil || h.Calibration == nil || !slices.Equal(h.Classes, []string{"pet0", "pet1"}) {
 		t.Fatalf("head %+v", h)
@@ -64,14 +64,14 @@ func TestTrainerImprintsForgetsAndRenamesAtOnce(t *testing.T) {
 	}
 
 	// Rename: at once, and it stays after a retrain.
-	if n, err := tr.Rename("pet0", "Misty"); err != nil || n != 8 {
+	if n, err := tr.Rename("pet0", "Misty"); err != nil || n != 12 {
 		t.Fatalf("rename: %d, %v", n, err)
 	}
 	if tr.Head().ClassIndex("Misty") < 0 || tr.Head().ClassIndex("pet0") >= 0 {
 		t.Fatalf("after rename: %v", tr.Head().Classes)
 	}
 	// Forget: at once.
-	if n, err := tr.Forget("pet1"); err != nil || n != 8 {
+	if n, err := tr.Forget("pet1"); err != nil || n != 12 {
 		t.Fatalf("forget: %d, %v", n, err)
 	}
 	if tr.Head().ClassIndex("pet1") >= 0 {

@@ -4,7 +4,7 @@
 # already there, and every download is verified against a pinned sha256.
 #
 #   scripts/deps.sh            all steps
-#   scripts/deps.sh STEP...    only those steps (apt go tflite model testdata sklearn)
+#   scripts/deps.sh STEP...    only those steps (apt go tflite model testdata videos sklearn)
 #
 # Environment:
 #   WHISKER_DEPS   where fetched files go (default: <repo>/.deps, git-ignored)
@@ -17,7 +17,7 @@ DEPS="${WHISKER_DEPS:-$ROOT/.deps}"
 CACHE="${WHISKER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/whisker}"
 
 # --- pins -------------------------------------------------------------------
-APT_PACKAGES=(libopencv-dev pkg-config mosquitto mosquitto-clients flatbuffers-compiler ca-certificates)
+APT_PACKAGES=(libopencv-dev pkg-config mosquitto mosquitto-clients flatbuffers-compiler ca-certificates gstreamer1.0-plugins-base)
 
 TFLITE_NPM="node-tflite@0.0.2"
 TFLITE_TGZ_SHA="80e040b24096cbe4365b4960c8a93ff71218765a815e1b5f90180e2868dc930a"
@@ -45,6 +45,13 @@ SKIMAGE_FILES=(
   "chelsea.png 596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb"
   "grass.png b6b6022426b38936c43a4ac09635cd78af074e90f42ffa8227ac8b7452d39f89"
   "coffee.png cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7"
+)
+
+# A real video from a Go module zip (download only: never built against;
+# this project builds with gocv v0.31.0).
+VIDEO_MODULE="gocv.io/x/gocv@v0.41.0"
+VIDEO_FILES=(
+  "images/small.mp4 small.mp4 1d720916a831c45454925dea707d477bdd2368bc48f3715bb5464c2707ba9859"
 )
 
 # --- helpers ----------------------------------------------------------------
@@ -207,14 +214,33 @@ step_sklearn() {
   note "ok: scikit-learn $(/usr/bin/python3 -c 'import sklearn; print(sklearn.__version__)')"
 }
 
+step_videos() {
+  say "Real videos (Go module $VIDEO_MODULE, download only) -> $DEPS/videos"
+  local dst="$DEPS/videos" all_ok=1 entry src f s
+  mkdir -p "$dst"
+  for entry in "${VIDEO_FILES[@]}"; do
+    read -r src f s <<<"$entry"; sha_ok "$dst/$f" "$s" || all_ok=0
+  done
+  if [ $all_ok -eq 1 ]; then note "already installed"; return; fi
+  local dir
+  dir="$(cd "$CACHE" && GOFLAGS=-mod=mod go mod download -json "$VIDEO_MODULE" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [ -n "$dir" ] && [ -d "$dir" ] || die "go mod download $VIDEO_MODULE failed"
+  for entry in "${VIDEO_FILES[@]}"; do
+    read -r src f s <<<"$entry"
+    sha_ok "$dir/$src" "$s" || die "$VIDEO_MODULE $src: checksum mismatch"
+    cp "$dir/$src" "$dst/$f.tmp" && chmod 644 "$dst/$f.tmp" && mv "$dst/$f.tmp" "$dst/$f"
+  done
+  note "ok: $(ls "$dst" | tr '\n' ' ')"
+}
+
 main() {
   local steps=("$@")
-  [ ${#steps[@]} -eq 0 ] && steps=(apt go tflite model testdata sklearn)
+  [ ${#steps[@]} -eq 0 ] && steps=(apt go tflite model testdata videos sklearn)
   mkdir -p "$DEPS" "$CACHE"
   for s in "${steps[@]}"; do
     case "$s" in
-      apt|go|tflite|model|testdata|sklearn) "step_$s" ;;
-      *) die "unknown step '$s' (steps: apt go tflite model testdata sklearn)" ;;
+      apt|go|tflite|model|testdata|videos|sklearn) "step_$s" ;;
+      *) die "unknown step '$s' (steps: apt go tflite model testdata videos sklearn)" ;;
     esac
   done
 }

@@ -31,6 +31,10 @@ func ParsePool(s string) (Pool, error) {
 type CutOptions struct {
 	Tensor string // a tensor name, or a unique prefix of one
 	Pool   Pool
+	// KeepOutputs keeps the model's own outputs (a detector's boxes and
+	// scores) before the cut tensor, so that one run of the shared trunk
+	// yields both. Operators that only the dropped parts need still go.
+	KeepOutputs bool
 }
 
 // CutResult describes a cut model.
@@ -38,7 +42,8 @@ type CutResult struct {
 	Model        []byte
 	Tensor       string // the full name of the cut tensor
 	TensorShape  []int
-	Output       Tensor // the new model's single output
+	Output       Tensor   // the feature output (the new model's last output)
+	Outputs      []Tensor // every output of the new model, in order
 	Input        Tensor
 	KeptOps      int
 	DroppedOps   int
@@ -111,6 +116,9 @@ func Cut(data []byte, opt CutOptions) (*CutResult, error) {
 	}
 	keepOp := make([]bool, len(sg.Operators))
 	stack := []int32{int32(target)}
+	if opt.KeepOutputs {
+		stack = append(stack, sg.Outputs...)
+	}
 	seen := map[int32]bool{}
 	for len(stack) > 0 {
 		t := stack[len(stack)-1]
@@ -200,7 +208,16 @@ func Cut(data []byte, opt CutOptions) (*CutResult, error) {
 			return nil, err
 		}
 	}
-	nsg.Outputs = []int32{outT}
+	nsg.Outputs = nil
+	if opt.KeepOutputs {
+		for _, o := range sg.Outputs {
+			if o == int32(target) {
+				continue
+			}
+			nsg.Outputs = append(nsg.Outputs, mapTensor(o))
+		}
+	}
+	nsg.Outputs = append(nsg.Outputs, outT)
 	out.Subgraphs = []*tfl.SubGraphT{nsg}
 
 	// Metadata that points at buffers is carried over; signatures name the
@@ -228,7 +245,8 @@ func Cut(data []byte, opt CutOptions) (*CutResult, error) {
 		Model:       enc,
 		Tensor:      tt.Name,
 		Input:       info.Inputs[0],
-		Output:      info.Outputs[0],
+		Output:      info.Outputs[len(info.Outputs)-1],
+		Outputs:     info.Outputs,
 		KeptOps:     kept,
 		DroppedOps:  len(sg.Operators) - kept,
 		DroppedSigs: len(m.SignatureDefs),

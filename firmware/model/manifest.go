@@ -30,12 +30,19 @@ type Manifest struct {
 		File   string `json:"file"`
 		SHA256 string `json:"sha256"`
 	} `json:"source"`
-	CutTensor   string     `json:"cut_tensor"`
-	Pool        Pool       `json:"pool"`
-	Input       ManifestIO `json:"input"`
-	Output      ManifestIO `json:"output"`
-	Preprocess  Preprocess `json:"preprocess"`
-	Embedding   int        `json:"embedding_size"`
+	CutTensor  string     `json:"cut_tensor"`
+	Pool       Pool       `json:"pool"`
+	Input      ManifestIO `json:"input"`
+	Output     ManifestIO `json:"output"`
+	Preprocess Preprocess `json:"preprocess"`
+	Embedding  int        `json:"embedding_size"`
+	// HostPool says that the model outputs the feature map itself
+	// ([1,H,W,embedding_size]) and Whisker pools it with Pool: over the
+	// whole frame, or over a detected box.
+	HostPool bool `json:"host_pool,omitempty"`
+	// Detection, when present, describes detector outputs that the same
+	// run of the model yields beside the features.
+	Detection   *Detection `json:"detection,omitempty"`
 	Description string     `json:"description,omitempty"`
 }
 
@@ -103,6 +110,24 @@ func (m *Manifest) Validate() error {
 	for c := range 3 {
 		if m.Preprocess.Std[c] == 0 {
 			return errors.New("manifest preprocess std has a zero")
+		}
+	}
+	switch m.Preprocess.Resize {
+	case "", "stretch", "letterbox", "crop":
+	default:
+		return fmt.Errorf("manifest preprocess resize %q: want stretch, letterbox or crop", m.Preprocess.Resize)
+	}
+	if m.HostPool {
+		if s := m.Output.Shape; len(s) != 4 || s[3] != m.Embedding {
+			return fmt.Errorf("manifest host_pool: output shape %v is not a [1,H,W,%d] feature map", s, m.Embedding)
+		}
+		if m.Pool != PoolAvg && m.Pool != PoolMax {
+			return fmt.Errorf("manifest host_pool with pool %q: want avg or max", m.Pool)
+		}
+	}
+	if m.Detection != nil {
+		if err := m.Detection.Validate(); err != nil {
+			return fmt.Errorf("manifest %w", err)
 		}
 	}
 	return nil

@@ -85,3 +85,10 @@ func Command(t testing.TB, name, debianPackage string) string {
 	}
 	return p
 }
+
+// DetectorBackbone is the manifest of the default backbone that also
+// detects: the detector's outputs plus its feature map, from one run.
+func DetectorBackbone(t testing.TB) string { return File(t, "models/backbone-detect.manifest.json") }
+
+// Video returns a real video from a package (small.mp4, ...).
+func Video(t testing.TB, name string) string { return File(t, filepath.Join("videos", name)) }

@@ -55,6 +55,8 @@ corrupt or foreign file gives an error that says what is wrong.`,
 func modelCutCmd() *cobra.Command {
 	var (
 		tensor, pool, out, pixelRange, color, resize string
+		detect                                       bool
+		labels, anchors                              string
 	)
 	cmd := &cobra.Command{
 		Use:   "cut IN --tensor NAME -o OUT",
@@ -68,9 +70,17 @@ their manifest.
 
 NAME is a tensor name or a prefix that only one tensor name starts with
 (see 'whisker model inspect IN'). Operators whose options the tool cannot
-carry over are refused by name.`,
+carry over are refused by name.
+
+With --detect, the model keeps the detector's own outputs (SSD box
+encodings and class logits) and adds the feature map un-pooled as a last
+output, so that one run serves detection and embedding; Whisker pools the
+map (--pool) over the frame or over a detected box. --labels names the
+classes and --anchors the anchor layout, both recorded in the manifest.`,
 		Example: `  whisker model cut ssd.tflite --tensor FeatureExtractor/MobilenetV2/Conv_1/Relu6 \
-      --pool avg --range=-1,1 -o backbone.tflite`,
+      --pool avg --range=-1,1 -o backbone.tflite
+  whisker model cut ssd.tflite --tensor FeatureExtractor/MobilenetV2/Conv_1/Relu6 \
+      --detect --labels oidv4_labelmap.txt --pool avg --range=-1,1 -o pets.tflite`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := model.ParsePool(pool)
@@ -91,14 +101,34 @@ carry over are refused by name.`,
 			if err != nil {
 				return err
 			}
-			res, err := model.Cut(data, model.CutOptions{Tensor: tensor, Pool: p})
-			if err != nil {
-				return fmt.Errorf("cut %s: %w", args[0], err)
-			}
 			pre := model.RangePreprocess(lo, hi)
 			pre.ColorOrder = color
 			pre.Resize = resize
-			man := model.NewManifest(res, out, args[0], data, p, pre)
+			var res *model.CutResult
+			var man *model.Manifest
+			if detect {
+				if labels == "" {
+					return fmt.Errorf("--detect needs --labels (the detector's label map, background first)")
+				}
+				names, err := model.ReadLabels(labels)
+				if err != nil {
+					return err
+				}
+				dc, err := model.CutDetector(data, model.DetectorOptions{
+					Tensor: tensor, Pool: p, Labels: names, Anchors: anchors, BoxScales: [4]float32{10, 10, 5, 5},
+				})
+				if err != nil {
+					return fmt.Errorf("cut %s: %w", args[0], err)
+				}
+				res = dc.CutResult
+				man = model.NewDetectorManifest(dc, out, args[0], data, p, pre)
+			} else {
+				res, err = model.Cut(data, model.CutOptions{Tensor: tensor, Pool: p})
+				if err != nil {
+					return fmt.Errorf("cut %s: %w", args[0], err)
+				}
+				man = model.NewManifest(res, out, args[0], data, p, pre)
+			}
 			if err := man.Validate(); err != nil {
 				return fmt.Errorf("cut %s: the result is not usable as a backbone: %w", args[0], err)
 			}
@@ -117,7 +147,12 @@ carry over are refused by name.`,
 			}
 			fmt.Fprintln(w, ")")
 			fmt.Fprintf(w, "input      %s %s %v\n", res.Input.Name, res.Input.Type, res.Input.Shape)
-			fmt.Fprintf(w, "output     %s %s %v (pool %s)\n", res.Output.Name, res.Output.Type, res.Output.Shape, p)
+			if man.Detection != nil {
+				fmt.Fprintf(w, "detection  %s, %s (%d classes, anchors %s)\n", man.Detection.Boxes, man.Detection.Scores, len(man.Detection.Labels), man.Detection.Anchors)
+				fmt.Fprintf(w, "output     %s %s %v (pooled %s by Whisker)\n", res.Output.Name, res.Output.Type, res.Output.Shape, p)
+			} else {
+				fmt.Fprintf(w, "output     %s %s %v (pool %s)\n", res.Output.Name, res.Output.Type, res.Output.Shape, p)
+			}
 			fmt.Fprintf(w, "wrote      %s (%d bytes)\n", out, len(res.Model))
 			fmt.Fprintf(w, "manifest   %s (identity %s)\n", mpath, man.Identity)
 			return nil
@@ -130,6 +165,9 @@ carry over are refused by name.`,
 	f.StringVar(&pixelRange, "range", "-1,1", "pixel range the model expects, LO,HI (recorded in the manifest)")
 	f.StringVar(&color, "color", "RGB", "colour order the model expects: RGB or BGR")
 	f.StringVar(&resize, "resize", "stretch", "how frames are fitted to the input: stretch, letterbox or crop")
+	f.BoolVar(&detect, "detect", false, "keep the detector's outputs and add the un-pooled feature map (one run for both)")
+	f.StringVar(&labels, "labels", "", "with --detect: the label map, one class per line, background first")
+	f.StringVar(&anchors, "anchors", "ssd_mobilenet_v2_300", "with --detect: the anchor layout the detector was trained with")
 	_ = cmd.MarkFlagRequired("tensor")
 	return cmd
 }

@@ -20,8 +20,8 @@ import (
 )
 
 func benchCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "bench", Short: "Measure parts of Whisker and print tables"}
-	cmd.AddCommand(benchLearnerCmd())
+	cmd := &cobra.Command{Use: "bench", Short: "Measure parts of Whisker on this machine and print tables"}
+	cmd.AddCommand(benchLearnerCmd(), benchPipelineCmd())
 	return cmd
 }
 
