@@ -116,9 +116,13 @@ func Evaluate(ctx context.Context, d *Dataset, backbone string, cfg EvalConfig) 
 		r.Confusion[i] = make([]int, k)
 	}
 	rejected := make([]int, k)
+	threshold, distance := DefaultThreshold, 0.0 // what a head uses before it can calibrate
+	if calib != nil {
+		threshold, distance = calib.Threshold, calib.Distance
+	}
 	for i := range cv.Pred {
 		r.Confusion[cv.True[i]][cv.Pred[i]]++
-		if cv.Conf[i] < calib.Threshold || (calib.Distance > 0 && cv.Dist[i] > calib.Distance) {
+		if cv.Conf[i] < threshold || (distance > 0 && cv.Dist[i] > distance) {
 			rejected[cv.True[i]]++
 		}
 	}
