@@ -123,8 +123,10 @@ install: deps ## Install binary, TFLite library, backbone, config (kept if prese
 	install -D -m 0644 $(TFLITE_LIB) $(DESTDIR)$(LIBDIR)/libtensorflowlite_c.so
 	install -D -m 0644 $(BACKBONE) $(DESTDIR)$(SHAREDIR)/models/backbone.tflite
 	install -D -m 0644 $(MODELS)/backbone.manifest.json $(DESTDIR)$(SHAREDIR)/models/backbone.manifest.json
+	install -D -m 0644 $(MODELS)/backbone-detect.tflite $(DESTDIR)$(SHAREDIR)/models/backbone-detect.tflite
+	install -D -m 0644 $(MODELS)/backbone-detect.manifest.json $(DESTDIR)$(SHAREDIR)/models/backbone-detect.manifest.json
 	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/whisker/README.md
-	install -D -m 0644 docs/mqtt.md $(DESTDIR)$(PREFIX)/share/doc/whisker/mqtt.md
+	for d in docs/*.md; do install -D -m 0644 $$d $(DESTDIR)$(PREFIX)/share/doc/whisker/$$(basename $$d); done
 	@if [ -f $(SYSCONF)/whisker.yaml ]; then echo "keeping $(SYSCONF)/whisker.yaml"; else \
 	  install -d -m 0755 $(SYSCONF) && \
 	  sed 's|/usr/local/share/whisker|$(SHAREDIR)|' examples/whisker.yaml > $(SYSCONF)/whisker.yaml && \

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -253,7 +254,9 @@ func Default() Config {
 	return Config{
 		Device:   device,
 		StateDir: defaultStateDir(),
-		Backbone: "/usr/share/whisker/models/backbone.manifest.json",
+		// What `make install` installs: the detector cut so that one run
+		// gives the pets' boxes and the feature map.
+		Backbone: "/usr/local/share/whisker/models/backbone-detect.manifest.json",
 		Delegate: string(backbone.DelegateNone),
 		Camera: CameraConfig{
 			Source:    "/dev/video0",
@@ -562,4 +565,54 @@ func validBrokerURL(s string) bool {
 
 func validTopicPrefix(p string) bool {
 	return p != "" && !strings.ContainsAny(p, "+#\x00") && !strings.HasPrefix(p, "/") && !strings.HasSuffix(p, "/")
+}
+
+// YAML renders a configuration as YAML, with durations written the way
+// they are read ("300ms", "2m0s"): `whisker config defaults` prints the
+// defaults this way.
+func (c Config) YAML() ([]byte, error) {
+	node, err := yamlNode(reflect.ValueOf(c))
+	if err != nil {
+		return nil, err
+	}
+	return yaml.Marshal(node)
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+func yamlNode(v reflect.Value) (*yaml.Node, error) {
+	switch {
+	case v.Type() == durationType:
+		return &yaml.Node{Kind: yaml.ScalarNode, Value: time.Duration(v.Int()).String()}, nil
+	case v.Kind() == reflect.Struct:
+		n := &yaml.Node{Kind: yaml.MappingNode}
+		for i := range v.NumField() {
+			f := v.Type().Field(i)
+			key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if key == "" || key == "-" {
+				continue
+			}
+			val, err := yamlNode(v.Field(i))
+			if err != nil {
+				return nil, err
+			}
+			n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, val)
+		}
+		return n, nil
+	case v.Kind() == reflect.Slice:
+		n := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
+		for i := range v.Len() {
+			val, err := yamlNode(v.Index(i))
+			if err != nil {
+				return nil, err
+			}
+			n.Content = append(n.Content, val)
+		}
+		return n, nil
+	}
+	var n yaml.Node
+	if err := n.Encode(v.Interface()); err != nil {
+		return nil, err
+	}
+	return &n, nil
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,5 +55,23 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want an error naming %q", tc.yaml, err, tc.want)
 		}
+	}
+}
+
+// The defaults print as YAML that reads back to the same configuration.
+func TestDefaultsYAMLRoundTrips(t *testing.T) {
+	out, err := Default().YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg Config
+	if err := Decode(out, &cfg); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if fmt.Sprint(cfg) != fmt.Sprint(Default()) {
+		t.Fatalf("round trip differs:\n%s", out)
+	}
+	if !strings.Contains(string(out), "retrain_delay: 300ms") {
+		t.Errorf("durations not written as durations:\n%s", out)
 	}
 }

@@ -88,6 +88,7 @@ func TestMakeInstall(t *testing.T) {
 	for _, f := range []string{
 		"usr/local/bin/whisker", "usr/local/lib/whisker/libtensorflowlite_c.so",
 		"usr/local/share/whisker/models/backbone.tflite", "usr/local/share/whisker/models/backbone.manifest.json",
+		"usr/local/share/whisker/models/backbone-detect.tflite", "usr/local/share/whisker/models/backbone-detect.manifest.json",
 		"etc/whisker/whisker.yaml", "etc/systemd/system/whisker.service", "usr/lib/sysusers.d/whisker.conf",
 	} {
 		if _, err := os.Stat(filepath.Join(dest, f)); err != nil {
@@ -98,7 +99,7 @@ func TestMakeInstall(t *testing.T) {
 	verify(t, filepath.Join(dest, "etc/systemd/system/whisker.service"), bin)
 	// The installed configuration is valid and points at the installed model.
 	cfg, err := os.ReadFile(filepath.Join(dest, "etc/whisker/whisker.yaml"))
-	if err != nil || !strings.Contains(string(cfg), "/usr/local/share/whisker/models/backbone.manifest.json") {
+	if err != nil || !strings.Contains(string(cfg), "/usr/local/share/whisker/models/backbone-detect.manifest.json") {
 		t.Fatalf("installed config: %v\n%s", err, cfg)
 	}
 	// The binary runs against the installed library (found through its

@@ -104,7 +104,20 @@ Flags override the file. See docs/mqtt.md for the topics and payloads.`,
 }
 
 func configCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "config", Short: "Check configuration files"}
+	cmd := &cobra.Command{Use: "config", Short: "Check configuration files, print the defaults"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "defaults",
+		Short: "Print every configuration key with its default value (YAML)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out, err := agent.Default().YAML()
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(out)
+			return err
+		},
+	})
 	cmd.AddCommand(&cobra.Command{
 		Use:   "check FILE",
 		Short: "Validate a configuration file and print the result with defaults filled in",
