@@ -96,7 +96,7 @@ bench: deps ## Go benchmarks of the backbone, head and store
 	$(GO) test -tags '$(GOTAGS)' -run '^$$' -bench . -benchmem $(PKGS)
 
 .PHONY: bench-learner
-bench-learner: deps ## Learner benchmark tables: few-shot accuracy against scikit-learn, training times, label-to-head latency (about 10 min)
+bench-learner: deps ## Learner benchmark tables: few-shot accuracy against scikit-learn, training times, label-to-head latency (about 3 min)
 	$(WHISKER) bench learner --deps $(DEPS)
 
 .PHONY: fuzz
