@@ -179,6 +179,7 @@ func Rollout(ctx context.Context, o Options) ([]Result, error) {
 		}
 		fmt.Fprintf(o.Out, "stage %d (%s): %s\n", si+1, kind, strings.Join(names, ", "))
 		var wg sync.WaitGroup
+		var outMu sync.Mutex // the stage's devices finish concurrently; their lines go out whole
 		for _, i := range stage {
 			wg.Add(1)
 			go func(i int) {
@@ -187,7 +188,9 @@ func Rollout(ctx context.Context, o Options) ([]Result, error) {
 				outcome := updateOne(ctx, client, tr, o, devices[i], source, sha, m.Version)
 				results[i].Result = outcome
 				results[i].Took = time.Since(start).Round(100 * time.Millisecond)
+				outMu.Lock()
 				fmt.Fprintf(o.Out, "  %s: %s (%v)\n", devices[i], outcome, results[i].Took)
+				outMu.Unlock()
 			}(i)
 		}
 		wg.Wait()
