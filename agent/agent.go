@@ -84,7 +84,7 @@ func New(cfg Config, log *slog.Logger, version string) (*Agent, error) {
 		log.Info("using the backbone of firmware slot "+upd.slot, "manifest", p)
 		cfg.Backbone = p
 	}
-	bb, err := backbone.Open(cfg.Backbone, backbone.Options{Threads: cfg.Threads, Delegate: backbone.Delegate(cfg.Delegate)})
+	bb, err := backbone.Open(cfg.Backbone, backbone.Options{Threads: cfg.BackboneThreads(), Delegate: backbone.Delegate(cfg.Delegate)})
 	if err != nil {
 		return nil, fmt.Errorf("backbone: %w", err)
 	}

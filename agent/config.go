@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"runtime"
 	"strings"
 	"time"
 
@@ -30,7 +31,8 @@ type Config struct {
 	StateDir string `yaml:"state_dir"`
 	// Backbone is the manifest of the feature extractor model.
 	Backbone string `yaml:"backbone"`
-	// Threads for the backbone; 0 means all cores.
+	// Threads for the backbone; 0 means all cores but one (at least
+	// one): see BackboneThreads.
 	Threads int           `yaml:"threads"`
 	Camera  CameraConfig  `yaml:"camera"`
 	MQTT    MQTTConfig    `yaml:"mqtt"`
@@ -442,7 +444,7 @@ func (c *Config) Validate() error {
 	case c.Backbone == "":
 		return bad("backbone", `""`, "must name a backbone manifest (make deps cuts one: .deps/models/backbone.manifest.json)")
 	case c.Threads < 0:
-		return bad("threads", c.Threads, "must be 0 (all cores) or more")
+		return bad("threads", c.Threads, "must be 0 (all cores but one) or more")
 	case !knownDelegate(c.Delegate):
 		return bad("delegate", fmt.Sprintf("%q", c.Delegate), "must be none, xnnpack, edgetpu or gpu")
 	case c.Camera.Source == "":
@@ -615,4 +617,17 @@ func yamlNode(v reflect.Value) (*yaml.Node, error) {
 		return nil, err
 	}
 	return &n, nil
+}
+
+// BackboneThreads is the number of threads the backbone runs on: Threads,
+// or all cores but one when it is 0. The core left over keeps capture,
+// the camera pipeline's other stages, MQTT and the rest of the device
+// (Home Assistant, often) from taking turns with the backbone's threads:
+// a TensorFlow Lite worker that loses its core holds up the others at the
+// next barrier, which costs more than the work that took the core.
+func (c Config) BackboneThreads() int {
+	if c.Threads > 0 {
+		return c.Threads
+	}
+	return max(1, runtime.NumCPU()-1)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -73,5 +74,16 @@ func TestDefaultsYAMLRoundTrips(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "retrain_delay: 300ms") {
 		t.Errorf("durations not written as durations:\n%s", out)
+	}
+}
+
+func TestBackboneThreadsLeavesACore(t *testing.T) {
+	c := Default()
+	if got, want := c.BackboneThreads(), max(1, runtime.NumCPU()-1); got != want {
+		t.Errorf("threads 0 on %d cores: %d backbone threads, want %d", runtime.NumCPU(), got, want)
+	}
+	c.Threads = 3
+	if got := c.BackboneThreads(); got != 3 {
+		t.Errorf("threads 3: %d backbone threads", got)
 	}
 }

@@ -283,7 +283,7 @@ func (a *Agent) runUpdate(ctx context.Context, source, sha string) (string, erro
 // backbone's head. Samples already re-embedded (by an interrupted try) are
 // not done twice: each carries a request id naming its source.
 func (a *Agent) reembed(ctx context.Context, manifestPath, version, sha string) error {
-	bb, err := backbone.Open(manifestPath, backbone.Options{Threads: a.cfg.Threads})
+	bb, err := backbone.Open(manifestPath, backbone.Options{Threads: a.cfg.BackboneThreads()})
 	if err != nil {
 		return err
 	}

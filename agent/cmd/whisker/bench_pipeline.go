@@ -69,7 +69,7 @@ fetches. Timings depend on what else runs: run it on a quiet machine.`,
 				o.manifest = filepath.Join(o.deps, "models", "backbone-detect.manifest.json")
 			}
 			if o.threads <= 0 {
-				o.threads = runtime.NumCPU()
+				o.threads = agent.Default().BackboneThreads()
 			}
 			if o.profile != "" {
 				pf, err := os.Create(o.profile)
@@ -88,9 +88,9 @@ fetches. Timings depend on what else runs: run it on a quiet machine.`,
 	f := cmd.Flags()
 	f.StringVar(&o.deps, "deps", "", "directory make deps fills (default $WHISKER_DEPS or .deps)")
 	f.StringVar(&o.manifest, "backbone", "", "backbone manifest (default: the detecting backbone in --deps)")
-	f.IntVar(&o.threads, "threads", 0, "backbone threads (0: all cores)")
+	f.IntVar(&o.threads, "threads", 0, "backbone threads (0: the agent's default, all cores but one)")
 	f.Float64Var(&o.seconds, "seconds", 15, "seconds per measurement")
-	f.IntVar(&o.rounds, "rounds", 2, "alternating rounds of bare loop and pipeline")
+	f.IntVar(&o.rounds, "rounds", 4, "alternating rounds of bare loop and pipeline")
 	f.Float64Var(&o.sourceFPS, "source-fps", 30, "frame rate of the video fed to the throughput measurement")
 	f.Float64Var(&o.cpuFPS, "max-fps", 2, "camera.max_fps for the CPU measurement")
 	f.BoolVar(&o.skipCPU, "skip-cpu", false, "leave out the CPU-per-minute measurement")
