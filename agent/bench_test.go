@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -65,9 +66,25 @@ func BenchmarkLabelToAnnouncement(b *testing.B) {
 			announced <- st
 		}
 	})
+	// A request sent before the agent subscribes is lost: wait for it.
+	online := make(chan struct{})
+	var once sync.Once
+	sub.Subscribe("whisker/lat/status", 1, func(_ paho.Client, m paho.Message) {
+		var st struct{ State string }
+		if json.Unmarshal(m.Payload(), &st) == nil && st.State == "online" {
+			once.Do(func() { close(online) })
+		}
+	})
+	select {
+	case <-online:
+	case <-time.After(60 * time.Second):
+		b.Fatal("the agent did not come online within 60 s")
+	}
 	label := func(name, photo string) {
 		img, _ := os.ReadFile(testenv.Photo(b, photo))
-		res, err := cl.Request(b.Context(), agent.TopicLabel, map[string]any{"image": img, "label": name})
+		ctx, cancel := context.WithTimeout(b.Context(), 60*time.Second)
+		defer cancel()
+		res, err := cl.Request(ctx, agent.TopicLabel, map[string]any{"image": img, "label": name})
 		if err != nil || !res.Ok {
 			b.Fatalf("label %s: %v %+v", name, err, res)
 		}
@@ -82,7 +99,9 @@ func BenchmarkLabelToAnnouncement(b *testing.B) {
 	for i := range b.N {
 		b.StopTimer()
 		if i > 0 {
-			res, err := cl.Request(b.Context(), agent.TopicCmd, map[string]any{"cmd": "forget", "label": "Tigger"})
+			ctx, cancel := context.WithTimeout(b.Context(), 60*time.Second)
+			res, err := cl.Request(ctx, agent.TopicCmd, map[string]any{"cmd": "forget", "label": "Tigger"})
+			cancel()
 			if err != nil || !res.Ok {
 				b.Fatalf("forget: %v %+v", err, res)
 			}
@@ -101,10 +120,16 @@ func BenchmarkLabelToAnnouncement(b *testing.B) {
 		b.StartTimer()
 		start := time.Now()
 		label("Tigger", "chelsea.png")
+		deadline := time.After(60 * time.Second)
+	wait:
 		for {
-			st := <-announced
-			if seen, err := time.Parse(time.RFC3339Nano, st.LastSeen); err == nil && seen.After(start) {
-				break
+			select {
+			case st := <-announced:
+				if seen, err := time.Parse(time.RFC3339Nano, st.LastSeen); err == nil && seen.After(start) {
+					break wait
+				}
+			case <-deadline:
+				b.Fatalf("try %d: no announcement of Tigger within 60 s of the label", i+1)
 			}
 		}
 		took = append(took, time.Since(start))
