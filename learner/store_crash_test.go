@@ -55,12 +55,22 @@ func runBurst(path string) int {
 	return 0
 }
 
+// selfCommand runs this test binary again, through the emulator the tests
+// themselves run under, if any: WHISKER_TEST_EXEC holds the same command
+// as go test's -exec (make cross-test sets both).
+func selfCommand(args ...string) *exec.Cmd {
+	if w := strings.Fields(os.Getenv("WHISKER_TEST_EXEC")); len(w) > 0 {
+		return exec.Command(w[0], append(append(w[1:], os.Args[0]), args...)...)
+	}
+	return exec.Command(os.Args[0], args...)
+}
+
 // burst runs the writer until it has acknowledged killAfter labels (then
 // kills it with SIGKILL) or until it is done (killAfter < 0). It returns
 // the acknowledged label indices and their sample ids.
 func burst(t *testing.T, path string, killAfter int) map[int]uint64 {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := selfCommand("-test.run=^$")
 	cmd.Env = append(os.Environ(), "WHISKER_TEST_STORE_BURST="+path)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
