@@ -333,10 +333,10 @@ func TestPipelineGatesStillFramesAndServesRequests(t *testing.T) {
 
 // BenchmarkPipelineAgainstBareInvoke compares frames through the pipeline
 // (detecting backbone, pets pooled from the frame's features: one run per
-// frame) with a bare loop of Invoke on the same model and threads. `whisker
-// bench pipeline` prints the fuller table.
+// frame) with a bare loop of Invoke on the same model and threads (the
+// agent's default). `whisker bench pipeline` prints the fuller table.
 func BenchmarkPipelineAgainstBareInvoke(b *testing.B) {
-	bb, err := backbone.Open(testenv.DetectorBackbone(b), backbone.Options{Threads: 2})
+	bb, err := backbone.Open(testenv.DetectorBackbone(b), backbone.Options{Threads: Default().BackboneThreads()})
 	if err != nil {
 		b.Fatal(err)
 	}
