@@ -13,8 +13,9 @@
 #
 # What goes in:
 #   bookworm arm64   the OpenCV 4.6 runtime libraries gocv links, with their
-#                    dependencies, and the OpenCV headers (-dev packages,
-#                    unpacked without their dependencies)
+#                    dependencies, GStreamer's base plugins (the camera
+#                    tests' videotestsrc pipeline), and the OpenCV headers
+#                    (-dev packages, unpacked without their dependencies)
 #   forky arm64      TensorFlow Lite 2.14 (libtensorflow-lite2.14.1 and its
 #                    headers in libtensorflow-lite-dev) and the C runtime it
 #                    needs (glibc 2.38 or newer, libstdc++ 13 or newer)
@@ -58,7 +59,7 @@ OPENCV_HEADERS=(core imgproc imgcodecs videoio highgui objdetect features2d flan
 
 # suite: packages unpacked with their whole dependency closure
 declare -A RUNTIME=(
-  [bookworm]="$(printf 'libopencv-%s406 ' "${OPENCV_RUNTIME[@]}")"
+  [bookworm]="$(printf 'libopencv-%s406 ' "${OPENCV_RUNTIME[@]}") gstreamer1.0-plugins-base"
   [forky]="libtensorflow-lite2.14.1 libc6 libstdc++6 libgcc-s1"
 )
 # suite: packages unpacked for their headers and .so links only
