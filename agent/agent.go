@@ -15,6 +15,7 @@ import (
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/learner"
 	"github.com/whiskercam/whisker/learner/backbone"
+	"github.com/whiskercam/whisker/learner/embedder"
 )
 
 // Agent is the running daemon.
@@ -92,7 +93,7 @@ func New(cfg Config, log *slog.Logger, version string) (*Agent, error) {
 		log.Warn("delegate unavailable, the backbone runs on the CPU", "delegate", st.Requested, "reason", st.Fallback)
 	}
 	man := bb.Manifest()
-	spec, err := InputSpec(bb)
+	spec, err := embedder.InputSpec(bb)
 	var pre *camera.Preprocessor
 	if err == nil {
 		pre, err = camera.NewPreprocessor(spec)

@@ -15,6 +15,7 @@ import (
 	"github.com/whiskercam/whisker/learner"
 	"github.com/whiskercam/whisker/learner/backbone"
 	"github.com/whiskercam/whisker/learner/detect"
+	"github.com/whiskercam/whisker/learner/embedder"
 )
 
 // SightingBox is where a detected pet is, in pixels of a frame of
@@ -159,7 +160,7 @@ const finishQueue = 2
 // embedding requests; nil makes one (closed by Close).
 func NewPipeline(cfg PipelineConfig, log *slog.Logger, bb *backbone.Backbone, box *camera.Mailbox,
 	head func() *learner.Head, sink func([]Observation), crop *camera.Preprocessor, requests chan embedRequest) (*Pipeline, error) {
-	spec, err := InputSpec(bb)
+	spec, err := embedder.InputSpec(bb)
 	if err != nil {
 		return nil, err
 	}
@@ -211,31 +212,6 @@ func NewPipeline(cfg PipelineConfig, log *slog.Logger, bb *backbone.Backbone, bo
 	p.toInfer = make(chan *job)
 	p.toPost = make(chan *job, finishQueue)
 	return p, nil
-}
-
-// InputSpec is the preprocessing a backbone's manifest asks for, with the
-// input tensor's type and quantisation.
-func InputSpec(bb *backbone.Backbone) (camera.Spec, error) {
-	man := bb.Manifest()
-	if man == nil {
-		return camera.Spec{}, errors.New("the backbone has no manifest")
-	}
-	typ, q := bb.InputType()
-	spec := camera.Spec{
-		Width:  man.Input.Shape[2],
-		Height: man.Input.Shape[1],
-		RGB:    man.Preprocess.ColorOrder == "RGB",
-		Mean:   man.Preprocess.Mean,
-		Std:    man.Preprocess.Std,
-		Fit:    camera.Fit(man.Preprocess.Resize),
-	}
-	switch typ {
-	case "UINT8":
-		spec.Type, spec.Scale, spec.Zero = camera.Uint8, q.Scale, q.Zero
-	case "INT8":
-		spec.Type, spec.Scale, spec.Zero = camera.Int8, q.Scale, q.Zero
-	}
-	return spec, spec.Validate()
 }
 
 func newDecoder(bb *backbone.Backbone, d DetectConfig) (*detect.Decoder, error) {

@@ -17,6 +17,7 @@ import (
 	"github.com/whiskercam/whisker/firmware/update"
 	"github.com/whiskercam/whisker/learner"
 	"github.com/whiskercam/whisker/learner/backbone"
+	"github.com/whiskercam/whisker/learner/embedder"
 )
 
 // ErrRestart is returned by Run when the agent stops to start a new
@@ -283,17 +284,12 @@ func (a *Agent) runUpdate(ctx context.Context, source, sha string) (string, erro
 // backbone's head. Samples already re-embedded (by an interrupted try) are
 // not done twice: each carries a request id naming its source.
 func (a *Agent) reembed(ctx context.Context, manifestPath, version, sha string) error {
-	bb, err := backbone.Open(manifestPath, backbone.Options{Threads: a.cfg.BackboneThreads()})
+	emb, err := embedder.Open(manifestPath, backbone.Options{Threads: a.cfg.BackboneThreads()})
 	if err != nil {
 		return err
 	}
-	defer bb.Close()
-	man := bb.Manifest()
-	pre, err := newPreprocessor(man)
-	if err != nil {
-		return err
-	}
-	defer pre.Close()
+	defer emb.Close()
+	man := emb.Backbone().Manifest()
 	type item struct {
 		id    uint64
 		label string
@@ -311,7 +307,6 @@ func (a *Agent) reembed(ctx context.Context, manifestPath, version, sha string) 
 		return err
 	}
 	a.log.Info("re-embedding stored samples with the new backbone", "samples", len(items), "backbone", man.Identity)
-	var input []float32
 	for i, it := range items {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -320,11 +315,7 @@ func (a *Agent) reembed(ctx context.Context, manifestPath, version, sha string) 
 		if err != nil {
 			return fmt.Errorf("sample %d: %w", it.id, err)
 		}
-		input, err = pre.Process(&frame, input)
-		if err != nil {
-			return fmt.Errorf("sample %d: %w", it.id, err)
-		}
-		feats, err := bb.Embed(input)
+		feats, err := emb.Embed(&frame)
 		if err != nil {
 			return fmt.Errorf("sample %d: %w", it.id, err)
 		}
@@ -369,17 +360,6 @@ func headPath(stateDir, identity string) string {
 		return '_'
 	}, identity)
 	return filepath.Join(stateDir, "heads", name+".json")
-}
-
-func newPreprocessor(man *model.Manifest) (*camera.Preprocessor, error) {
-	return camera.NewPreprocessor(camera.Spec{
-		Width:  man.Input.Shape[2],
-		Height: man.Input.Shape[1],
-		RGB:    man.Preprocess.ColorOrder == "RGB",
-		Mean:   man.Preprocess.Mean,
-		Std:    man.Preprocess.Std,
-		Fit:    camera.Fit(man.Preprocess.Resize),
-	})
 }
 
 // requestRestart stops the agent so that its supervisor starts it again.

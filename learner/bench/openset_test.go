@@ -8,6 +8,7 @@ import (
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/internal/testenv"
 	"github.com/whiskercam/whisker/learner"
+	"github.com/whiskercam/whisker/learner/backbone"
 	"github.com/whiskercam/whisker/learner/embedder"
 )
 
@@ -65,7 +66,7 @@ func TestUnlabelledAnimalsComeOutUnknown(t *testing.T) {
 	}
 	chance := float64(known) / float64(len(test))
 
-	emb, err := embedder.Open(testenv.BackboneManifest(t), 2)
+	emb, err := embedder.Open(testenv.BackboneManifest(t), backbone.Options{Threads: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

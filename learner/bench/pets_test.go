@@ -7,6 +7,7 @@ import (
 
 	"github.com/whiskercam/whisker/internal/testenv"
 	"github.com/whiskercam/whisker/learner"
+	"github.com/whiskercam/whisker/learner/backbone"
 	"github.com/whiskercam/whisker/learner/embedder"
 )
 
@@ -14,7 +15,7 @@ import (
 // from the cache `whisker bench learner` fills or computed now (and cached).
 func testPets(t testing.TB, n int) *learner.Dataset {
 	t.Helper()
-	emb, err := embedder.Open(testenv.BackboneManifest(t), 2)
+	emb, err := embedder.Open(testenv.BackboneManifest(t), backbone.Options{Threads: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,15 @@
 // Package embedder turns images into feature vectors with a backbone
 // described by a manifest: the same preprocessing and model the agent
 // uses, for tools that embed photographs outside the agent (bulk import,
-// evaluation on a folder, benchmarks).
+// evaluation on a folder, benchmarks, re-embedding after a backbone
+// update), and the input spec the agent's pipeline prepares frames to.
 package embedder
 
 import (
+	"errors"
 	"fmt"
+	"image"
+	"slices"
 
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/learner/backbone"
@@ -17,31 +21,58 @@ type Embedder struct {
 	bb       *backbone.Backbone
 	pre      *camera.Preprocessor
 	identity string
-	input    []float32
+	in       camera.Input
+	res      backbone.Result
 }
 
-// Open loads the backbone a manifest describes, with threads CPU threads
-// (0: all cores).
-func Open(manifestPath string, threads int) (*Embedder, error) {
-	bb, err := backbone.Open(manifestPath, backbone.Options{Threads: threads})
+// Open loads the backbone a manifest describes, with the given options
+// (threads, delegate), and the preprocessing its manifest and input
+// tensor ask for.
+func Open(manifestPath string, opt backbone.Options) (*Embedder, error) {
+	bb, err := backbone.Open(manifestPath, opt)
 	if err != nil {
 		return nil, fmt.Errorf("backbone: %w", err)
 	}
+	spec, err := InputSpec(bb)
+	if err == nil {
+		var pre *camera.Preprocessor
+		if pre, err = camera.NewPreprocessor(spec); err == nil {
+			return &Embedder{bb: bb, pre: pre, identity: bb.Manifest().Identity}, nil
+		}
+	}
+	bb.Close()
+	return nil, fmt.Errorf("backbone manifest %s: %w", manifestPath, err)
+}
+
+// InputSpec is the preprocessing a backbone's manifest asks for, with the
+// input tensor's type and quantisation, so that 8-bit models get their
+// input quantised as the tensor says.
+func InputSpec(bb *backbone.Backbone) (camera.Spec, error) {
 	man := bb.Manifest()
-	pre, err := camera.NewPreprocessor(camera.Spec{
+	if man == nil {
+		return camera.Spec{}, errors.New("the backbone has no manifest")
+	}
+	typ, q := bb.InputType()
+	spec := camera.Spec{
 		Width:  man.Input.Shape[2],
 		Height: man.Input.Shape[1],
 		RGB:    man.Preprocess.ColorOrder == "RGB",
 		Mean:   man.Preprocess.Mean,
 		Std:    man.Preprocess.Std,
 		Fit:    camera.Fit(man.Preprocess.Resize),
-	})
-	if err != nil {
-		bb.Close()
-		return nil, fmt.Errorf("backbone manifest %s: %w", manifestPath, err)
 	}
-	return &Embedder{bb: bb, pre: pre, identity: man.Identity}, nil
+	switch typ {
+	case "UINT8":
+		spec.Type, spec.Scale, spec.Zero = camera.Uint8, q.Scale, q.Zero
+	case "INT8":
+		spec.Type, spec.Scale, spec.Zero = camera.Int8, q.Scale, q.Zero
+	}
+	return spec, spec.Validate()
 }
+
+// Backbone is the embedder's backbone (for its manifest and delegate
+// status); the embedder still owns it.
+func (e *Embedder) Backbone() *backbone.Backbone { return e.bb }
 
 // Identity is the backbone identity stored with every feature vector.
 func (e *Embedder) Identity() string { return e.identity }
@@ -52,14 +83,16 @@ func (e *Embedder) Spec() camera.Spec { return e.pre.Spec() }
 // Dim is the feature vector's length.
 func (e *Embedder) Dim() int { return e.bb.Dim() }
 
-// Embed preprocesses a frame and runs the backbone.
+// Embed preprocesses a frame and runs the backbone; the feature vector
+// is the caller's.
 func (e *Embedder) Embed(f *camera.Frame) ([]float32, error) {
-	in, err := e.pre.Process(f, e.input)
-	if err != nil {
+	if err := e.pre.Prepare(f, image.Rectangle{}, &e.in); err != nil {
 		return nil, err
 	}
-	e.input = in
-	return e.bb.Embed(in)
+	if err := e.bb.Infer(backbone.Input{Float: e.in.Float, Quantized: e.in.Quantized}, &e.res); err != nil {
+		return nil, err
+	}
+	return slices.Clone(e.res.Embedding), nil
 }
 
 // Close frees the backbone and the preprocessor.

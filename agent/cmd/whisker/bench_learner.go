@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/whiskercam/whisker/learner"
+	"github.com/whiskercam/whisker/learner/backbone"
 	"github.com/whiskercam/whisker/learner/bench"
 	"github.com/whiskercam/whisker/learner/embedder"
 )
@@ -116,7 +117,7 @@ func runBenchLearner(cmd *cobra.Command, opt benchLearnerOptions) error {
 	if opt.manifest == "" {
 		opt.manifest = filepath.Join(opt.deps, "models", "backbone.manifest.json")
 	}
-	emb, err := embedder.Open(opt.manifest, opt.threads)
+	emb, err := embedder.Open(opt.manifest, backbone.Options{Threads: opt.threads})
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/learner/backbone"
 	"github.com/whiskercam/whisker/learner/detect"
+	"github.com/whiskercam/whisker/learner/embedder"
 )
 
 type benchOptions struct {
@@ -270,7 +271,7 @@ func makeBenchVideos(photos, background, moving, still string, fps float64) erro
 // bareLoop runs Invoke back to back for about seconds, on the first
 // frame of video.
 func bareLoop(ctx context.Context, bb *backbone.Backbone, video string, seconds float64) (benchRun, error) {
-	spec, err := agent.InputSpec(bb)
+	spec, err := embedder.InputSpec(bb)
 	if err != nil {
 		return benchRun{}, err
 	}
@@ -398,7 +399,7 @@ func preprocessTimes(bb *backbone.Backbone, video string) ([]stepTime, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, err := agent.InputSpec(bb)
+	spec, err := embedder.InputSpec(bb)
 	if err != nil {
 		return nil, err
 	}
@@ -470,7 +471,7 @@ func benchDetections(w io.Writer, bb *backbone.Backbone, photos string) error {
 	if err != nil {
 		return err
 	}
-	spec, err := agent.InputSpec(bb)
+	spec, err := embedder.InputSpec(bb)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/learner/backbone"
+	"github.com/whiskercam/whisker/learner/embedder"
 )
 
 // EmbeddingsFormat is the version of the document `whisker embed` writes.
@@ -97,29 +98,19 @@ backbone identity and each image's sha256 must match.`,
 }
 
 func embedImages(manifest string, opt backbone.Options, paths []string, warn io.Writer) (*Embeddings, error) {
-	bb, err := backbone.Open(manifest, opt)
+	emb, err := embedder.Open(manifest, opt)
 	if err != nil {
-		return nil, fmt.Errorf("backbone: %w", err)
+		return nil, err
 	}
-	defer bb.Close()
-	st := bb.Delegate()
+	defer emb.Close()
+	st := emb.Backbone().Delegate()
 	if st.Fallback != nil {
 		fmt.Fprintf(warn, "whisker: delegate %s unavailable, running on the CPU: %v\n", st.Requested, st.Fallback)
 	}
-	man := bb.Manifest()
-	pre, err := camera.NewPreprocessor(camera.Spec{
-		Width: man.Input.Shape[2], Height: man.Input.Shape[1], RGB: man.Preprocess.ColorOrder == "RGB",
-		Mean: man.Preprocess.Mean, Std: man.Preprocess.Std, Fit: camera.Fit(man.Preprocess.Resize),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("backbone manifest %s: %w", manifest, err)
-	}
-	defer pre.Close()
 	out := &Embeddings{
-		Format: EmbeddingsFormat, Backbone: man.Identity, TFLite: backbone.RuntimeVersion(),
+		Format: EmbeddingsFormat, Backbone: emb.Identity(), TFLite: backbone.RuntimeVersion(),
 		Arch: runtime.GOARCH, Delegate: string(st.Active),
 	}
-	var input []float32
 	for _, p := range paths {
 		data, err := os.ReadFile(p)
 		if err != nil {
@@ -129,11 +120,7 @@ func embedImages(manifest string, opt backbone.Options, paths []string, warn io.
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p, err)
 		}
-		input, err = pre.Process(&frame, input)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
-		v, err := bb.Embed(input)
+		v, err := emb.Embed(&frame)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p, err)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/whiskercam/whisker/firmware/model"
 	"github.com/whiskercam/whisker/learner"
+	"github.com/whiskercam/whisker/learner/backbone"
 	"github.com/whiskercam/whisker/learner/embedder"
 	"github.com/whiskercam/whisker/learner/plots"
 )
@@ -145,7 +146,7 @@ func embedFolder(cmd *cobra.Command, dir, manifest string, threads int) (*learne
 		reportSkipped(cmd.ErrOrStderr(), skipped)
 		return nil, "", fmt.Errorf("no photographs in label folders under %s", dir)
 	}
-	emb, err := embedder.Open(manifest, threads)
+	emb, err := embedder.Open(manifest, backbone.Options{Threads: threads})
 	if err != nil {
 		return nil, "", err
 	}

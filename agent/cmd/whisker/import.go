@@ -13,6 +13,7 @@ import (
 
 	"github.com/whiskercam/whisker/agent"
 	"github.com/whiskercam/whisker/learner"
+	"github.com/whiskercam/whisker/learner/backbone"
 	"github.com/whiskercam/whisker/learner/embedder"
 )
 
@@ -116,7 +117,7 @@ while it runs.`,
 				return err
 			}
 			defer store.Close()
-			emb, err := embedder.Open(cfg.Backbone, threads)
+			emb, err := embedder.Open(cfg.Backbone, backbone.Options{Threads: threads})
 			if err != nil {
 				return err
 			}
