@@ -182,32 +182,21 @@ func (p *Preprocessor) Prepare(f *Frame, region image.Rectangle, in *Input) erro
 	if p.spec.RGB {
 		ci = [3]int{2, 1, 0}
 	}
-	padded := g.rw != W || g.rh != H
 	if p.spec.Type == Float32 {
-		dst := grow(in.Float, n)
-		in.Float, in.Quantized = dst, nil
-		l0, l1, l2 := &p.lutF[0], &p.lutF[1], &p.lutF[2]
-		if padded {
-			for i := 0; i < n; i += 3 {
-				dst[i], dst[i+1], dst[i+2] = l0[padGrey], l1[padGrey], l2[padGrey]
-			}
-		}
-		for y := range g.rh {
-			row := pix[y*g.rw*3 : (y+1)*g.rw*3]
-			out := dst[((y+g.oy)*W+g.ox)*3 : ((y+g.oy)*W+g.ox+g.rw)*3]
-			for x := 0; x < len(row); x += 3 {
-				out[x] = l0[row[x+ci[0]]]
-				out[x+1] = l1[row[x+ci[1]]]
-				out[x+2] = l2[row[x+ci[2]]]
-			}
-		}
-		return nil
+		in.Float, in.Quantized = lookUp(grow(in.Float, n), &p.lutF, pix, g, W, H, ci), nil
+	} else {
+		in.Quantized, in.Float = lookUp(grow(in.Quantized, n), &p.lutQ, pix, g, W, H, ci), nil
 	}
-	dst := grow(in.Quantized, n)
-	in.Quantized, in.Float = dst, nil
-	l0, l1, l2 := &p.lutQ[0], &p.lutQ[1], &p.lutQ[2]
-	if padded {
-		for i := 0; i < n; i += 3 {
+	return nil
+}
+
+// lookUp writes the resized pixels into dst (a W x H x 3 input) at the
+// geometry's offset, each channel through its table (normalisation and,
+// for 8-bit inputs, quantisation), and fills letterbox padding with grey.
+func lookUp[T float32 | byte](dst []T, lut *[3][256]T, pix []byte, g geometry, W, H int, ci [3]int) []T {
+	l0, l1, l2 := &lut[0], &lut[1], &lut[2]
+	if g.rw != W || g.rh != H {
+		for i := 0; i < len(dst); i += 3 {
 			dst[i], dst[i+1], dst[i+2] = l0[padGrey], l1[padGrey], l2[padGrey]
 		}
 	}
@@ -220,7 +209,7 @@ func (p *Preprocessor) Prepare(f *Frame, region image.Rectangle, in *Input) erro
 			out[x+2] = l2[row[x+ci[2]]]
 		}
 	}
-	return nil
+	return dst
 }
 
 func grow[T any](b []T, n int) []T {
