@@ -199,23 +199,29 @@ func TestDemoVideoReadsBack(t *testing.T) {
 	if src.FPS() != 10 {
 		t.Errorf("fps %g", src.FPS())
 	}
+	if n := readToEnd(t, src, 640, 480); n != 330 {
+		t.Fatalf("%d frames, want 330", n)
+	}
+}
+
+// readToEnd reads a source to its end and returns how many frames it
+// gave, each of which must be w x h.
+func readToEnd(t *testing.T, src Source, w, h int) int {
+	t.Helper()
 	var f Frame
 	n := 0
 	for {
 		err := src.Read(&f)
 		if errors.Is(err, io.EOF) {
-			break
+			return n
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		if f.Width != 640 || f.Height != 480 {
+		if f.Width != w || f.Height != h {
 			t.Fatalf("frame %d is %dx%d", n, f.Width, f.Height)
 		}
 		n++
-	}
-	if n != 330 {
-		t.Fatalf("%d frames, want 330", n)
 	}
 }
 

@@ -2,7 +2,6 @@ package camera
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -77,22 +76,7 @@ func TestReadsRealVideoFromPackage(t *testing.T) {
 	if src.Live() || src.FPS() != 30 {
 		t.Errorf("live %v fps %g, want a 30 fps file", src.Live(), src.FPS())
 	}
-	var f Frame
-	n := 0
-	for {
-		err := src.Read(&f)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f.Width != 560 || f.Height != 320 {
-			t.Fatalf("frame %d is %dx%d", n, f.Width, f.Height)
-		}
-		n++
-	}
-	if n != 166 {
+	if n := readToEnd(t, src, 560, 320); n != 166 {
 		t.Errorf("%d frames, want 166", n)
 	}
 }
