@@ -15,7 +15,6 @@ import (
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/learner"
 	"github.com/whiskercam/whisker/learner/backbone"
-	"github.com/whiskercam/whisker/learner/embedder"
 )
 
 // Agent is the running daemon.
@@ -93,7 +92,7 @@ func New(cfg Config, log *slog.Logger, version string) (*Agent, error) {
 		log.Warn("delegate unavailable, the backbone runs on the CPU", "delegate", st.Requested, "reason", st.Fallback)
 	}
 	man := bb.Manifest()
-	spec, err := embedder.InputSpec(bb)
+	spec, err := bb.InputSpec()
 	var pre *camera.Preprocessor
 	if err == nil {
 		pre, err = camera.NewPreprocessor(spec)

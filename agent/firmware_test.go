@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"github.com/whiskercam/whisker/agent"
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/firmware/bundle"
@@ -45,7 +47,7 @@ func cifar(t *testing.T, n int) (cats, dogs [][]byte) {
 		}
 		var out [][]byte
 		for i := range n {
-			f := camera.Frame{Width: 32, Height: 32, Stride: 96, Data: make([]byte, 32*32*3)}
+			f := frame.Frame{Width: 32, Height: 32, Stride: 96, Data: make([]byte, 32*32*3)}
 			for p := range 32 * 32 {
 				for c := range 3 {
 					v := math.Float32frombits(binary.LittleEndian.Uint32(b[4*((i*1024+p)*3+c):]))

@@ -11,11 +11,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/learner"
 	"github.com/whiskercam/whisker/learner/backbone"
 	"github.com/whiskercam/whisker/learner/detect"
-	"github.com/whiskercam/whisker/learner/embedder"
 )
 
 // SightingBox is where a detected pet is, in pixels of a frame of
@@ -34,7 +35,7 @@ type SightingBox struct {
 // embedRequest asks the inference goroutine (which owns the backbone) to
 // embed an image.
 type embedRequest struct {
-	frame camera.Frame
+	frame frame.Frame
 	reply chan embedResult
 }
 
@@ -127,8 +128,8 @@ type pipelineCounters struct {
 
 // job is one frame on its way through the pipeline, with its buffers.
 type job struct {
-	frame   camera.Frame
-	input   camera.Input
+	frame   frame.Frame
+	input   frame.Input
 	res     backbone.Result
 	items   []item
 	trigger string
@@ -160,7 +161,7 @@ const finishQueue = 2
 // embedding requests; nil makes one (closed by Close).
 func NewPipeline(cfg PipelineConfig, log *slog.Logger, bb *backbone.Backbone, box *camera.Mailbox,
 	head func() *learner.Head, sink func([]Observation), crop *camera.Preprocessor, requests chan embedRequest) (*Pipeline, error) {
-	spec, err := embedder.InputSpec(bb)
+	spec, err := bb.InputSpec()
 	if err != nil {
 		return nil, err
 	}
@@ -369,9 +370,9 @@ func (p *Pipeline) prepare(ctx context.Context) {
 // infer owns the backbone: it runs it on prepared frames (and on pet
 // crops), and embeds images for label requests.
 func (p *Pipeline) infer(ctx context.Context) {
-	var reqIn camera.Input
+	var reqIn frame.Input
 	var reqRes backbone.Result
-	var cropIn camera.Input
+	var cropIn frame.Input
 	var cropRes backbone.Result
 	for {
 		select {
@@ -408,18 +409,18 @@ func (p *Pipeline) infer(ctx context.Context) {
 	}
 }
 
-func (p *Pipeline) embedRequest(f *camera.Frame, in *camera.Input, res *backbone.Result) ([]float32, error) {
+func (p *Pipeline) embedRequest(f *frame.Frame, in *frame.Input, res *backbone.Result) ([]float32, error) {
 	if err := p.crop.Prepare(f, image.Rectangle{}, in); err != nil {
 		return nil, err
 	}
-	if err := p.bb.Infer(backbone.Input{Float: in.Float, Quantized: in.Quantized}, res); err != nil {
+	if err := p.bb.Infer(*in, res); err != nil {
 		return nil, err
 	}
 	return slices.Clone(res.Embedding), nil
 }
 
-func (p *Pipeline) inferJob(j *job, cropIn *camera.Input, cropRes *backbone.Result) error {
-	if err := p.bb.Infer(backbone.Input{Float: j.input.Float, Quantized: j.input.Quantized}, &j.res); err != nil {
+func (p *Pipeline) inferJob(j *job, cropIn *frame.Input, cropRes *backbone.Result) error {
+	if err := p.bb.Infer(j.input, &j.res); err != nil {
 		return err
 	}
 	j.items = j.items[:0]
@@ -446,7 +447,7 @@ func (p *Pipeline) inferJob(j *job, cropIn *camera.Input, cropRes *backbone.Resu
 			it.features, err = j.res.RegionEmbedding(det.Box.YMin, det.Box.XMin, det.Box.YMax, det.Box.XMax, nil)
 		default:
 			if err = p.crop.Prepare(&j.frame, it.crop, cropIn); err == nil {
-				err = p.bb.Infer(backbone.Input{Float: cropIn.Float, Quantized: cropIn.Quantized}, cropRes)
+				err = p.bb.Infer(*cropIn, cropRes)
 				it.features = slices.Clone(cropRes.Embedding)
 				p.stats.crops.Add(1)
 			}

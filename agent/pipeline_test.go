@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/internal/testenv"
 	"github.com/whiskercam/whisker/learner/backbone"
@@ -173,7 +175,7 @@ func feed(t *testing.T, path string, box *camera.Mailbox, p *Pipeline) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	var f camera.Frame
+	var f frame.Frame
 	for seq := uint64(1); src.Read(&f) == nil; seq++ {
 		f.Seq, f.Time = seq, time.Now()
 		box.Put(&f)
@@ -343,7 +345,7 @@ func BenchmarkPipelineAgainstBareInvoke(b *testing.B) {
 	defer bb.Close()
 	b.Run("bare-invoke", func(b *testing.B) {
 		var r backbone.Result
-		if err := bb.Infer(backbone.Input{Float: make([]float32, 300*300*3)}, &r); err != nil {
+		if err := bb.Infer(frame.Input{Float: make([]float32, 300*300*3)}, &r); err != nil {
 			b.Fatal(err)
 		}
 		for b.Loop() {
@@ -362,7 +364,7 @@ func BenchmarkPipelineAgainstBareInvoke(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		frame, err := camera.DecodeImage(small) // a 640x480 camera frame
+		cam, err := camera.DecodeImage(small) // a 640x480 camera frame
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -380,9 +382,9 @@ func BenchmarkPipelineAgainstBareInvoke(b *testing.B) {
 		go func() { p.Run(ctx); done <- struct{}{} }()
 		go func() { // a 30 fps camera
 			defer func() { done <- struct{}{} }()
-			var f camera.Frame
+			var f frame.Frame
 			for seq := uint64(1); ctx.Err() == nil; seq++ {
-				f.CopyFrom(&frame)
+				f.CopyFrom(&cam)
 				f.Seq, f.Time = seq, time.Now()
 				box.Put(&f)
 				time.Sleep(33 * time.Millisecond)

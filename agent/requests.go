@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/learner"
 	"github.com/whiskercam/whisker/learner/backbone"
@@ -125,7 +127,7 @@ func (a *Agent) handleLabel(ctx context.Context, payload []byte) Result {
 	return res
 }
 
-func (a *Agent) embedOnWorker(ctx context.Context, f camera.Frame) ([]float32, error) {
+func (a *Agent) embedOnWorker(ctx context.Context, f frame.Frame) ([]float32, error) {
 	r := embedRequest{frame: f, reply: make(chan embedResult, 1)}
 	t := time.NewTimer(30 * time.Second)
 	defer t.Stop()

@@ -1,6 +1,8 @@
 package camera
 
 import (
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"image"
 	"testing"
 
@@ -8,7 +10,7 @@ import (
 )
 
 // benchFrame is a 640x480 frame of a real photograph.
-func benchFrame(b *testing.B) Frame {
+func benchFrame(b *testing.B) frame.Frame {
 	b.Helper()
 	f, err := ReadImage(testenv.Photo(b, "dog.jpg"))
 	if err != nil {
@@ -33,11 +35,11 @@ func BenchmarkPrepare640x480(b *testing.B) {
 	f := benchFrame(b)
 	for _, tc := range []struct {
 		name string
-		spec Spec
+		spec frame.Spec
 	}{
-		{"float32", Spec{Width: 300, Height: 300, RGB: true, Mean: [3]float32{127.5, 127.5, 127.5}, Std: [3]float32{127.5, 127.5, 127.5}}},
-		{"uint8", Spec{Width: 300, Height: 300, RGB: true, Mean: [3]float32{127.5, 127.5, 127.5}, Std: [3]float32{127.5, 127.5, 127.5}, Type: Uint8, Scale: 1.0 / 128, Zero: 128}},
-		{"float32-letterbox", Spec{Width: 300, Height: 300, RGB: true, Mean: [3]float32{127.5, 127.5, 127.5}, Std: [3]float32{127.5, 127.5, 127.5}, Fit: FitLetterbox}},
+		{"float32", frame.Spec{Width: 300, Height: 300, RGB: true, Mean: [3]float32{127.5, 127.5, 127.5}, Std: [3]float32{127.5, 127.5, 127.5}}},
+		{"uint8", frame.Spec{Width: 300, Height: 300, RGB: true, Mean: [3]float32{127.5, 127.5, 127.5}, Std: [3]float32{127.5, 127.5, 127.5}, Type: frame.Uint8, Scale: 1.0 / 128, Zero: 128}},
+		{"float32-letterbox", frame.Spec{Width: 300, Height: 300, RGB: true, Mean: [3]float32{127.5, 127.5, 127.5}, Std: [3]float32{127.5, 127.5, 127.5}, Fit: frame.FitLetterbox}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			p, err := NewPreprocessor(tc.spec)
@@ -45,7 +47,7 @@ func BenchmarkPrepare640x480(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer p.Close()
-			var in Input
+			var in frame.Input
 			for b.Loop() {
 				if err := p.Prepare(&f, image.Rectangle{}, &in); err != nil {
 					b.Fatal(err)

@@ -1,6 +1,8 @@
 package camera
 
 import (
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"context"
 	"errors"
 	"io"
@@ -16,8 +18,8 @@ import (
 	"github.com/whiskercam/whisker/internal/testenv"
 )
 
-func solid(w, h int, b, g, r byte) Frame {
-	f := Frame{Width: w, Height: h, Stride: w * 3, Data: make([]byte, w*h*3)}
+func solid(w, h int, b, g, r byte) frame.Frame {
+	f := frame.Frame{Width: w, Height: h, Stride: w * 3, Data: make([]byte, w*h*3)}
 	for i := 0; i < len(f.Data); i += 3 {
 		f.Data[i], f.Data[i+1], f.Data[i+2] = b, g, r
 	}
@@ -27,10 +29,10 @@ func solid(w, h int, b, g, r byte) Frame {
 func TestMailboxKeepsLatestAndCountsDrops(t *testing.T) {
 	box := NewMailbox()
 	for i := 1; i <= 3; i++ {
-		f := Frame{Seq: uint64(i), Data: []byte{byte(i)}}
+		f := frame.Frame{Seq: uint64(i), Data: []byte{byte(i)}}
 		box.Put(&f)
 	}
-	var got Frame
+	var got frame.Frame
 	if err := box.Take(context.Background(), &got); err != nil {
 		t.Fatal(err)
 	}
@@ -55,9 +57,9 @@ func TestMailboxKeepsLatestAndCountsDrops(t *testing.T) {
 // does not change what the consumer took.
 func TestMailboxSwapsBuffers(t *testing.T) {
 	box := NewMailbox()
-	f := Frame{Data: []byte{1, 2, 3}}
+	f := frame.Frame{Data: []byte{1, 2, 3}}
 	box.Put(&f)
-	var got Frame
+	var got frame.Frame
 	box.TryTake(&got)
 	f.Data = append(f.Data[:0], 9, 9, 9)
 	box.Put(&f)
@@ -76,7 +78,7 @@ func TestPreprocessNormalisesAndOrdersChannels(t *testing.T) {
 		{"RGB", true, [3]float32{(250 - 127.5) / 127.5, (128 - 127.5) / 127.5, (10 - 127.5) / 127.5}},
 		{"BGR", false, [3]float32{(10 - 127.5) / 127.5, (128 - 127.5) / 127.5, (250 - 127.5) / 127.5}},
 	} {
-		p, err := NewPreprocessor(Spec{Width: 30, Height: 20, RGB: tc.rgb, Mean: [3]float32{127.5, 127.5, 127.5}, Std: [3]float32{127.5, 127.5, 127.5}})
+		p, err := NewPreprocessor(frame.Spec{Width: 30, Height: 20, RGB: tc.rgb, Mean: [3]float32{127.5, 127.5, 127.5}, Std: [3]float32{127.5, 127.5, 127.5}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,7 +100,7 @@ func TestPreprocessNormalisesAndOrdersChannels(t *testing.T) {
 
 func TestPreprocessLetterboxPads(t *testing.T) {
 	f := solid(200, 100, 255, 255, 255) // wide and white
-	p, err := NewPreprocessor(Spec{Width: 10, Height: 10, RGB: true, Mean: [3]float32{0, 0, 0}, Std: [3]float32{1, 1, 1}, Fit: FitLetterbox})
+	p, err := NewPreprocessor(frame.Spec{Width: 10, Height: 10, RGB: true, Mean: [3]float32{0, 0, 0}, Std: [3]float32{1, 1, 1}, Fit: frame.FitLetterbox})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,17 +119,17 @@ func TestPreprocessLetterboxPads(t *testing.T) {
 }
 
 func TestPreprocessRejectsBadFrames(t *testing.T) {
-	p, err := NewPreprocessor(Spec{Width: 8, Height: 8, Std: [3]float32{1, 1, 1}})
+	p, err := NewPreprocessor(frame.Spec{Width: 8, Height: 8, Std: [3]float32{1, 1, 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	for _, f := range []Frame{{}, {Width: 4, Height: 4, Stride: 12, Data: make([]byte, 10)}} {
+	for _, f := range []frame.Frame{{}, {Width: 4, Height: 4, Stride: 12, Data: make([]byte, 10)}} {
 		if _, err := p.Process(&f, nil); err == nil {
 			t.Errorf("frame %dx%d with %d bytes accepted", f.Width, f.Height, len(f.Data))
 		}
 	}
-	if _, err := NewPreprocessor(Spec{Width: 8, Height: 8}); err == nil {
+	if _, err := NewPreprocessor(frame.Spec{Width: 8, Height: 8}); err == nil {
 		t.Error("zero std accepted")
 	}
 }
@@ -173,7 +175,7 @@ func TestSourcesReportClearErrors(t *testing.T) {
 		src, err := OpenSource(tc.spec, SourceOptions{FolderFPS: 1})
 		if err == nil {
 			// Some OpenCV backends open anything and fail on the first read.
-			var f Frame
+			var f frame.Frame
 			err = src.Read(&f)
 			src.Close()
 			if err == nil {
@@ -208,7 +210,7 @@ func TestDemoVideoReadsBack(t *testing.T) {
 // gave, each of which must be w x h.
 func readToEnd(t *testing.T, src Source, w, h int) int {
 	t.Helper()
-	var f Frame
+	var f frame.Frame
 	n := 0
 	for {
 		err := src.Read(&f)
@@ -232,12 +234,12 @@ type fakeSource struct {
 	fps float64
 }
 
-func (s *fakeSource) Read(dst *Frame) error {
+func (s *fakeSource) Read(dst *frame.Frame) error {
 	if s.n == 0 {
 		return s.err
 	}
 	s.n--
-	*dst = Frame{Width: 2, Height: 2, Stride: 6, Data: make([]byte, 12)}
+	*dst = frame.Frame{Width: 2, Height: 2, Stride: 6, Data: make([]byte, 12)}
 	return nil
 }
 func (s *fakeSource) FPS() float64   { return s.fps }

@@ -1,6 +1,8 @@
 package camera
 
 import (
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"context"
 	"errors"
 	"fmt"
@@ -244,7 +246,7 @@ func (c *Capture) stream(ctx context.Context, src Source, backoff *Backoff) (uin
 	if rate > 0 {
 		interval = time.Duration(float64(time.Second) / rate)
 	}
-	var f Frame
+	var f frame.Frame
 	var n uint64
 	next := time.Now()
 	for ctx.Err() == nil {

@@ -1,6 +1,8 @@
 package camera
 
 import (
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"context"
 	"errors"
 	"io"
@@ -19,14 +21,14 @@ type liveFake struct {
 	release chan struct{}
 }
 
-func (s *liveFake) Read(dst *Frame) error {
+func (s *liveFake) Read(dst *frame.Frame) error {
 	if s.n == 0 {
 		<-s.release
 		return errors.New("device unplugged")
 	}
 	s.n--
 	time.Sleep(time.Duration(float64(time.Second) / s.fps))
-	*dst = Frame{Width: 2, Height: 2, Stride: 6, Data: make([]byte, 12)}
+	*dst = frame.Frame{Width: 2, Height: 2, Stride: 6, Data: make([]byte, 12)}
 	return nil
 }
 func (s *liveFake) FPS() float64   { return s.fps }

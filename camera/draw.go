@@ -1,6 +1,8 @@
 package camera
 
 import (
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"fmt"
 	"image"
 	"image/color"
@@ -26,7 +28,7 @@ var (
 // SnapshotJPEG encodes the frame with the marks drawn on it, scaled so
 // that its longer side is at most maxSide pixels (0 keeps the size). The
 // frame itself is not changed.
-func SnapshotJPEG(f *Frame, marks []Mark, maxSide, quality int) ([]byte, error) {
+func SnapshotJPEG(f *frame.Frame, marks []Mark, maxSide, quality int) ([]byte, error) {
 	m, err := matFromFrame(f)
 	if err != nil {
 		return nil, err
@@ -87,7 +89,7 @@ func asciiOnly(s string) string {
 
 // CropJPEG encodes the part r of the frame, scaled so that its longer side
 // is at most maxSide pixels (0 keeps the size).
-func CropJPEG(f *Frame, r image.Rectangle, maxSide, quality int) ([]byte, error) {
+func CropJPEG(f *frame.Frame, r image.Rectangle, maxSide, quality int) ([]byte, error) {
 	m, err := matFromFrame(f)
 	if err != nil {
 		return nil, err

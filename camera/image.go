@@ -1,6 +1,8 @@
 package camera
 
 import (
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"errors"
 	"fmt"
 	"image"
@@ -20,7 +22,7 @@ const maxPixels = 50_000_000
 
 // frameFromMat copies an 8-bit BGR (or grey, or BGRA) Mat into dst,
 // reusing dst's buffer.
-func frameFromMat(m gocv.Mat, dst *Frame) error {
+func frameFromMat(m gocv.Mat, dst *frame.Frame) error {
 	if m.Empty() {
 		return ErrNotImage
 	}
@@ -64,7 +66,7 @@ func frameFromMat(m gocv.Mat, dst *Frame) error {
 
 // matFromFrame wraps a frame's memory in a Mat (no copy). The Mat must be
 // closed, and f.Data must not change while it is in use.
-func matFromFrame(f *Frame) (gocv.Mat, error) {
+func matFromFrame(f *frame.Frame) (gocv.Mat, error) {
 	if err := f.Validate(); err != nil {
 		return gocv.Mat{}, err
 	}
@@ -75,8 +77,8 @@ func matFromFrame(f *Frame) (gocv.Mat, error) {
 }
 
 // DecodeImage decodes a JPEG, PNG or other image OpenCV reads into a BGR frame.
-func DecodeImage(data []byte) (Frame, error) {
-	var f Frame
+func DecodeImage(data []byte) (frame.Frame, error) {
+	var f frame.Frame
 	if len(data) == 0 {
 		return f, fmt.Errorf("%w: empty", ErrNotImage)
 	}
@@ -101,10 +103,10 @@ func DecodeImage(data []byte) (Frame, error) {
 }
 
 // ReadImage reads an image file into a BGR frame.
-func ReadImage(path string) (Frame, error) {
+func ReadImage(path string) (frame.Frame, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return Frame{}, err
+		return frame.Frame{}, err
 	}
 	f, err := DecodeImage(data)
 	if err != nil {
@@ -115,7 +117,7 @@ func ReadImage(path string) (Frame, error) {
 
 // EncodeJPEG encodes a frame as JPEG, scaled down so that its longer side
 // is at most maxSide pixels (0 keeps the size).
-func EncodeJPEG(f *Frame, maxSide, quality int) ([]byte, error) {
+func EncodeJPEG(f *frame.Frame, maxSide, quality int) ([]byte, error) {
 	m, err := matFromFrame(f)
 	if err != nil {
 		return nil, err
@@ -139,7 +141,7 @@ func EncodeJPEG(f *Frame, maxSide, quality int) ([]byte, error) {
 }
 
 // WriteImage writes a frame to an image file; the extension picks the format.
-func WriteImage(path string, f *Frame) error {
+func WriteImage(path string, f *frame.Frame) error {
 	m, err := matFromFrame(f)
 	if err != nil {
 		return err

@@ -1,6 +1,8 @@
 package camera
 
 import (
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"context"
 	"sync"
 )
@@ -11,7 +13,7 @@ import (
 // state capture allocates nothing.
 type Mailbox struct {
 	mu      sync.Mutex
-	slot    Frame
+	slot    frame.Frame
 	full    bool
 	closed  bool
 	ready   chan struct{}
@@ -26,7 +28,7 @@ func NewMailbox() *Mailbox {
 
 // Put stores f as the latest frame. On return f holds a recycled buffer
 // whose contents are undefined.
-func (m *Mailbox) Put(f *Frame) {
+func (m *Mailbox) Put(f *frame.Frame) {
 	m.mu.Lock()
 	if m.full {
 		m.dropped++
@@ -44,7 +46,7 @@ func (m *Mailbox) Put(f *Frame) {
 // Take waits for a frame and swaps it into dst (dst's old buffer is
 // recycled). It returns ctx.Err() when ctx ends and ErrClosed once the
 // mailbox is closed and empty.
-func (m *Mailbox) Take(ctx context.Context, dst *Frame) error {
+func (m *Mailbox) Take(ctx context.Context, dst *frame.Frame) error {
 	for {
 		m.mu.Lock()
 		if m.full {
@@ -91,7 +93,7 @@ func (m *Mailbox) Stats() (put, dropped uint64) {
 func (m *Mailbox) Ready() <-chan struct{} { return m.ready }
 
 // TryTake swaps the latest frame into dst if there is one.
-func (m *Mailbox) TryTake(dst *Frame) bool {
+func (m *Mailbox) TryTake(dst *frame.Frame) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.full {

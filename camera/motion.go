@@ -1,6 +1,8 @@
 package camera
 
 import (
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"fmt"
 	"image"
 
@@ -90,7 +92,7 @@ func NewMotionGate(cfg MotionConfig) (*MotionGate, error) {
 }
 
 // Check compares f with the reference frame.
-func (g *MotionGate) Check(f *Frame) (Motion, error) {
+func (g *MotionGate) Check(f *frame.Frame) (Motion, error) {
 	src, err := matFromFrame(f)
 	if err != nil {
 		return Motion{}, fmt.Errorf("motion gate: %w", err)

@@ -1,6 +1,8 @@
 package camera
 
 import (
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"errors"
 	"io"
 	"path/filepath"
@@ -76,7 +78,7 @@ func gateVideo(t *testing.T, path string) (passed, frames int) {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	var f Frame
+	var f frame.Frame
 	for {
 		err := src.Read(&f)
 		if errors.Is(err, io.EOF) {

@@ -1,6 +1,8 @@
 package camera
 
 import (
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"fmt"
 	"image"
 	"math"
@@ -8,88 +10,10 @@ import (
 	"gocv.io/x/gocv"
 )
 
-// Fit says how a frame is fitted to the model's input size.
-type Fit string
-
-// Ways to fit a frame to the input.
-const (
-	FitStretch   Fit = "stretch"   // resize to the input size, ignoring aspect ratio
-	FitLetterbox Fit = "letterbox" // keep aspect ratio, pad with grey
-	FitCrop      Fit = "crop"      // keep aspect ratio, crop the centre
-)
-
-// Element types of a model input.
-const (
-	Float32 = "float32"
-	Uint8   = "uint8"
-	Int8    = "int8"
-)
-
-// Spec describes a model input laid out as [H][W][3] in the given channel
-// order. Pixels are normalised as value = (pixel - Mean[c]) / Std[c]; for
-// 8-bit inputs (Type uint8 or int8) the value is then quantised with the
-// tensor's parameters: q = round(value / Scale) + Zero, clamped to the
-// type's range.
-type Spec struct {
-	Width, Height int
-	RGB           bool // channel order RGB (else BGR)
-	Mean, Std     [3]float32
-	Fit           Fit
-	Type          string  // Float32 (also ""), Uint8 or Int8
-	Scale         float32 // quantisation scale of an 8-bit input
-	Zero          int     // quantisation zero point of an 8-bit input
-}
-
-// Validate checks a spec.
-func (s Spec) Validate() error {
-	if s.Width <= 0 || s.Height <= 0 || s.Width > 4096 || s.Height > 4096 {
-		return fmt.Errorf("input size %dx%d", s.Width, s.Height)
-	}
-	for c := range 3 {
-		if s.Std[c] == 0 || math.IsNaN(float64(s.Std[c])) || math.IsNaN(float64(s.Mean[c])) {
-			return fmt.Errorf("std[%d] is %g, mean[%d] is %g", c, s.Std[c], c, s.Mean[c])
-		}
-	}
-	switch s.Fit {
-	case FitStretch, FitLetterbox, FitCrop, "":
-	default:
-		return fmt.Errorf("unknown fit %q (stretch, letterbox or crop)", s.Fit)
-	}
-	switch s.Type {
-	case Float32, "":
-	case Uint8, Int8:
-		if !(s.Scale > 0) || math.IsInf(float64(s.Scale), 0) {
-			return fmt.Errorf("%s input with quantisation scale %g", s.Type, s.Scale)
-		}
-		lo, hi := quantRange(s.Type)
-		if s.Zero < lo || s.Zero > hi {
-			return fmt.Errorf("%s input with zero point %d", s.Type, s.Zero)
-		}
-	default:
-		return fmt.Errorf("input type %q: want float32, uint8 or int8", s.Type)
-	}
-	return nil
-}
-
-func quantRange(typ string) (lo, hi int) {
-	if typ == Int8 {
-		return -128, 127
-	}
-	return 0, 255
-}
-
-// Input is a preprocessed image: Float for a float32 model input, or
-// Quantized for an 8-bit one (int8 values as their two's complement
-// bytes).
-type Input struct {
-	Float     []float32
-	Quantized []byte
-}
-
 // Preprocessor turns frames into model input. It keeps scratch buffers
 // between calls, so it belongs to one goroutine.
 type Preprocessor struct {
-	spec    Spec
+	spec    frame.Spec
 	resized gocv.Mat
 	// Per channel of the output, the value of each 8-bit pixel level.
 	lutF [3][256]float32
@@ -100,23 +24,23 @@ type Preprocessor struct {
 const padGrey = 128
 
 // NewPreprocessor validates spec and returns a preprocessor; Close it.
-func NewPreprocessor(spec Spec) (*Preprocessor, error) {
+func NewPreprocessor(spec frame.Spec) (*Preprocessor, error) {
 	if spec.Fit == "" {
-		spec.Fit = FitStretch
+		spec.Fit = frame.FitStretch
 	}
 	if spec.Type == "" {
-		spec.Type = Float32
+		spec.Type = frame.Float32
 	}
 	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("preprocessing: %w", err)
 	}
 	p := &Preprocessor{spec: spec, resized: gocv.NewMat()}
-	lo, hi := quantRange(spec.Type)
+	lo, hi := frame.QuantRange(spec.Type)
 	for c := range 3 {
 		for v := range 256 {
 			x := (float32(v) - spec.Mean[c]) / spec.Std[c]
 			p.lutF[c][v] = x
-			if spec.Type != Float32 {
+			if spec.Type != frame.Float32 {
 				q := int(math.Round(float64(x/spec.Scale))) + spec.Zero
 				p.lutQ[c][v] = byte(min(max(q, lo), hi))
 			}
@@ -126,16 +50,16 @@ func NewPreprocessor(spec Spec) (*Preprocessor, error) {
 }
 
 // Spec returns the input description.
-func (p *Preprocessor) Spec() Spec { return p.spec }
+func (p *Preprocessor) Spec() frame.Spec { return p.spec }
 
 // Len is the number of values Process produces.
 func (p *Preprocessor) Len() int { return p.spec.Width * p.spec.Height * 3 }
 
 // Process prepares the whole frame as float32 input, writing into dst
 // (grown if needed) and returning it.
-func (p *Preprocessor) Process(f *Frame, dst []float32) ([]float32, error) {
-	in := Input{Float: dst}
-	if p.spec.Type != Float32 {
+func (p *Preprocessor) Process(f *frame.Frame, dst []float32) ([]float32, error) {
+	in := frame.Input{Float: dst}
+	if p.spec.Type != frame.Float32 {
 		return nil, fmt.Errorf("preprocess: the model takes %s input; use Prepare", p.spec.Type)
 	}
 	if err := p.Prepare(f, image.Rectangle{}, &in); err != nil {
@@ -147,7 +71,7 @@ func (p *Preprocessor) Process(f *Frame, dst []float32) ([]float32, error) {
 // Prepare resizes the region of f (the whole frame when region is empty)
 // to the input size as the spec's fit says, reorders channels, normalises
 // and, for 8-bit inputs, quantises, into in (whose buffers are reused).
-func (p *Preprocessor) Prepare(f *Frame, region image.Rectangle, in *Input) error {
+func (p *Preprocessor) Prepare(f *frame.Frame, region image.Rectangle, in *frame.Input) error {
 	src, err := matFromFrame(f)
 	if err != nil {
 		return fmt.Errorf("preprocess: %w", err)
@@ -182,7 +106,7 @@ func (p *Preprocessor) Prepare(f *Frame, region image.Rectangle, in *Input) erro
 	if p.spec.RGB {
 		ci = [3]int{2, 1, 0}
 	}
-	if p.spec.Type == Float32 {
+	if p.spec.Type == frame.Float32 {
 		in.Float, in.Quantized = lookUp(grow(in.Float, n), &p.lutF, pix, g, W, H, ci), nil
 	} else {
 		in.Quantized, in.Float = lookUp(grow(in.Quantized, n), &p.lutQ, pix, g, W, H, ci), nil
@@ -231,7 +155,7 @@ func (p *Preprocessor) geometry(region image.Rectangle) geometry {
 	fw, fh := region.Dx(), region.Dy()
 	g := geometry{roi: region, rw: W, rh: H}
 	switch p.spec.Fit {
-	case FitCrop:
+	case frame.FitCrop:
 		// Largest centred part with the input's aspect ratio.
 		cw, ch := fw, fw*H/W
 		if ch > fh {
@@ -239,7 +163,7 @@ func (p *Preprocessor) geometry(region image.Rectangle) geometry {
 		}
 		x0, y0 := region.Min.X+(fw-cw)/2, region.Min.Y+(fh-ch)/2
 		g.roi = image.Rect(x0, y0, x0+max(cw, 1), y0+max(ch, 1))
-	case FitLetterbox:
+	case frame.FitLetterbox:
 		if fw*H > fh*W { // wider than the input
 			g.rw, g.rh = W, max(fh*W/fw, 1)
 		} else {
@@ -253,7 +177,7 @@ func (p *Preprocessor) geometry(region image.Rectangle) geometry {
 // ToFrame maps a box in normalised input coordinates (0..1, as a detector
 // reports it) of the input made from the whole frame f back to frame
 // pixels, clipped to the frame.
-func (p *Preprocessor) ToFrame(f *Frame, ymin, xmin, ymax, xmax float32) image.Rectangle {
+func (p *Preprocessor) ToFrame(f *frame.Frame, ymin, xmin, ymax, xmax float32) image.Rectangle {
 	g := p.geometry(image.Rect(0, 0, f.Width, f.Height))
 	W, H := float64(p.spec.Width), float64(p.spec.Height)
 	fx := func(x float32) int {

@@ -1,6 +1,8 @@
 package camera
 
 import (
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"image"
 	"math"
 	"testing"
@@ -13,26 +15,26 @@ func TestPreprocessQuantisesForUint8AndInt8(t *testing.T) {
 	f := solid(40, 30, 0, 100, 255) // B, G, R
 	for _, tc := range []struct {
 		name  string
-		spec  Spec
+		spec  frame.Spec
 		want  [3]int // R, G, B after quantisation
 		check func(b byte) int
 	}{
 		// A typical uint8 model: [0,255] pixels as they are.
-		{"uint8 identity", Spec{Type: Uint8, Scale: 1, Zero: 0, Mean: [3]float32{0, 0, 0}, Std: [3]float32{1, 1, 1}}, [3]int{255, 100, 0}, func(b byte) int { return int(b) }},
+		{"uint8 identity", frame.Spec{Type: frame.Uint8, Scale: 1, Zero: 0, Mean: [3]float32{0, 0, 0}, Std: [3]float32{1, 1, 1}}, [3]int{255, 100, 0}, func(b byte) int { return int(b) }},
 		// [-1,1] input quantised with scale 1/128, zero 128.
-		{"uint8 of [-1,1]", Spec{Type: Uint8, Scale: 1.0 / 128, Zero: 128, Mean: [3]float32{127.5, 127.5, 127.5}, Std: [3]float32{127.5, 127.5, 127.5}},
+		{"uint8 of [-1,1]", frame.Spec{Type: frame.Uint8, Scale: 1.0 / 128, Zero: 128, Mean: [3]float32{127.5, 127.5, 127.5}, Std: [3]float32{127.5, 127.5, 127.5}},
 			[3]int{q(255, 127.5, 127.5, 1.0/128, 128, 0, 255), q(100, 127.5, 127.5, 1.0/128, 128, 0, 255), q(0, 127.5, 127.5, 1.0/128, 128, 0, 255)}, func(b byte) int { return int(b) }},
 		// int8 with zero point -128: pixel - 128 in effect.
-		{"int8", Spec{Type: Int8, Scale: 1, Zero: -128, Mean: [3]float32{0, 0, 0}, Std: [3]float32{1, 1, 1}}, [3]int{127, -28, -128}, func(b byte) int { return int(int8(b)) }},
+		{"int8", frame.Spec{Type: frame.Int8, Scale: 1, Zero: -128, Mean: [3]float32{0, 0, 0}, Std: [3]float32{1, 1, 1}}, [3]int{127, -28, -128}, func(b byte) int { return int(int8(b)) }},
 		// A scale that overflows the range is clamped.
-		{"int8 clamped", Spec{Type: Int8, Scale: 0.5, Zero: 0, Mean: [3]float32{0, 0, 0}, Std: [3]float32{1, 1, 1}}, [3]int{127, 127, 0}, func(b byte) int { return int(int8(b)) }},
+		{"int8 clamped", frame.Spec{Type: frame.Int8, Scale: 0.5, Zero: 0, Mean: [3]float32{0, 0, 0}, Std: [3]float32{1, 1, 1}}, [3]int{127, 127, 0}, func(b byte) int { return int(int8(b)) }},
 	} {
 		tc.spec.Width, tc.spec.Height, tc.spec.RGB = 8, 6, true
 		p, err := NewPreprocessor(tc.spec)
 		if err != nil {
 			t.Fatal(tc.name, err)
 		}
-		var in Input
+		var in frame.Input
 		err = p.Prepare(&f, image.Rectangle{}, &in)
 		p.Close()
 		if err != nil {
@@ -47,10 +49,10 @@ func TestPreprocessQuantisesForUint8AndInt8(t *testing.T) {
 			}
 		}
 	}
-	for _, bad := range []Spec{
-		{Width: 8, Height: 8, Std: [3]float32{1, 1, 1}, Type: Uint8},                     // no scale
-		{Width: 8, Height: 8, Std: [3]float32{1, 1, 1}, Type: Int8, Scale: 1, Zero: 200}, // zero out of range
-		{Width: 8, Height: 8, Std: [3]float32{1, 1, 1}, Type: "float16"},                 // unknown type
+	for _, bad := range []frame.Spec{
+		{Width: 8, Height: 8, Std: [3]float32{1, 1, 1}, Type: frame.Uint8},                     // no scale
+		{Width: 8, Height: 8, Std: [3]float32{1, 1, 1}, Type: frame.Int8, Scale: 1, Zero: 200}, // zero out of range
+		{Width: 8, Height: 8, Std: [3]float32{1, 1, 1}, Type: "float16"},                       // unknown type
 	} {
 		if _, err := NewPreprocessor(bad); err == nil {
 			t.Errorf("%+v accepted", bad)
@@ -69,19 +71,19 @@ func TestToFrameInvertsEachFit(t *testing.T) {
 	f := solid(640, 480, 0, 0, 0)
 	want := image.Rect(200, 120, 440, 400)
 	for _, tc := range []struct {
-		fit Fit
+		fit frame.Fit
 		// The box in normalised input coordinates, worked out by hand for
 		// a 300x300 input.
 		box [4]float32 // ymin, xmin, ymax, xmax
 	}{
-		{FitStretch, [4]float32{120.0 / 480, 200.0 / 640, 400.0 / 480, 440.0 / 640}},
+		{frame.FitStretch, [4]float32{120.0 / 480, 200.0 / 640, 400.0 / 480, 440.0 / 640}},
 		// 640x480 letterboxed into 300x300: scale 300/640, 225 rows tall,
 		// 37 rows of padding above.
-		{FitLetterbox, [4]float32{(37 + 120*300.0/640) / 300, 200 * 300.0 / 640 / 300, (37 + 400*300.0/640) / 300, 440 * 300.0 / 640 / 300}},
+		{frame.FitLetterbox, [4]float32{(37 + 120*300.0/640) / 300, 200 * 300.0 / 640 / 300, (37 + 400*300.0/640) / 300, 440 * 300.0 / 640 / 300}},
 		// Centre crop: the middle 480x480 (x from 80), scale 300/480.
-		{FitCrop, [4]float32{120.0 / 480, 120.0 / 480, 400.0 / 480, 360.0 / 480}},
+		{frame.FitCrop, [4]float32{120.0 / 480, 120.0 / 480, 400.0 / 480, 360.0 / 480}},
 	} {
-		p, err := NewPreprocessor(Spec{Width: 300, Height: 300, Std: [3]float32{1, 1, 1}, Fit: tc.fit})
+		p, err := NewPreprocessor(frame.Spec{Width: 300, Height: 300, Std: [3]float32{1, 1, 1}, Fit: tc.fit})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,16 +109,16 @@ func TestPrepareRegionEqualsPreparingTheCrop(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := image.Rect(110, 200, 330, 550)
-	crop := Frame{Width: r.Dx(), Height: r.Dy(), Stride: r.Dx() * 3}
+	crop := frame.Frame{Width: r.Dx(), Height: r.Dy(), Stride: r.Dx() * 3}
 	for y := r.Min.Y; y < r.Max.Y; y++ {
 		crop.Data = append(crop.Data, f.Data[y*f.Stride+r.Min.X*3:y*f.Stride+r.Max.X*3]...)
 	}
-	p, err := NewPreprocessor(Spec{Width: 96, Height: 96, RGB: true, Mean: [3]float32{127.5, 127.5, 127.5}, Std: [3]float32{127.5, 127.5, 127.5}, Fit: FitLetterbox})
+	p, err := NewPreprocessor(frame.Spec{Width: 96, Height: 96, RGB: true, Mean: [3]float32{127.5, 127.5, 127.5}, Std: [3]float32{127.5, 127.5, 127.5}, Fit: frame.FitLetterbox})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	var a, b Input
+	var a, b frame.Input
 	if err := p.Prepare(&f, r, &a); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 package camera
 
 import (
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +22,7 @@ var ErrClosed = errors.New("closed")
 // io.EOF when the source ends (a file or folder at its end, a stream that
 // stopped).
 type Source interface {
-	Read(dst *Frame) error
+	Read(dst *frame.Frame) error
 	// FPS is the source's native frame rate, or 0 when it has none.
 	FPS() float64
 	// Live says whether the source runs in real time (a camera or a
@@ -204,7 +206,7 @@ func openDevice(name string, opt SourceOptions) (*videoSource, error) {
 	return newVideoSource(vc, "camera", name, true), nil
 }
 
-func (v *videoSource) Read(dst *Frame) error {
+func (v *videoSource) Read(dst *frame.Frame) error {
 	if v.cap == nil {
 		return ErrClosed
 	}
@@ -286,7 +288,7 @@ func openFolder(dir string, fps float64) (*folderSource, error) {
 	return &folderSource{dir: dir, files: files, fps: fps}, nil
 }
 
-func (s *folderSource) Read(dst *Frame) error {
+func (s *folderSource) Read(dst *frame.Frame) error {
 	for s.next < len(s.files) {
 		path := s.files[s.next]
 		s.next++

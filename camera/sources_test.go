@@ -1,6 +1,8 @@
 package camera
 
 import (
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"context"
 	"fmt"
 	"io"
@@ -108,7 +110,7 @@ func runCapture(t *testing.T, cfg CaptureConfig, cond func(Status) bool) (Status
 	go func() { c.Run(ctx); close(done) }()
 	// Keep the mailbox drained, as the inference worker does.
 	go func() {
-		var f Frame
+		var f frame.Frame
 		for box.Take(context.Background(), &f) == nil {
 		}
 	}()
@@ -145,7 +147,7 @@ func TestGStreamerPipelineEndsAndReopens(t *testing.T) {
 	if !src.Live() || !strings.HasPrefix(src.String(), "GStreamer pipeline") {
 		t.Errorf("source %s live %v", src, src.Live())
 	}
-	var f Frame
+	var f frame.Frame
 	n := 0
 	for src.Read(&f) == nil {
 		if f.Width != 160 || f.Height != 120 {
@@ -173,7 +175,7 @@ func mjpegServer(t *testing.T, video string, perConn int) *httptest.Server {
 		t.Fatal(err)
 	}
 	var jpegs [][]byte
-	var f Frame
+	var f frame.Frame
 	for len(jpegs) < perConn && src.Read(&f) == nil {
 		j, err := EncodeJPEG(&f, 320, 80)
 		if err != nil {

@@ -1,6 +1,8 @@
 package camera
 
 import (
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"errors"
 	"fmt"
 	"image"
@@ -15,7 +17,7 @@ import (
 // the background for a number of seconds, drifting from one position to
 // another so that consecutive frames differ as they would on a camera.
 type Shot struct {
-	Photo   *Frame          // nil shows the background alone
+	Photo   *frame.Frame    // nil shows the background alone
 	Crop    image.Rectangle // part of the photo to use; empty means all of it
 	Seconds float64
 	// Height is the fraction of the frame height the photo fills.
@@ -33,7 +35,7 @@ type Shot struct {
 
 // WriteVideo composes shots over a background into an MJPEG AVI file that
 // OpenCV (and most players) can read. It returns the number of frames.
-func WriteVideo(path string, width, height int, fps float64, background *Frame, shots []Shot) (int, error) {
+func WriteVideo(path string, width, height int, fps float64, background *frame.Frame, shots []Shot) (int, error) {
 	if background == nil {
 		return 0, errors.New("no background")
 	}
@@ -60,7 +62,7 @@ func ComposeVideo(path string, width, height int, fps float64, background string
 		return 0, fmt.Errorf("background: %w", err)
 	}
 	defer func() { src.Close() }()
-	var f Frame
+	var f frame.Frame
 	return compose(path, width, height, fps, shots, func(dst *gocv.Mat) error {
 		err := src.Read(&f)
 		if errors.Is(err, io.EOF) {

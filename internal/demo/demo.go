@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"github.com/whiskercam/whisker/camera"
 )
 
@@ -77,7 +79,7 @@ func Subject(i int) (subject string, pass int) {
 
 // Write composes the demo video from the photographs in dir.
 func Write(path, dir string) (int, error) {
-	read := func(name string) (*camera.Frame, error) {
+	read := func(name string) (*frame.Frame, error) {
 		f, err := camera.ReadImage(filepath.Join(dir, name))
 		if err != nil {
 			return nil, fmt.Errorf("%w (run make deps)", err)
@@ -120,7 +122,7 @@ func Write(path, dir string) (int, error) {
 }
 
 // tintGreen colours the grey lawn photograph.
-func tintGreen(f *camera.Frame) {
+func tintGreen(f *frame.Frame) {
 	for i := 0; i+2 < len(f.Data); i += 3 {
 		v := float64(f.Data[i+1])
 		f.Data[i] = byte(v * 0.45)

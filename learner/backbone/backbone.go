@@ -24,6 +24,7 @@ import (
 
 	tflite "github.com/tphakala/go-tflite"
 
+	"github.com/whiskercam/whisker/camera/frame"
 	"github.com/whiskercam/whisker/firmware/model"
 )
 
@@ -336,6 +337,36 @@ func (b *Backbone) InputShape() []int { return slices.Clone(b.inShape) }
 // "INT8") and, for the 8-bit types, its quantisation.
 func (b *Backbone) InputType() (string, Quant) { return typeName(b.inType), b.inQuant }
 
+// InputSpec is the preprocessing the manifest asks for, with the input
+// tensor's type and quantisation, so that an 8-bit model gets its input
+// quantised as the tensor says. Infer takes what a preprocessor made to
+// this spec: Float for a float32 tensor, Quantized for an 8-bit one
+// (Float given to an 8-bit tensor is quantised with its parameters).
+func (b *Backbone) InputSpec() (frame.Spec, error) {
+	man := b.manifest
+	if man == nil {
+		return frame.Spec{}, errors.New("the backbone has no manifest")
+	}
+	spec := frame.Spec{
+		Width:  man.Input.Shape[2],
+		Height: man.Input.Shape[1],
+		RGB:    man.Preprocess.ColorOrder == "RGB",
+		Mean:   man.Preprocess.Mean,
+		Std:    man.Preprocess.Std,
+		Fit:    frame.Fit(man.Preprocess.Resize),
+	}
+	switch b.inType {
+	case tflite.UInt8:
+		spec.Type, spec.Scale, spec.Zero = frame.Uint8, b.inQuant.Scale, b.inQuant.Zero
+	case tflite.Int8:
+		spec.Type, spec.Scale, spec.Zero = frame.Int8, b.inQuant.Scale, b.inQuant.Zero
+	}
+	if err := spec.Validate(); err != nil {
+		return frame.Spec{}, fmt.Errorf("backbone manifest: %w", err)
+	}
+	return spec, nil
+}
+
 // Dim is the size of the embedding.
 func (b *Backbone) Dim() int {
 	if b.pool != "" {
@@ -359,15 +390,6 @@ func (b *Backbone) OutputShapes() [][]int {
 		out[i] = slices.Clone(o.shape)
 	}
 	return out
-}
-
-// Input is one preprocessed image: Float for a float32 input tensor, or
-// Quantized (uint8 values, or int8 values as their two's complement
-// bytes) for an 8-bit one. Float given to an 8-bit tensor is quantised
-// with the tensor's parameters.
-type Input struct {
-	Float     []float32
-	Quantized []byte
 }
 
 // Result holds one run's outputs, copied out of the interpreter and
@@ -394,7 +416,7 @@ type Result struct {
 // the model's layout) and returns a copy of its embedding.
 func (b *Backbone) Embed(input []float32) ([]float32, error) {
 	var r Result
-	if err := b.Infer(Input{Float: input}, &r); err != nil {
+	if err := b.Infer(frame.Input{Float: input}, &r); err != nil {
 		return nil, err
 	}
 	return r.Embedding, nil
@@ -403,7 +425,7 @@ func (b *Backbone) Embed(input []float32) ([]float32, error) {
 // Run runs the model on a float image and returns copies of all outputs.
 func (b *Backbone) Run(input []float32) ([][]float32, error) {
 	var r Result
-	if err := b.Infer(Input{Float: input}, &r); err != nil {
+	if err := b.Infer(frame.Input{Float: input}, &r); err != nil {
 		return nil, err
 	}
 	return r.Outputs, nil
@@ -424,7 +446,7 @@ func (b *Backbone) Invoke() error {
 }
 
 // Infer runs the model on one image and fills r.
-func (b *Backbone) Infer(in Input, r *Result) error {
+func (b *Backbone) Infer(in frame.Input, r *Result) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.interp == nil {
@@ -466,7 +488,7 @@ func (b *Backbone) Infer(in Input, r *Result) error {
 	return err
 }
 
-func (b *Backbone) setInput(in Input) error {
+func (b *Backbone) setInput(in frame.Input) error {
 	switch {
 	case b.inType == tflite.Float32 && in.Float != nil:
 		if len(in.Float) != b.inLen {

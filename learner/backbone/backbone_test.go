@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/firmware/model"
 	"github.com/whiskercam/whisker/firmware/model/modeltest"
@@ -193,9 +195,9 @@ func TestPhotoEmbeddings(t *testing.T) {
 	}
 	defer b.Close()
 	man := b.Manifest()
-	pre, err := camera.NewPreprocessor(camera.Spec{
+	pre, err := camera.NewPreprocessor(frame.Spec{
 		Width: man.Input.Shape[2], Height: man.Input.Shape[1], RGB: man.Preprocess.ColorOrder == "RGB",
-		Mean: man.Preprocess.Mean, Std: man.Preprocess.Std, Fit: camera.Fit(man.Preprocess.Resize),
+		Mean: man.Preprocess.Mean, Std: man.Preprocess.Std, Fit: frame.Fit(man.Preprocess.Resize),
 	})
 	if err != nil {
 		t.Fatal(err)

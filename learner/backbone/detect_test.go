@@ -5,6 +5,8 @@ import (
 	"math"
 	"testing"
 
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/firmware/model"
 	"github.com/whiskercam/whisker/firmware/model/modeltest"
@@ -15,9 +17,9 @@ import (
 
 func preprocessor(t *testing.T, man *model.Manifest) *camera.Preprocessor {
 	t.Helper()
-	p, err := camera.NewPreprocessor(camera.Spec{
+	p, err := camera.NewPreprocessor(frame.Spec{
 		Width: man.Input.Shape[2], Height: man.Input.Shape[1], RGB: man.Preprocess.ColorOrder == "RGB",
-		Mean: man.Preprocess.Mean, Std: man.Preprocess.Std, Fit: camera.Fit(man.Preprocess.Resize),
+		Mean: man.Preprocess.Mean, Std: man.Preprocess.Std, Fit: frame.Fit(man.Preprocess.Resize),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +61,7 @@ func TestDetectingBackboneEmbedsAsTheEmbeddingBackbone(t *testing.T) {
 		t.Fatal(err)
 	}
 	var r backbone.Result
-	if err := det.Infer(backbone.Input{Float: in}, &r); err != nil {
+	if err := det.Infer(frame.Input{Float: in}, &r); err != nil {
 		t.Fatal(err)
 	}
 	if len(r.Boxes) != 1917*4 || len(r.Scores) != 1917*24 || len(r.Map) != 10*10*1280 {
@@ -127,23 +129,23 @@ func TestQuantisedInputAndOutput(t *testing.T) {
 			t.Fatalf("%s: input type %s %+v", typ, name, q)
 		}
 		// Pixels 0..255 mapped to [-1,1], then quantised for the input.
-		spec := camera.Spec{Width: 4, Height: 4, RGB: true, Mean: [3]float32{127.5, 127.5, 127.5}, Std: [3]float32{127.5, 127.5, 127.5},
-			Type: map[tfl.TensorType]string{tfl.TensorTypeUINT8: camera.Uint8, tfl.TensorTypeINT8: camera.Int8}[typ], Scale: q.Scale, Zero: q.Zero}
+		spec := frame.Spec{Width: 4, Height: 4, RGB: true, Mean: [3]float32{127.5, 127.5, 127.5}, Std: [3]float32{127.5, 127.5, 127.5},
+			Type: map[tfl.TensorType]string{tfl.TensorTypeUINT8: frame.Uint8, tfl.TensorTypeINT8: frame.Int8}[typ], Scale: q.Scale, Zero: q.Zero}
 		pre, err := camera.NewPreprocessor(spec)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer pre.Close()
-		f := camera.Frame{Width: 4, Height: 4, Stride: 12, Data: make([]byte, 48)}
+		f := frame.Frame{Width: 4, Height: 4, Stride: 12, Data: make([]byte, 48)}
 		for i := range f.Data {
 			f.Data[i] = byte(i * 5)
 		}
-		var in camera.Input
+		var in frame.Input
 		if err := pre.Prepare(&f, image.Rectangle{}, &in); err != nil {
 			t.Fatal(err)
 		}
 		var r backbone.Result
-		if err := b.Infer(backbone.Input{Quantized: in.Quantized}, &r); err != nil {
+		if err := b.Infer(frame.Input{Quantized: in.Quantized}, &r); err != nil {
 			t.Fatalf("%s: %v", typ, err)
 		}
 		lo, hi := 0.0, 255.0
@@ -169,7 +171,7 @@ func TestQuantisedInputAndOutput(t *testing.T) {
 		for i := range fl {
 			fl[i] = float32(i)/47*2 - 1
 		}
-		if err := b.Infer(backbone.Input{Float: fl}, &r2); err != nil {
+		if err := b.Infer(frame.Input{Float: fl}, &r2); err != nil {
 			t.Fatal(err)
 		}
 		if len(r2.Embedding) != 48 {

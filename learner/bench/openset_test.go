@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/internal/testenv"
 	"github.com/whiskercam/whisker/learner"
@@ -15,11 +17,11 @@ import (
 // crop32 cuts a random square of a photograph (40-100% of its shorter
 // side) and scales it down to 32x32, the size of the CIFAR-10 pets, so
 // that known and unknown images reach the backbone the same way.
-func crop32(t *testing.T, f *camera.Frame, rng *rand.Rand, pre *camera.Preprocessor) camera.Frame {
+func crop32(t *testing.T, f *frame.Frame, rng *rand.Rand, pre *camera.Preprocessor) frame.Frame {
 	t.Helper()
 	side := int(float64(min(f.Width, f.Height)) * (0.4 + 0.6*rng.Float64()))
 	x0, y0 := rng.IntN(f.Width-side+1), rng.IntN(f.Height-side+1)
-	c := camera.Frame{Width: side, Height: side, Stride: side * 3, Data: make([]byte, side*side*3)}
+	c := frame.Frame{Width: side, Height: side, Stride: side * 3, Data: make([]byte, side*side*3)}
 	for y := range side {
 		copy(c.Data[y*side*3:(y+1)*side*3], f.Data[(y0+y)*f.Stride+x0*3:])
 	}
@@ -27,7 +29,7 @@ func crop32(t *testing.T, f *camera.Frame, rng *rand.Rand, pre *camera.Preproces
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := camera.Frame{Width: PetSide, Height: PetSide, Stride: PetSide * 3, Data: make([]byte, len(px))}
+	out := frame.Frame{Width: PetSide, Height: PetSide, Stride: PetSide * 3, Data: make([]byte, len(px))}
 	for i, v := range px {
 		out.Data[i] = clampByte(v)
 	}
@@ -71,7 +73,7 @@ func TestUnlabelledAnimalsComeOutUnknown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer emb.Close()
-	pre, err := camera.NewPreprocessor(camera.Spec{Width: PetSide, Height: PetSide, Std: [3]float32{1, 1, 1}})
+	pre, err := camera.NewPreprocessor(frame.Spec{Width: PetSide, Height: PetSide, Std: [3]float32{1, 1, 1}})
 	if err != nil {
 		t.Fatal(err)
 	}

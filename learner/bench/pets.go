@@ -22,7 +22,8 @@ import (
 	"sort"
 	"strconv"
 
-	"github.com/whiskercam/whisker/camera"
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"github.com/whiskercam/whisker/internal/atomicfile"
 	"github.com/whiskercam/whisker/learner"
 )
@@ -45,7 +46,7 @@ func petLabel(c int) string {
 
 // PetImages holds the CIFAR-10 dogs and cats as 32x32 BGR frames.
 type PetImages struct {
-	Dogs, Cats []camera.Frame
+	Dogs, Cats []frame.Frame
 }
 
 // LoadPetImages reads the first n dogs and n cats (all when n is 0) of
@@ -59,7 +60,7 @@ func LoadPetImages(path string, n int) (*PetImages, error) {
 	out := &PetImages{}
 	for _, c := range []struct {
 		key string
-		dst *[]camera.Frame
+		dst *[]frame.Frame
 	}{{"dogs", &out.Dogs}, {"cats", &out.Cats}} {
 		b64, err := jsonString(data, c.key)
 		if err != nil {
@@ -99,7 +100,7 @@ func jsonString(data []byte, key string) ([]byte, error) {
 // petBytes is the size of one image: 32x32x3 float32.
 const petBytes = PetSide * PetSide * 3 * 4
 
-func decodePets(b64 []byte, n int) ([]camera.Frame, error) {
+func decodePets(b64 []byte, n int) ([]frame.Frame, error) {
 	// 12,288 bytes are exactly 16,384 base64 characters: a prefix of the
 	// text decodes to a prefix of the images.
 	const perImage = petBytes / 3 * 4
@@ -115,7 +116,7 @@ func decodePets(b64 []byte, n int) ([]camera.Frame, error) {
 	if len(b) == 0 || len(b)%petBytes != 0 {
 		return nil, fmt.Errorf("%d bytes is not a whole number of %dx%d float32 RGB images", len(b), PetSide, PetSide)
 	}
-	frames := make([]camera.Frame, len(b)/petBytes)
+	frames := make([]frame.Frame, len(b)/petBytes)
 	for i := range frames {
 		src := b[i*petBytes : (i+1)*petBytes]
 		px := make([]byte, PetSide*PetSide*3)
@@ -126,7 +127,7 @@ func decodePets(b64 []byte, n int) ([]camera.Frame, error) {
 				px[p+2-c] = clampByte(v)
 			}
 		}
-		frames[i] = camera.Frame{Data: px, Width: PetSide, Height: PetSide, Stride: PetSide * 3}
+		frames[i] = frame.Frame{Data: px, Width: PetSide, Height: PetSide, Stride: PetSide * 3}
 	}
 	return frames, nil
 }
@@ -144,8 +145,8 @@ func clampByte(v float32) byte {
 // Embedder is what the pet embeddings need from a backbone.
 type Embedder interface {
 	Identity() string
-	Spec() camera.Spec
-	Embed(*camera.Frame) ([]float32, error)
+	Spec() frame.Spec
+	Embed(*frame.Frame) ([]float32, error)
 }
 
 // Progress, when not nil, is told how many images of how many are done.
@@ -172,7 +173,7 @@ func PetEmbeddings(jsonPath, cacheDir string, e Embedder, perClass int, progress
 	}
 	d := &learner.Dataset{}
 	total := 2 * perClass
-	for ci, frames := range [][]camera.Frame{imgs.Dogs[:perClass], imgs.Cats[:perClass]} {
+	for ci, frames := range [][]frame.Frame{imgs.Dogs[:perClass], imgs.Cats[:perClass]} {
 		for i := range frames {
 			x, err := e.Embed(&frames[i])
 			if err != nil {
@@ -201,7 +202,7 @@ func cacheKey(e Embedder) string {
 	s := e.Spec()
 	fit := s.Fit
 	if fit == "" {
-		fit = camera.FitStretch
+		fit = frame.FitStretch
 	}
 	return fmt.Sprintf("pets-%s-%dx%d-%s", unsafeChars.ReplaceAllString(e.Identity(), "_"), s.Width, s.Height, fit)
 }

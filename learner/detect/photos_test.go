@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/internal/testenv"
 	"github.com/whiskercam/whisker/learner/backbone"
@@ -36,8 +38,8 @@ func TestFindsPetsInPhotographs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pre, err := camera.NewPreprocessor(camera.Spec{Width: 300, Height: 300, RGB: true,
-		Mean: man.Preprocess.Mean, Std: man.Preprocess.Std, Fit: camera.Fit(man.Preprocess.Resize)})
+	pre, err := camera.NewPreprocessor(frame.Spec{Width: 300, Height: 300, RGB: true,
+		Mean: man.Preprocess.Mean, Std: man.Preprocess.Std, Fit: frame.Fit(man.Preprocess.Resize)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +65,7 @@ func TestFindsPetsInPhotographs(t *testing.T) {
 			t.Fatal(err)
 		}
 		var r backbone.Result
-		if err := bb.Infer(backbone.Input{Float: in}, &r); err != nil {
+		if err := bb.Infer(frame.Input{Float: in}, &r); err != nil {
 			t.Fatal(err)
 		}
 		dets, err := dec.Decode(r.Boxes, r.Scores)

@@ -6,10 +6,11 @@
 package embedder
 
 import (
-	"errors"
 	"fmt"
 	"image"
 	"slices"
+
+	"github.com/whiskercam/whisker/camera/frame"
 
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/learner/backbone"
@@ -21,7 +22,7 @@ type Embedder struct {
 	bb       *backbone.Backbone
 	pre      *camera.Preprocessor
 	identity string
-	in       camera.Input
+	in       frame.Input
 	res      backbone.Result
 }
 
@@ -33,7 +34,7 @@ func Open(manifestPath string, opt backbone.Options) (*Embedder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backbone: %w", err)
 	}
-	spec, err := InputSpec(bb)
+	spec, err := bb.InputSpec()
 	if err == nil {
 		var pre *camera.Preprocessor
 		if pre, err = camera.NewPreprocessor(spec); err == nil {
@@ -44,32 +45,6 @@ func Open(manifestPath string, opt backbone.Options) (*Embedder, error) {
 	return nil, fmt.Errorf("backbone manifest %s: %w", manifestPath, err)
 }
 
-// InputSpec is the preprocessing a backbone's manifest asks for, with the
-// input tensor's type and quantisation, so that 8-bit models get their
-// input quantised as the tensor says.
-func InputSpec(bb *backbone.Backbone) (camera.Spec, error) {
-	man := bb.Manifest()
-	if man == nil {
-		return camera.Spec{}, errors.New("the backbone has no manifest")
-	}
-	typ, q := bb.InputType()
-	spec := camera.Spec{
-		Width:  man.Input.Shape[2],
-		Height: man.Input.Shape[1],
-		RGB:    man.Preprocess.ColorOrder == "RGB",
-		Mean:   man.Preprocess.Mean,
-		Std:    man.Preprocess.Std,
-		Fit:    camera.Fit(man.Preprocess.Resize),
-	}
-	switch typ {
-	case "UINT8":
-		spec.Type, spec.Scale, spec.Zero = camera.Uint8, q.Scale, q.Zero
-	case "INT8":
-		spec.Type, spec.Scale, spec.Zero = camera.Int8, q.Scale, q.Zero
-	}
-	return spec, spec.Validate()
-}
-
 // Backbone is the embedder's backbone (for its manifest and delegate
 // status); the embedder still owns it.
 func (e *Embedder) Backbone() *backbone.Backbone { return e.bb }
@@ -78,18 +53,18 @@ func (e *Embedder) Backbone() *backbone.Backbone { return e.bb }
 func (e *Embedder) Identity() string { return e.identity }
 
 // Spec is the model input the preprocessor produces.
-func (e *Embedder) Spec() camera.Spec { return e.pre.Spec() }
+func (e *Embedder) Spec() frame.Spec { return e.pre.Spec() }
 
 // Dim is the feature vector's length.
 func (e *Embedder) Dim() int { return e.bb.Dim() }
 
 // Embed preprocesses a frame and runs the backbone; the feature vector
 // is the caller's.
-func (e *Embedder) Embed(f *camera.Frame) ([]float32, error) {
+func (e *Embedder) Embed(f *frame.Frame) ([]float32, error) {
 	if err := e.pre.Prepare(f, image.Rectangle{}, &e.in); err != nil {
 		return nil, err
 	}
-	if err := e.bb.Infer(backbone.Input{Float: e.in.Float, Quantized: e.in.Quantized}, &e.res); err != nil {
+	if err := e.bb.Infer(e.in, &e.res); err != nil {
 		return nil, err
 	}
 	return slices.Clone(e.res.Embedding), nil

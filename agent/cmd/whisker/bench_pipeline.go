@@ -16,13 +16,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"github.com/spf13/cobra"
 
 	"github.com/whiskercam/whisker/agent"
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/learner/backbone"
 	"github.com/whiskercam/whisker/learner/detect"
-	"github.com/whiskercam/whisker/learner/embedder"
 )
 
 type benchOptions struct {
@@ -231,7 +232,7 @@ func benchPipeline(ctx context.Context, w io.Writer, o benchOptions) error {
 // frames of a real video) and, unless still is "", a still one (a
 // photograph with sensor noise), 640x480, 10 s each.
 func makeBenchVideos(photos, background, moving, still string, fps float64) error {
-	read := func(name string) (*camera.Frame, error) {
+	read := func(name string) (*frame.Frame, error) {
 		f, err := camera.ReadImage(filepath.Join(photos, name))
 		if err != nil {
 			return nil, fmt.Errorf("%w (run make deps)", err)
@@ -271,7 +272,7 @@ func makeBenchVideos(photos, background, moving, still string, fps float64) erro
 // bareLoop runs Invoke back to back for about seconds, on the first
 // frame of video.
 func bareLoop(ctx context.Context, bb *backbone.Backbone, video string, seconds float64) (benchRun, error) {
-	spec, err := embedder.InputSpec(bb)
+	spec, err := bb.InputSpec()
 	if err != nil {
 		return benchRun{}, err
 	}
@@ -283,14 +284,14 @@ func bareLoop(ctx context.Context, bb *backbone.Backbone, video string, seconds 
 	if err != nil {
 		return benchRun{}, err
 	}
-	var in camera.Input
+	var in frame.Input
 	err = pre.Prepare(&f, image.Rectangle{}, &in)
 	pre.Close()
 	if err != nil {
 		return benchRun{}, err
 	}
 	var r backbone.Result
-	if err := bb.Infer(backbone.Input{Float: in.Float, Quantized: in.Quantized}, &r); err != nil { // sets the input and warms up
+	if err := bb.Infer(in, &r); err != nil { // sets the input and warms up
 		return benchRun{}, err
 	}
 	start, c0 := time.Now(), cpuSeconds()
@@ -384,13 +385,13 @@ type stepTime struct {
 	ms   float64
 }
 
-func firstFrame(video string) (camera.Frame, error) {
+func firstFrame(video string) (frame.Frame, error) {
 	src, err := camera.OpenSource(video, camera.SourceOptions{})
 	if err != nil {
-		return camera.Frame{}, err
+		return frame.Frame{}, err
 	}
 	defer src.Close()
-	var f camera.Frame
+	var f frame.Frame
 	return f, src.Read(&f)
 }
 
@@ -399,7 +400,7 @@ func preprocessTimes(bb *backbone.Backbone, video string) ([]stepTime, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, err := embedder.InputSpec(bb)
+	spec, err := bb.InputSpec()
 	if err != nil {
 		return nil, err
 	}
@@ -418,11 +419,11 @@ func preprocessTimes(bb *backbone.Backbone, video string) ([]stepTime, error) {
 	var out []stepTime
 	for _, s := range []struct {
 		name string
-		edit func(*camera.Spec)
+		edit func(*frame.Spec)
 	}{
-		{fmt.Sprintf("resize + normalise to %dx%d float32 (the backbone's input)", spec.Width, spec.Height), func(*camera.Spec) {}},
-		{fmt.Sprintf("resize + quantise to %dx%d uint8 (an 8-bit model)", spec.Width, spec.Height), func(s *camera.Spec) {
-			s.Type, s.Scale, s.Zero = camera.Uint8, 1.0/128, 128
+		{fmt.Sprintf("resize + normalise to %dx%d float32 (the backbone's input)", spec.Width, spec.Height), func(*frame.Spec) {}},
+		{fmt.Sprintf("resize + quantise to %dx%d uint8 (an 8-bit model)", spec.Width, spec.Height), func(s *frame.Spec) {
+			s.Type, s.Scale, s.Zero = frame.Uint8, 1.0/128, 128
 		}},
 	} {
 		sp := spec
@@ -431,7 +432,7 @@ func preprocessTimes(bb *backbone.Backbone, video string) ([]stepTime, error) {
 		if err != nil {
 			return nil, err
 		}
-		var in camera.Input
+		var in frame.Input
 		ms, err := median(func() error { return p.Prepare(&f, image.Rectangle{}, &in) })
 		p.Close()
 		if err != nil {
@@ -471,7 +472,7 @@ func benchDetections(w io.Writer, bb *backbone.Backbone, photos string) error {
 	if err != nil {
 		return err
 	}
-	spec, err := embedder.InputSpec(bb)
+	spec, err := bb.InputSpec()
 	if err != nil {
 		return err
 	}
@@ -485,12 +486,12 @@ func benchDetections(w io.Writer, bb *backbone.Backbone, photos string) error {
 		if err != nil {
 			return err
 		}
-		var in camera.Input
+		var in frame.Input
 		if err := pre.Prepare(&f, image.Rectangle{}, &in); err != nil {
 			return err
 		}
 		var r backbone.Result
-		if err := bb.Infer(backbone.Input{Float: in.Float, Quantized: in.Quantized}, &r); err != nil {
+		if err := bb.Infer(in, &r); err != nil {
 			return err
 		}
 		dets, err := all.Decode(r.Boxes, r.Scores)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/whiskercam/whisker/camera/frame"
+
 	"github.com/spf13/cobra"
 
 	"github.com/whiskercam/whisker/camera"
@@ -38,7 +40,7 @@ func petFolder(t *testing.T, n int) string {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	for label, frames := range map[string][]camera.Frame{"cat": imgs.Cats[:n], "dog": imgs.Dogs[:n]} {
+	for label, frames := range map[string][]frame.Frame{"cat": imgs.Cats[:n], "dog": imgs.Dogs[:n]} {
 		if err := os.MkdirAll(filepath.Join(dir, label), 0o755); err != nil {
 			t.Fatal(err)
 		}
