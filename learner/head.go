@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/whiskercam/whisker/internal/atomicfile"
@@ -407,9 +409,26 @@ func (h *Head) clone() *Head {
 // ClassIndex returns the index of a class, or -1.
 func (h *Head) ClassIndex(name string) int { return slices.Index(h.Classes, name) }
 
+// HeadPath is where the head trained on a backbone is kept in a state
+// directory: heads/<backbone identity>.json, one file per backbone, so
+// that a rollback to an earlier backbone finds its head again. The agent,
+// `whisker import` and updates all read and write heads there.
+func HeadPath(stateDir, identity string) string {
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
+			return r
+		}
+		return '_'
+	}, identity)
+	return filepath.Join(stateDir, "heads", name+".json")
+}
+
 // Save writes the head atomically (temp file, fsync, rename, fsync dir) in
-// the current format.
+// the current format, making its directory if needed.
 func (h *Head) Save(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return fmt.Errorf("save head: %w", err)
+	}
 	out := *h
 	out.Format = HeadFormat
 	if err := out.Validate(); err != nil {

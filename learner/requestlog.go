@@ -108,6 +108,27 @@ func (t *Tx) Delete(id uint64) (string, error) {
 	return smp.Label, b.Delete(idKey(id))
 }
 
+// SetLabel gives one sample another label and returns the sample as it
+// was, with its features and without its JPEG.
+func (t *Tx) SetLabel(id uint64, label string) (Sample, error) {
+	if label == "" {
+		return Sample{}, errors.New("sample has no label")
+	}
+	b := t.tx.Bucket(bucketSamples)
+	v := b.Get(idKey(id))
+	if v == nil {
+		return Sample{}, fmt.Errorf("sample %d: %w", id, ErrNotFound)
+	}
+	smp, err := decodeSample(id, v, true)
+	if err != nil {
+		return Sample{}, err
+	}
+	old := smp
+	old.JPEG = nil
+	smp.Label = label
+	return old, b.Put(idKey(id), smp.encode())
+}
+
 // PruneAnswers forgets answers older than the log's lifetime.
 func (s *Store) PruneAnswers() (int, error) {
 	n := 0

@@ -257,24 +257,11 @@ func (s *Store) Remove(id uint64) (Sample, error) {
 // SetLabel gives one sample another label and returns the sample as it
 // was (without its JPEG).
 func (s *Store) SetLabel(id uint64, label string) (Sample, error) {
-	if label == "" {
-		return Sample{}, errors.New("sample has no label")
-	}
 	var old Sample
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSamples)
-		v := b.Get(idKey(id))
-		if v == nil {
-			return ErrNotFound
-		}
-		smp, err := decodeSample(id, v, true)
-		if err != nil {
-			return err
-		}
-		old = smp
-		old.JPEG = nil
-		smp.Label = label
-		return b.Put(idKey(id), smp.encode())
+		var err error
+		old, err = (&Tx{tx: tx}).SetLabel(id, label)
+		return err
 	})
 	return old, err
 }

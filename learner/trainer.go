@@ -201,102 +201,105 @@ func (t *Trainer) Added(s Sample) {
 // ErrNoSuchLabel is returned for a label no stored sample has.
 var ErrNoSuchLabel = errors.New("no sample has this label")
 
-// Forget deletes every sample of a label, removes the label from the head
-// at once and schedules a retrain. It returns how many samples were
-// deleted (ErrNoSuchLabel when none).
-func (t *Trainer) Forget(label string) (int, error) {
-	n, err := t.store.Relabel(label, "")
+// ChangeOp names an edit of the stored labels.
+type ChangeOp string
+
+// The edits Apply makes.
+const (
+	OpRename       ChangeOp = "rename"        // every sample of Label becomes To (merging into To if it exists)
+	OpForget       ChangeOp = "forget"        // every sample of Label is deleted
+	OpForgetSample ChangeOp = "forget_sample" // sample SampleID is deleted
+	OpMoveSample   ChangeOp = "move_sample"   // sample SampleID gets the label To
+)
+
+// Change is an edit of the stored labels.
+type Change struct {
+	Op       ChangeOp
+	Label    string
+	To       string
+	SampleID uint64
+}
+
+// Changed says what a change did.
+type Changed struct {
+	// Label is the label changed (for one sample: its label before).
+	Label string
+	// To is the new label of a rename or move.
+	To       string
+	SampleID uint64
+	// N is the number of samples changed.
+	N int
+}
+
+// Apply edits the stored labels in one store transaction, recorded under
+// requestID so that a retried request is not applied twice (the second
+// time it returns ErrDuplicate and the answer recorded the first time),
+// then updates the head at once (a forgotten label leaves it, a renamed
+// one keeps its function under the new name, a label new to the head is
+// imprinted) and schedules a retrain. answer, if set, makes the answer
+// recorded with the change.
+func (t *Trainer) Apply(requestID string, c Change, answer func(Changed) ([]byte, error)) (Changed, []byte, error) {
+	var out Changed
+	var moved Sample
+	if (c.Op == OpRename || c.Op == OpMoveSample) && checkLabel(c.To) != nil {
+		return out, nil, checkLabel(c.To)
+	}
+	if answer == nil {
+		answer = func(Changed) ([]byte, error) { return []byte("{}"), nil }
+	}
+	recorded, err := t.store.ApplyOnce(requestID, func(tx *Tx) (any, error) {
+		var err error
+		switch c.Op {
+		case OpRename, OpForget:
+			out.Label, out.To = c.Label, c.To
+			if out.N, err = tx.Relabel(c.Label, c.To); err == nil && out.N == 0 {
+				err = fmt.Errorf("%s %q: %w", c.Op, c.Label, ErrNoSuchLabel)
+			}
+		case OpForgetSample:
+			out.SampleID, out.N = c.SampleID, 1
+			if out.Label, err = tx.Delete(c.SampleID); err != nil {
+				err = fmt.Errorf("forget sample %d: %w", c.SampleID, err)
+			}
+		case OpMoveSample:
+			out.SampleID, out.To, out.N = c.SampleID, c.To, 1
+			var old Sample
+			if old, err = tx.SetLabel(c.SampleID, c.To); err != nil {
+				err = fmt.Errorf("move sample %d: %w", c.SampleID, err)
+			}
+			out.Label, moved = old.Label, old
+			moved.Label = c.To
+		default:
+			err = fmt.Errorf("unknown change %q", c.Op)
+		}
+		return out, err
+	}, func(any) ([]byte, error) { return answer(out) })
 	if err != nil {
-		return 0, fmt.Errorf("forget %q: %w", label, err)
+		return out, recorded, err
 	}
-	if n == 0 {
-		return 0, fmt.Errorf("forget %q: %w", label, ErrNoSuchLabel)
+	switch c.Op {
+	case OpRename:
+		t.mu.Lock()
+		if p, ok := t.pending[c.Label]; ok {
+			t.pending[c.To] = append(t.pending[c.To], p...)
+			delete(t.pending, c.Label)
+		}
+		t.editLocked(func(h *Head) *Head { return h.Renamed(c.Label, c.To) })
+		t.mu.Unlock()
+		t.Kick()
+	case OpForget:
+		t.mu.Lock()
+		delete(t.pending, c.Label)
+		t.editLocked(func(h *Head) *Head { return h.WithoutClass(c.Label) })
+		t.mu.Unlock()
+		t.Kick()
+	case OpForgetSample:
+		t.dropIfEmpty(out.Label)
+		t.Kick()
+	case OpMoveSample:
+		t.dropIfEmpty(out.Label)
+		t.Added(moved)
 	}
-	t.Forgotten(label)
-	return n, nil
-}
-
-// Forgotten tells the trainer that the caller deleted every sample of a
-// label (in a store transaction of its own): the label leaves the head at
-// once and a retrain is scheduled.
-func (t *Trainer) Forgotten(label string) {
-	t.mu.Lock()
-	delete(t.pending, label)
-	t.editLocked(func(h *Head) *Head { return h.WithoutClass(label) })
-	t.mu.Unlock()
-	t.Kick()
-}
-
-// Rename gives every sample of a label another name, renames the class in
-// the head at once (the same function under the new name; renaming onto an
-// existing label merges the two) and schedules a retrain. It returns how
-// many samples were renamed (ErrNoSuchLabel when none).
-func (t *Trainer) Rename(from, to string) (int, error) {
-	if err := checkLabel(to); err != nil {
-		return 0, err
-	}
-	n, err := t.store.Relabel(from, to)
-	if err != nil {
-		return 0, fmt.Errorf("rename %q to %q: %w", from, to, err)
-	}
-	if n == 0 {
-		return 0, fmt.Errorf("rename %q: %w", from, ErrNoSuchLabel)
-	}
-	t.Renamed(from, to)
-	return n, nil
-}
-
-// Renamed tells the trainer that the caller renamed every sample of a
-// label: the class is renamed in the head at once (merged into to if it
-// exists) and a retrain is scheduled.
-func (t *Trainer) Renamed(from, to string) {
-	t.mu.Lock()
-	if p, ok := t.pending[from]; ok {
-		t.pending[to] = append(t.pending[to], p...)
-		delete(t.pending, from)
-	}
-	t.editLocked(func(h *Head) *Head { return h.Renamed(from, to) })
-	t.mu.Unlock()
-	t.Kick()
-}
-
-// ForgetSample deletes one sample and schedules a retrain; if it was its
-// label's last sample, the label leaves the head at once. It returns the
-// deleted sample (without its JPEG).
-func (t *Trainer) ForgetSample(id uint64) (Sample, error) {
-	smp, err := t.store.Remove(id)
-	if err != nil {
-		return Sample{}, fmt.Errorf("forget sample %d: %w", id, err)
-	}
-	t.SampleRemoved(smp.Label)
-	return smp, nil
-}
-
-// SampleRemoved tells the trainer that the caller deleted one sample of a
-// label: if it was the label's last, the label leaves the head at once; a
-// retrain is scheduled either way.
-func (t *Trainer) SampleRemoved(label string) {
-	t.dropIfEmpty(label)
-	t.Kick()
-}
-
-// RelabelSample gives one sample another label (to correct a mistake) and
-// schedules a retrain. A label left without samples leaves the head at
-// once; a label new to the head is imprinted from the sample. It returns
-// the sample as it was before (without its JPEG).
-func (t *Trainer) RelabelSample(id uint64, to string) (Sample, error) {
-	if err := checkLabel(to); err != nil {
-		return Sample{}, err
-	}
-	old, err := t.store.SetLabel(id, to)
-	if err != nil {
-		return Sample{}, fmt.Errorf("relabel sample %d: %w", id, err)
-	}
-	t.dropIfEmpty(old.Label)
-	moved := old
-	moved.Label = to
-	t.Added(moved)
-	return old, nil
+	return out, recorded, nil
 }
 
 func checkLabel(l string) error {

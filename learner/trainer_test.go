@@ -64,23 +64,26 @@ func TestTrainerImprintsForgetsAndRenamesAtOnce(t *testing.T) {
 	}
 
 	// Rename: at once, and it stays after a retrain.
-	if n, err := tr.Rename("pet0", "Misty"); err != nil || n != 12 {
-		t.Fatalf("rename: %d, %v", n, err)
+	if c, _, err := tr.Apply("r1", Change{Op: OpRename, Label: "pet0", To: "Misty"}, nil); err != nil || c.N != 12 {
+		t.Fatalf("rename: %+v, %v", c, err)
+	}
+	if _, _, err := tr.Apply("r1", Change{Op: OpRename, Label: "pet0", To: "Misty"}, nil); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("a retried rename: %v, want ErrDuplicate", err)
 	}
 	if tr.Head().ClassIndex("Misty") < 0 || tr.Head().ClassIndex("pet0") >= 0 {
 		t.Fatalf("after rename: %v", tr.Head().Classes)
 	}
 	// Forget: at once.
-	if n, err := tr.Forget("pet1"); err != nil || n != 12 {
-		t.Fatalf("forget: %d, %v", n, err)
+	if c, _, err := tr.Apply("r2", Change{Op: OpForget, Label: "pet1"}, nil); err != nil || c.N != 12 {
+		t.Fatalf("forget: %+v, %v", c, err)
 	}
 	if tr.Head().ClassIndex("pet1") >= 0 {
 		t.Fatalf("after forget: %v", tr.Head().Classes)
 	}
-	if _, err := tr.Forget("pet1"); !errors.Is(err, ErrNoSuchLabel) {
+	if _, _, err := tr.Apply("r3", Change{Op: OpForget, Label: "pet1"}, nil); !errors.Is(err, ErrNoSuchLabel) {
 		t.Fatalf("forget twice: %v", err)
 	}
-	if _, err := tr.Rename("nobody", "Shadow"); !errors.Is(err, ErrNoSuchLabel) {
+	if _, _, err := tr.Apply("r4", Change{Op: OpRename, Label: "nobody", To: "Shadow"}, nil); !errors.Is(err, ErrNoSuchLabel) {
 		t.Fatalf("rename a label nobody has: %v", err)
 	}
 	tr.Retrain()
@@ -102,13 +105,13 @@ func TestTrainerImprintsForgetsAndRenamesAtOnce(t *testing.T) {
 			tiggerID = d.IDs[i]
 		}
 	}
-	if got, err := tr.ForgetSample(tiggerID); err != nil || got.Label != "Tigger" {
+	if got, _, err := tr.Apply("r5", Change{Op: OpForgetSample, SampleID: tiggerID}, nil); err != nil || got.Label != "Tigger" {
 		t.Fatalf("forget sample: %+v, %v", got, err)
 	}
 	if tr.Head() != nil {
 		t.Fatalf("a head with classes %v after its second label lost its last sample", tr.Head().Classes)
 	}
-	if _, err := tr.ForgetSample(tiggerID); err == nil {
+	if _, _, err := tr.Apply("r6", Change{Op: OpForgetSample, SampleID: tiggerID}, nil); !errors.Is(err, ErrNotFound) {
 		t.Fatal("forgot a sample twice")
 	}
 }
@@ -117,8 +120,8 @@ func TestTrainerRelabelSample(t *testing.T) {
 	rng := rand.New(rand.NewPCG(53, 54))
 	tr, s, _ := trainerWith(t, blobs(rng, 3, 6, 5, 1))
 	d, _ := s.Dataset("bb")
-	old, err := tr.RelabelSample(d.IDs[0], "Shadow")
-	if err != nil || old.Label != d.Labels[0] {
+	old, _, err := tr.Apply("m1", Change{Op: OpMoveSample, SampleID: d.IDs[0], To: "Shadow"}, nil)
+	if err != nil || old.Label != d.Labels[0] || old.To != "Shadow" {
 		t.Fatalf("relabel: %+v, %v", old, err)
 	}
 	if tr.Head().ClassIndex("Shadow") < 0 {
@@ -127,7 +130,7 @@ func TestTrainerRelabelSample(t *testing.T) {
 	if got, _ := s.Get(d.IDs[0]); got.Label != "Shadow" {
 		t.Fatalf("stored label %q", got.Label)
 	}
-	if _, err := tr.RelabelSample(d.IDs[0], Unknown); err == nil {
+	if _, _, err := tr.Apply("m2", Change{Op: OpMoveSample, SampleID: d.IDs[0], To: Unknown}, nil); err == nil {
 		t.Fatal("relabelled to the reserved label")
 	}
 }
@@ -139,10 +142,10 @@ func TestTrainerReappliesEditsMadeDuringTraining(t *testing.T) {
 	tr, _, _ := trainerWith(t, blobs(rng, 3, 6, 5, 1))
 	tr.loaded = func() {
 		tr.loaded = nil
-		if _, err := tr.Forget("pet2"); err != nil {
+		if _, _, err := tr.Apply("f", Change{Op: OpForget, Label: "pet2"}, nil); err != nil {
 			t.Error(err)
 		}
-		if _, err := tr.Rename("pet0", "Misty"); err != nil {
+		if _, _, err := tr.Apply("r", Change{Op: OpRename, Label: "pet0", To: "Misty"}, nil); err != nil {
 			t.Error(err)
 		}
 	}

@@ -43,6 +43,14 @@ type Options struct {
 	Delegate Delegate
 }
 
+// DefaultThreads is all cores but one (at least one): the core left over
+// keeps capture, the camera pipeline's other stages, MQTT and the rest of
+// the device (Home Assistant, often) from taking turns with the
+// backbone's threads. A TensorFlow Lite worker that loses its core holds
+// up the others at the next barrier, which costs more than the work that
+// took the core.
+func DefaultThreads() int { return max(1, runtime.NumCPU()-1) }
+
 // Backbone is a loaded feature extractor.
 type Backbone struct {
 	mu       sync.Mutex

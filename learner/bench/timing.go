@@ -196,7 +196,7 @@ func NewLabelLatency(ctx context.Context, name string, d *learner.Dataset, dir s
 		}
 		lat.Imprinted = append(lat.Imprinted, imprinted)
 		lat.Retrained = append(lat.Retrained, retrained)
-		if _, err := tr.Forget(label); err != nil {
+		if _, _, err := tr.Apply("forget-"+label, learner.Change{Op: learner.OpForget, Label: label}, nil); err != nil {
 			return nil, err
 		}
 		if rep := tr.Retrain(); rep.Err != nil {

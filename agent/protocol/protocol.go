@@ -1,4 +1,10 @@
-package agent
+// Package protocol is Whisker's MQTT wire contract: the topics, every
+// payload the agent publishes or accepts, the strict decoders of requests,
+// the rules for label names, and the request/answer client that tools
+// (whisker label, whisker ctl, the fleet rollout) use to talk to an agent.
+// It is pure Go, so a tool that only speaks MQTT builds without OpenCV or
+// TensorFlow Lite.
+package protocol
 
 import (
 	"bytes"
@@ -37,6 +43,18 @@ const Unknown = "unknown"
 
 // MaxLabelLen bounds label names (in characters).
 const MaxLabelLen = 64
+
+// LabelCount is how many samples a label has.
+type LabelCount struct {
+	Label   string `json:"label"`
+	Samples int    `json:"samples"`
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidID says whether s can name a device or a household: 1-64 letters,
+// digits, '-' or '_' (it is part of MQTT topics).
+func ValidID(s string) bool { return idPattern.MatchString(s) }
 
 // LabelRequest labels the frame of an earlier sighting, or an image.
 type LabelRequest struct {
@@ -130,25 +148,25 @@ type TrainResult struct {
 
 // Stats is the answer to the stats command.
 type Stats struct {
-	Device        string               `json:"device"`
-	Version       string               `json:"version"`
-	UptimeSeconds float64              `json:"uptime_s"`
-	Backbone      string               `json:"backbone"`
-	Runtime       string               `json:"runtime"`
-	Labels        []learner.LabelCount `json:"labels"`
-	Samples       int                  `json:"samples"`
-	Head          *HeadInfo            `json:"head"`
-	Camera        CameraStats          `json:"camera"`
-	Pipeline      PipelineStats        `json:"pipeline"`
-	Sightings     uint64               `json:"sightings"`
-	EmbedMillis   float64              `json:"embed_ms_avg"`
-	TrainingRuns  uint64               `json:"training_runs"`
+	Device        string        `json:"device"`
+	Version       string        `json:"version"`
+	UptimeSeconds float64       `json:"uptime_s"`
+	Backbone      string        `json:"backbone"`
+	Runtime       string        `json:"runtime"`
+	Labels        []LabelCount  `json:"labels"`
+	Samples       int           `json:"samples"`
+	Head          *HeadInfo     `json:"head"`
+	Camera        CameraStats   `json:"camera"`
+	Pipeline      PipelineStats `json:"pipeline"`
+	Sightings     uint64        `json:"sightings"`
+	EmbedMillis   float64       `json:"embed_ms_avg"`
+	TrainingRuns  uint64        `json:"training_runs"`
 	// Threshold is the one in use: set over MQTT or in the
 	// configuration, else the head's calibrated one.
 	Threshold float64 `json:"threshold"`
 	// Learner describes the head: kind (linear or hidden), its capacity
-	// choice, calibration and imprinted labels.
-	Learner *learner.HeadSummary `json:"learner,omitempty"`
+	// choice, calibration and imprinted labels (docs/learning.md).
+	Learner json.RawMessage `json:"learner,omitempty"`
 }
 
 // HeadInfo describes the current head.
@@ -205,7 +223,8 @@ type RequestError struct {
 
 func (e *RequestError) Error() string { return e.Reason }
 
-func refuse(id, format string, a ...any) *RequestError {
+// Refuse is a RequestError with a formatted reason.
+func Refuse(id, format string, a ...any) *RequestError {
 	return &RequestError{RequestID: id, Reason: fmt.Sprintf(format, a...)}
 }
 
@@ -225,13 +244,13 @@ func decodeStrict(payload []byte, maxPayload int, v any) (reqID string, err erro
 		reqID = string(m[1]) // broken JSON: still echo an id that is plainly there
 	}
 	if len(payload) > maxPayload {
-		return reqID, refuse(reqID, "payload is %d bytes; the limit is %d (mqtt.max_payload)", len(payload), maxPayload)
+		return reqID, Refuse(reqID, "payload is %d bytes; the limit is %d (mqtt.max_payload)", len(payload), maxPayload)
 	}
 	if len(bytes.TrimSpace(payload)) == 0 {
-		return reqID, refuse(reqID, "payload is empty; send a JSON object")
+		return reqID, Refuse(reqID, "payload is empty; send a JSON object")
 	}
 	if !utf8.Valid(payload) {
-		return reqID, refuse(reqID, "payload is not valid UTF-8 text")
+		return reqID, Refuse(reqID, "payload is not valid UTF-8 text")
 	}
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.DisallowUnknownFields()
@@ -240,20 +259,20 @@ func decodeStrict(payload []byte, maxPayload int, v any) (reqID string, err erro
 		var syntaxErr *json.SyntaxError
 		switch {
 		case errors.As(err, &typeErr) && typeErr.Field == "":
-			return reqID, refuse(reqID, "payload must be a JSON object, not %s", typeErr.Value)
+			return reqID, Refuse(reqID, "payload must be a JSON object, not %s", typeErr.Value)
 		case errors.As(err, &typeErr):
-			return reqID, refuse(reqID, "field %q must be %s, not %s", typeErr.Field, typeErr.Type.Kind(), typeErr.Value)
+			return reqID, Refuse(reqID, "field %q must be %s, not %s", typeErr.Field, typeErr.Type.Kind(), typeErr.Value)
 		case errors.As(err, &syntaxErr):
-			return reqID, refuse(reqID, "payload is not valid JSON (%v at byte %d)", syntaxErr, syntaxErr.Offset)
+			return reqID, Refuse(reqID, "payload is not valid JSON (%v at byte %d)", syntaxErr, syntaxErr.Offset)
 		case errors.Is(err, io.ErrUnexpectedEOF):
-			return reqID, refuse(reqID, "payload is not valid JSON (it ends before the object is complete)")
+			return reqID, Refuse(reqID, "payload is not valid JSON (it ends before the object is complete)")
 		case strings.HasPrefix(err.Error(), "json: unknown field"):
-			return reqID, refuse(reqID, "payload has an %s; see docs/mqtt.md for the fields", strings.TrimPrefix(err.Error(), "json: "))
+			return reqID, Refuse(reqID, "payload has an %s; see docs/mqtt.md for the fields", strings.TrimPrefix(err.Error(), "json: "))
 		}
-		return reqID, refuse(reqID, "payload is not a valid JSON object: %v", err)
+		return reqID, Refuse(reqID, "payload is not a valid JSON object: %v", err)
 	}
 	if dec.More() {
-		return reqID, refuse(reqID, "payload has data after the JSON object")
+		return reqID, Refuse(reqID, "payload has data after the JSON object")
 	}
 	return reqID, nil
 }
@@ -264,13 +283,13 @@ var requestIDPattern = regexp.MustCompile(`"request_id"\s*:\s*"([^"\\]{1,128})"`
 
 func checkCommon(v int, reqID string) error {
 	if v != 0 && v != PayloadVersion {
-		return refuse(reqID, "payload version %d is not supported (this agent speaks %d)", v, PayloadVersion)
+		return Refuse(reqID, "payload version %d is not supported (this agent speaks %d)", v, PayloadVersion)
 	}
 	if reqID == "" {
-		return refuse(reqID, `request_id is missing: add a unique string such as "request_id":"r1" (a retry with the same id is applied once)`)
+		return Refuse(reqID, `request_id is missing: add a unique string such as "request_id":"r1" (a retry with the same id is applied once)`)
 	}
 	if len(reqID) > 128 || !printable(reqID) {
-		return refuse("", "request_id must be at most 128 printable characters")
+		return Refuse("", "request_id must be at most 128 printable characters")
 	}
 	return nil
 }
@@ -286,20 +305,20 @@ func DecodeLabel(payload []byte, maxPayload int) (*LabelRequest, error) {
 		return nil, err
 	}
 	if err := CheckLabelName(r.Label); err != nil {
-		return nil, refuse(id, "%v", err)
+		return nil, Refuse(id, "%v", err)
 	}
 	switch {
 	case r.SightingID == "" && r.Image == "":
-		return nil, refuse(id, "give sighting_id (a sighting to label) or image (a base64 JPEG or PNG)")
+		return nil, Refuse(id, "give sighting_id (a sighting to label) or image (a base64 JPEG or PNG)")
 	case r.SightingID != "" && r.Image != "":
-		return nil, refuse(id, "give either sighting_id or image, not both")
+		return nil, Refuse(id, "give either sighting_id or image, not both")
 	case r.Image != "":
 		img, err := base64.StdEncoding.DecodeString(strings.TrimSpace(r.Image))
 		if err != nil {
-			return nil, refuse(id, "image is not standard base64: %v", err)
+			return nil, Refuse(id, "image is not standard base64: %v", err)
 		}
 		if len(img) == 0 {
-			return nil, refuse(id, "image is empty")
+			return nil, Refuse(id, "image is empty")
 		}
 		r.imageBytes = img
 		r.Image = ""
@@ -323,9 +342,9 @@ func DecodeCmd(payload []byte, maxPayload int) (*CmdRequest, error) {
 	allowed, known := cmdArgs[r.Cmd]
 	if !known {
 		if r.Cmd == "" {
-			return nil, refuse(id, "cmd is missing (one of %s)", strings.Join(commands, ", "))
+			return nil, Refuse(id, "cmd is missing (one of %s)", strings.Join(commands, ", "))
 		}
-		return nil, refuse(id, "unknown cmd %q (one of %s)", r.Cmd, strings.Join(commands, ", "))
+		return nil, Refuse(id, "unknown cmd %q (one of %s)", r.Cmd, strings.Join(commands, ", "))
 	}
 	given := map[string]bool{
 		"label": r.Label != "", "to": r.To != "", "sample_id": r.SampleID != 0,
@@ -334,50 +353,50 @@ func DecodeCmd(payload []byte, maxPayload int) (*CmdRequest, error) {
 	}
 	for _, arg := range []string{"label", "to", "sample_id", "value", "sighting_id", "url", "path", "sha256"} {
 		if given[arg] && !slices.Contains(allowed, arg) {
-			return nil, refuse(id, "cmd %q takes no %s", r.Cmd, arg)
+			return nil, Refuse(id, "cmd %q takes no %s", r.Cmd, arg)
 		}
 	}
 	switch r.Cmd {
 	case "rename":
 		if err := CheckLabelName(r.Label); err != nil {
-			return nil, refuse(id, "rename: %v", err)
+			return nil, Refuse(id, "rename: %v", err)
 		}
 		if err := CheckLabelName(r.To); err != nil {
-			return nil, refuse(id, "rename: new name (to): %v", strings.TrimPrefix(err.Error(), "label "))
+			return nil, Refuse(id, "rename: new name (to): %v", strings.TrimPrefix(err.Error(), "label "))
 		}
 		if r.Label == r.To {
-			return nil, refuse(id, "rename: label and to are the same")
+			return nil, Refuse(id, "rename: label and to are the same")
 		}
 	case "forget":
 		switch {
 		case r.Label == "" && r.SampleID == 0:
-			return nil, refuse(id, "forget: give label (all its samples) or sample_id (one sample)")
+			return nil, Refuse(id, "forget: give label (all its samples) or sample_id (one sample)")
 		case r.Label != "" && r.SampleID != 0:
-			return nil, refuse(id, "forget: give label or sample_id, not both")
+			return nil, Refuse(id, "forget: give label or sample_id, not both")
 		case r.Label != "":
 			if err := CheckLabelName(r.Label); err != nil {
-				return nil, refuse(id, "forget: %v", err)
+				return nil, Refuse(id, "forget: %v", err)
 			}
 		}
 	case "threshold":
 		if r.Value == nil {
-			return nil, refuse(id, "threshold: value is missing (a probability between 0 and 1)")
+			return nil, Refuse(id, "threshold: value is missing (a probability between 0 and 1)")
 		}
 		if v := *r.Value; !(v >= 0 && v <= 1) {
-			return nil, refuse(id, "threshold: value %g is not between 0 and 1", v)
+			return nil, Refuse(id, "threshold: value %g is not between 0 and 1", v)
 		}
 	case "update":
 		switch {
 		case (r.URL == "") == (r.Path == ""):
-			return nil, refuse(id, "update: give url (http or https) or path (a file on the device), one of them")
+			return nil, Refuse(id, "update: give url (http or https) or path (a file on the device), one of them")
 		case r.URL != "" && !strings.HasPrefix(r.URL, "http://") && !strings.HasPrefix(r.URL, "https://"):
-			return nil, refuse(id, "update: url %q is not http:// or https://", r.URL)
+			return nil, Refuse(id, "update: url %q is not http:// or https://", r.URL)
 		case !shaHex.MatchString(r.SHA256):
-			return nil, refuse(id, "update: sha256 (the bundle's expected hash, 64 hex digits) is missing or malformed")
+			return nil, Refuse(id, "update: sha256 (the bundle's expected hash, 64 hex digits) is missing or malformed")
 		}
 	case "snapshot":
 		if r.SightingID == "" {
-			return nil, refuse(id, `snapshot: sighting_id is missing (a sighting id, or "latest")`)
+			return nil, Refuse(id, `snapshot: sighting_id is missing (a sighting id, or "latest")`)
 		}
 	}
 	return &r, nil
@@ -416,4 +435,53 @@ func printable(s string) bool {
 	return true
 }
 
-func timestamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+// Timestamp formats a time as payloads carry it (RFC 3339, UTC).
+func Timestamp(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// SightingBox is where a detected pet is, in pixels of a frame of
+// ImageW x ImageH, with the detector's class and score.
+type SightingBox struct {
+	X      int     `json:"x"`
+	Y      int     `json:"y"`
+	W      int     `json:"w"`
+	H      int     `json:"h"`
+	ImageW int     `json:"image_w"`
+	ImageH int     `json:"image_h"`
+	Class  string  `json:"class"`
+	Score  float64 `json:"score"`
+}
+
+// PipelineStats counts what happened to frames.
+type PipelineStats struct {
+	Taken     uint64 `json:"taken"`     // frames taken from the mailbox
+	Still     uint64 `json:"still"`     // skipped by the motion gate
+	Idle      uint64 `json:"idle"`      // classified although still (idle interval)
+	Inferred  uint64 `json:"inferred"`  // frames through the backbone
+	Crops     uint64 `json:"crops"`     // extra backbone runs on pet crops
+	Pets      uint64 `json:"pets"`      // pets detected
+	Sightings uint64 `json:"sightings"` // sightings handed on
+	Dropped   uint64 `json:"dropped"`   // inferred frames dropped because finishing fell behind
+	Errors    uint64 `json:"errors"`    // frames lost to an error
+	PrepNanos uint64 `json:"prep_ns"`   // total preprocessing time
+	InferNs   uint64 `json:"infer_ns"`  // total backbone time
+	FinishNs  uint64 `json:"finish_ns"` // total finishing time
+	MotionOn  bool   `json:"motion_on"` // the motion gate is on
+	Detecting bool   `json:"detecting"` // pets are detected and cropped
+}
+
+// UpdateStatus is the update part of the status topic.
+type UpdateStatus struct {
+	State    string  `json:"state"` // downloading, verifying, re-embedding, switching, probation, committed, rolled_back, failed
+	Version  string  `json:"version,omitempty"`
+	Bundle   string  `json:"bundle,omitempty"`
+	Progress float64 `json:"progress,omitempty"`
+	Error    string  `json:"error,omitempty"`
+	At       string  `json:"at,omitempty"`
+}
+
+// FirmwareStatus says what the device runs.
+type FirmwareStatus struct {
+	Slot    string `json:"slot"` // "a", "b", or "" for the installed binary
+	Version string `json:"version"`
+	Bundle  string `json:"bundle,omitempty"`
+}

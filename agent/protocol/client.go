@@ -1,11 +1,14 @@
-package agent
+package protocol
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -53,7 +56,7 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		cfg.ClientID = NewRequestID()
 	}
 	cl := &Client{prefix: cfg.Prefix + "/" + cfg.Device + "/", waiting: map[string]chan Result{}}
-	tlsCfg, err := tlsConfig(cfg.TLS, cfg.Broker)
+	tlsCfg, err := cfg.TLS.Build(cfg.Broker)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +83,7 @@ func Dial(ctx context.Context, cfg ClientConfig) (*Client, error) {
 		return nil, ctx.Err()
 	}
 	if err := tok.Error(); err != nil {
-		return nil, fmt.Errorf("connect to %s: %w (%s)", cfg.Broker, err, connectHint(err))
+		return nil, fmt.Errorf("connect to %s: %w (%s)", cfg.Broker, err, ConnectHint(err))
 	}
 	select {
 	case err := <-subscribed:
@@ -209,4 +212,69 @@ func (cl *Client) Snapshot(ctx context.Context, sightingID string) ([]byte, stri
 			return nil, "", fmt.Errorf("snapshot did not arrive on %s: %w", res.SnapshotTopic, ctx.Err())
 		}
 	}
+}
+
+// TLSConfig secures the connection to an external broker.
+type TLSConfig struct {
+	// CAFile verifies the broker (PEM); empty uses the system's roots.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are a client certificate (PEM), if the broker
+	// wants one.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName overrides the name checked in the broker's certificate.
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify accepts any broker certificate (testing only).
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// Build makes the TLS settings for an ssl:// (tls://, mqtts://, wss://)
+// broker URL; nil for a plain one.
+func (c TLSConfig) Build(url string) (*tls.Config, error) {
+	secure := false
+	for _, s := range []string{"ssl://", "tls://", "mqtts://", "wss://"} {
+		secure = secure || strings.HasPrefix(url, s)
+	}
+	if !secure {
+		if c.CAFile != "" || c.CertFile != "" {
+			return nil, fmt.Errorf("mqtt.tls is set but the broker URL %q is not ssl://", url)
+		}
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt.tls.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mqtt.tls.ca_file %s: no PEM certificate in it", c.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt.tls.cert_file/key_file: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// ConnectHint turns a connection error into advice.
+func ConnectHint(err error) string {
+	msg := strings.ToLower(fmt.Sprint(err))
+	switch {
+	case strings.Contains(msg, "certificate signed by unknown authority"), strings.Contains(msg, "x509"):
+		return "the broker's certificate is not trusted: check mqtt.tls.ca_file"
+	case strings.Contains(msg, "not authorized"), strings.Contains(msg, "bad user name or password"):
+		return "the broker refused the credentials: check mqtt.username and mqtt.password"
+	case strings.Contains(msg, "connection refused"):
+		return "nothing listens at that address: is the broker running, and is mqtt.broker right?"
+	case strings.Contains(msg, "tls"), strings.Contains(msg, "handshake"):
+		return "TLS failed: check the broker URL scheme (ssl://) and mqtt.tls"
+	}
+	return "check mqtt.broker and that the broker is reachable"
 }
