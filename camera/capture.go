@@ -2,6 +2,7 @@ package camera
 
 import (
 	"github.com/whiskercam/whisker/camera/frame"
+	"github.com/whiskercam/whisker/internal/wait"
 
 	"context"
 	"errors"
@@ -192,7 +193,7 @@ func (c *Capture) loop(ctx context.Context) {
 			s.Failures++
 		})
 		c.log.Warn("camera unavailable; will reopen it", "source", redact(c.cfg.Source), "err", err, "retry_in", d.Round(time.Millisecond))
-		if !sleep(ctx, d) {
+		if !wait.Sleep(ctx, d) {
 			return false
 		}
 		c.setStatus(func(s *Status) { s.Reopens++ })
@@ -281,7 +282,7 @@ func (c *Capture) stream(ctx context.Context, src Source, backoff *Backoff) (uin
 		if late := now.Sub(next); late > interval {
 			next = now // fell behind: do not try to catch up
 		}
-		if !src.Live() && !sleep(ctx, time.Until(next)) {
+		if !src.Live() && !wait.Sleep(ctx, time.Until(next)) {
 			break
 		}
 	}
@@ -305,19 +306,4 @@ func (r *rateMeter) tick(now time.Time) float64 {
 		r.start, r.n = now, 1
 	}
 	return r.rate
-}
-
-// sleep waits d or until ctx ends; it reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
