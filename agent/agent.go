@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,173 +13,142 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/whiskercam/whisker/agent/homeassistant"
+	"github.com/whiskercam/whisker/agent/ota"
+	"github.com/whiskercam/whisker/agent/pipeline"
+	"github.com/whiskercam/whisker/agent/protocol"
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/learner"
 	"github.com/whiskercam/whisker/learner/backbone"
+	"github.com/whiskercam/whisker/learner/embedder"
 )
 
-// Agent is the running daemon.
+// Agent is the running daemon: it wires the camera pipeline, the learner,
+// Home Assistant, updates and MQTT together.
 type Agent struct {
-	cfg     Config
-	log     *slog.Logger
-	version string
-	started time.Time
+	cfg      Config
+	log      *slog.Logger
+	version  string
+	started  time.Time
+	identity string // the backbone's, stored next to every feature vector
 
+	bb       *backbone.Backbone
 	store    *learner.Store
 	trainer  *learner.Trainer
-	bb       *backbone.Backbone
-	identity string
-	pre      *camera.Preprocessor
 	box      *camera.Mailbox
 	capture  *camera.Capture
-	pipe     *Pipeline
-	recent   *recentSightings
+	pipe     *pipeline.Pipeline
+	ha       *homeassistant.Service
+	ota      *ota.Updater
+	settings *Settings
+	metrics  *metrics
 
-	inbound   chan Inbound
-	embedReqs chan embedRequest
-	bus       *Bus
-	settings  *Settings
-	metrics   *metrics
-	disc      *Discovery
-	httpAddr  atomic.Value
-	// published is bus, for readers outside the agent's goroutines.
-	published atomic.Pointer[Bus]
+	inbound  chan Inbound
+	bus      atomic.Pointer[Bus] // nil until Run has made it
+	httpAddr atomic.Value
+	restart  atomic.Bool
+	stop     context.CancelFunc
 
-	upd     *updater
-	restart atomic.Bool
-	stop    context.CancelFunc
-
-	haMu         sync.Mutex
-	lastAnnounce map[string]time.Time
-	announcers   map[string]*learner.Announcer
-	annCfg       learner.AnnouncerConfig
-	discMu       sync.Mutex
-
-	// brokerURL is the broker the bus connects to; set in Run when the
-	// embedded broker starts.
-	brokerURL string
-
-	mu         sync.Mutex
-	sightings  uint64
-	embedAvgMS float64
-	bootID     string
+	sightings atomic.Uint64
+	embedMu   sync.Mutex
+	embedAvg  float64 // milliseconds, moving average
 }
 
 // inboundQueue bounds requests waiting for the request worker.
 const inboundQueue = 64
 
 // New opens everything the agent needs (state, backbone, camera
-// configuration) and fails early, naming what is wrong.
-func New(cfg Config, log *slog.Logger, version string) (*Agent, error) {
+// configuration) and fails early, naming what is wrong. What it opened is
+// closed again when it fails.
+func New(cfg Config, log *slog.Logger, version string) (a *Agent, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("state_dir: %w", err)
 	}
-	upd, err := newUpdater(cfg, version)
-	if err != nil {
-		return nil, err
-	}
-	if p, ok := upd.slotBackbone(); ok {
-		log.Info("using the backbone of firmware slot "+upd.slot, "manifest", p)
+	if p, ok := ota.SlotBackbone(cfg.StateDir); ok {
+		log.Info("using the backbone of the running firmware slot", "manifest", p)
 		cfg.Backbone = p
 	}
-	bb, err := backbone.Open(cfg.Backbone, backbone.Options{Threads: cfg.BackboneThreads(), Delegate: backbone.Delegate(cfg.Delegate)})
-	if err != nil {
+	a = &Agent{cfg: cfg, log: log, version: version, started: time.Now(), box: camera.NewMailbox(),
+		inbound: make(chan Inbound, inboundQueue)}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	if a.bb, err = backbone.Open(cfg.Backbone, backbone.Options{Threads: cfg.BackboneThreads(), Delegate: backbone.Delegate(cfg.Delegate)}); err != nil {
 		return nil, fmt.Errorf("backbone: %w", err)
 	}
-	if st := bb.Delegate(); st.Fallback != nil {
+	if st := a.bb.Delegate(); st.Fallback != nil {
 		log.Warn("delegate unavailable, the backbone runs on the CPU", "delegate", st.Requested, "reason", st.Fallback)
 	}
-	man := bb.Manifest()
-	spec, err := bb.InputSpec()
-	var pre *camera.Preprocessor
-	if err == nil {
-		pre, err = camera.NewPreprocessor(spec)
-	}
-	if err != nil {
-		bb.Close()
-		return nil, fmt.Errorf("backbone manifest: %w", err)
-	}
-	settings, err := LoadSettings(cfg.StateDir)
-	if err != nil {
-		pre.Close()
-		bb.Close()
+	man := a.bb.Manifest()
+	a.identity = man.Identity
+	if a.settings, err = LoadSettings(cfg.StateDir); err != nil {
 		return nil, err
 	}
-	store, err := learner.OpenStore(filepath.Join(cfg.StateDir, "samples.db"))
-	if err != nil {
-		pre.Close()
-		bb.Close()
+	if a.store, err = learner.OpenStore(filepath.Join(cfg.StateDir, "samples.db")); err != nil {
 		return nil, err
 	}
-	if n, err := store.PruneAnswers(); err != nil {
+	if n, err := a.store.PruneAnswers(); err != nil {
 		log.Warn("prune request log", "err", err)
 	} else if n > 0 {
 		log.Debug("pruned old request answers", "n", n)
 	}
-	a := &Agent{
-		cfg: cfg, log: log, version: version, started: time.Now(),
-		store: store, bb: bb, identity: man.Identity, pre: pre,
-		box:          camera.NewMailbox(),
-		recent:       newRecentSightings(cfg.Learner.Recent),
-		inbound:      make(chan Inbound, inboundQueue),
-		embedReqs:    make(chan embedRequest),
-		announcers:   map[string]*learner.Announcer{},
-		annCfg:       announcerConfig(cfg.Learner),
-		settings:     settings,
-		upd:          upd,
-		lastAnnounce: map[string]time.Time{},
-		bootID:       fmt.Sprintf("%x", time.Now().Unix()),
-		disc: &Discovery{
-			Prefix: cfg.HomeAssistant.DiscoveryPrefix, Topics: cfg.MQTT.TopicPrefix + "/" + cfg.Device + "/",
-			Device: cfg.Device, Version: version, OffDelay: int(cfg.HomeAssistant.OffDelay.Seconds()),
-		},
-	}
-	a.trainer = learner.NewTrainer(learner.TrainerConfig{
-		HeadPath: headPath(cfg.StateDir, man.Identity),
-		Train:    learner.TrainConfig{C: cfg.Learner.C, Balanced: cfg.Learner.Balanced},
-		Delay:    cfg.Learner.RetrainDelay,
-	}, store, man.Identity, log.With("component", "learner"))
+	a.trainer = learner.NewTrainer(a.cfg.Trainer(a.identity), a.store, a.identity, log.With("component", "learner"))
 	a.trainer.OnTrained = a.trained
-	a.capture = camera.NewCapture(CaptureConfig(cfg.Camera), log.With("component", "camera"), a.box, nil)
-	a.pipe, err = NewPipeline(PipelineConfig{
-		Camera: cfg.Camera, Threshold: a.threshold, SampleSize: cfg.Learner.SnapshotSize, IDPrefix: a.bootID,
-	}, log.With("component", "pipeline"), bb, a.box, a.trainer.Head, a.observe, pre, a.embedReqs)
+	a.capture = camera.NewCapture(cfg.Camera.Capture(), log.With("component", "camera"), a.box, nil)
+	a.pipe, err = pipeline.New(pipeline.Config{
+		Camera: cfg.Camera, Threshold: a.threshold, SampleSize: cfg.Learner.SnapshotSize,
+		IDPrefix: fmt.Sprintf("%x", a.started.Unix()), Recent: cfg.Learner.Recent,
+	}, log.With("component", "pipeline"), a.bb, a.box, a.trainer.Head, a.observe)
 	if err != nil {
-		store.Close()
-		pre.Close()
-		bb.Close()
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Dir(headPath(cfg.StateDir, man.Identity)), 0o750); err != nil {
-		return nil, fmt.Errorf("state_dir: %w", err)
+	a.ha, err = homeassistant.New(cfg.HomeAssistant, homeassistant.Options{
+		Device: cfg.Device, Version: version, Topics: cfg.MQTT.TopicPrefix + "/" + cfg.Device + "/",
+		NoPetLabels: cfg.Learner.NoPetLabels, Announce: cfg.Learner.announcer(), Pets: a.labels,
+		Announced: func(l string) { a.metrics.announced.WithLabelValues(l).Inc() },
+	}, log.With("component", "homeassistant"), lazyBus{&a.bus}, a.settings)
+	if err != nil {
+		return nil, err
 	}
-	a.initUpdateStatus()
+	a.ota, err = ota.New(cfg.Update, cfg.StateDir, version, a.identity, log.With("component", "update"), ota.Agent{
+		Reembed: a.reembed,
+		Health:  func() (uint64, bool) { return a.sightings.Load(), a.connected() },
+		Changed: a.publishStatusAsync,
+		Finish:  a.finishUpdate,
+		Restart: a.requestRestart,
+	})
+	if err != nil {
+		return nil, err
+	}
 	a.metrics = newMetrics(a)
-	log.Info("agent ready", "device", cfg.Device, "backbone", man.Identity, "tflite", backbone.RuntimeVersion(), "delegate", bb.Delegate().Active,
+	log.Info("agent ready", "device", cfg.Device, "backbone", a.identity, "tflite", backbone.RuntimeVersion(), "delegate", a.bb.Delegate().Active,
 		"input", man.Input.Shape, "embedding", man.Embedding, "state", cfg.StateDir)
 	return a, nil
 }
 
-// Run runs the agent until ctx ends, then shuts everything down.
+// Run runs the agent until ctx ends, then shuts everything down. It
+// returns ota.ErrRestart when the agent stopped to switch firmware slots.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.close()
 	ctx, a.stop = context.WithCancel(ctx)
 	defer a.stop()
-	a.brokerURL = a.cfg.MQTT.Broker
-	if a.brokerURL == "" {
+	url := a.cfg.MQTT.Broker
+	if url == "" {
 		br, err := StartEmbeddedBroker(a.cfg.MQTT.EmbeddedListen, a.log)
 		if err != nil {
 			return err
 		}
 		defer br.Close()
-		a.brokerURL = br.URL()
-		a.log.Info("embedded MQTT broker listening", "url", a.brokerURL)
+		url = br.URL()
+		a.log.Info("embedded MQTT broker listening", "url", url)
 	}
-	bus, err := NewBus(a.cfg.MQTT, a.cfg.Device, a.brokerURL, a.log.With("component", "mqtt"), a.inbound, a.status, func() {
-		if err := a.syncDiscovery(); err != nil {
+	bus, err := NewBus(a.cfg.MQTT, a.cfg.Device, url, a.log.With("component", "mqtt"), a.inbound, a.status, func() {
+		if err := a.ha.Sync(); err != nil {
 			a.log.Warn("Home Assistant discovery", "err", err)
 		}
 	})
@@ -186,19 +156,18 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	if a.cfg.Fleet.Household != "" {
-		bus.Extra = map[string]string{a.sharedTopic(): topicShared}
+		bus.Extra = map[string]string{protocol.SharedTopic(a.cfg.MQTT.TopicPrefix, a.cfg.Fleet.Household): topicShared}
 	}
-	a.bus = bus
-	a.published.Store(bus)
+	a.bus.Store(bus)
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return a.bus.Run(gctx) })
+	g.Go(func() error { return bus.Run(gctx) })
 	g.Go(func() error { return a.trainer.Run(gctx) })
 	g.Go(func() error { return a.serveRequests(gctx) })
-	g.Go(func() error { return a.inference(gctx) })
+	g.Go(func() error { return a.pipe.Run(gctx) })
 	g.Go(func() error { return a.serveHTTP(gctx) })
 	g.Go(func() error { return a.notifySystemd(gctx) })
-	g.Go(func() error { return a.probation(gctx) })
+	g.Go(func() error { return a.ota.Probation(gctx) })
 	g.Go(func() error {
 		// A finite source that ends leaves the agent serving labels and
 		// commands; only ctx stops the agent.
@@ -206,37 +175,65 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	err = g.Wait()
 	if a.restart.Load() {
-		return ErrRestart
+		return ota.ErrRestart
 	}
 	return err
 }
 
+// close frees what New opened; each part may be missing when New failed.
 func (a *Agent) close() {
-	a.pre.Close()
-	a.bb.Close()
-	if err := a.store.Close(); err != nil {
-		a.log.Error("close store", "err", err)
+	if a.pipe != nil {
+		a.pipe.Close()
+	}
+	if a.bb != nil {
+		a.bb.Close()
+	}
+	if a.store != nil {
+		if err := a.store.Close(); err != nil {
+			a.log.Error("close store", "err", err)
+		}
 	}
 }
 
 // BrokerURL is the broker the agent connects to (empty until Run has
 // started the connection).
 func (a *Agent) BrokerURL() string {
-	if b := a.published.Load(); b != nil {
+	if b := a.bus.Load(); b != nil {
 		return b.url
 	}
 	return ""
 }
 
 // Bus returns the MQTT connection (nil until Run has created it).
-func (a *Agent) Bus() *Bus { return a.published.Load() }
+func (a *Agent) Bus() *Bus { return a.bus.Load() }
 
-func (a *Agent) status() Status {
-	fw := a.firmware()
-	st := Status{
+func (a *Agent) connected() bool {
+	b := a.bus.Load()
+	return b != nil && b.Connected()
+}
+
+// lazyBus is the agent's connection once Run has made it.
+type lazyBus struct{ p *atomic.Pointer[Bus] }
+
+func (l lazyBus) PublishRaw(topic string, payload []byte, retained bool) error {
+	b := l.p.Load()
+	if b == nil {
+		return errors.New("not connected to the broker yet")
+	}
+	return b.PublishRaw(topic, payload, retained)
+}
+
+func (l lazyBus) Connected() bool {
+	b := l.p.Load()
+	return b != nil && b.Connected()
+}
+
+func (a *Agent) status() protocol.Status {
+	fw := a.ota.Firmware()
+	st := protocol.Status{
 		State: "online", Device: a.cfg.Device, Version: a.version, Backbone: a.identity,
-		Camera: a.capture.Status().Source, TS: timestamp(time.Now()),
-		Firmware: &fw, Update: a.upd.get(),
+		Camera: a.capture.Status().Source, TS: protocol.Timestamp(time.Now()),
+		Firmware: &fw, Update: a.ota.Status(),
 	}
 	if h := a.trainer.Head(); h != nil {
 		st.Labels = h.Classes
@@ -245,13 +242,125 @@ func (a *Agent) status() Status {
 }
 
 func (a *Agent) publishStatusAsync() {
-	if a.bus == nil || !a.bus.Connected() {
+	b := a.bus.Load()
+	if b == nil || !b.Connected() {
 		return
 	}
 	st := a.status()
 	go func() {
-		if err := a.bus.PublishStatus(st); err != nil {
+		if err := b.PublishStatus(st); err != nil {
 			a.log.Debug("publish status", "err", err)
 		}
 	}()
+}
+
+// observe publishes the sightings of a frame and announces the pets they
+// name.
+func (a *Agent) observe(obs []pipeline.Observation) {
+	if len(obs) == 0 {
+		return
+	}
+	sightings := make([]protocol.Sighting, len(obs))
+	for i, o := range obs {
+		s := o.Sighting
+		sightings[i] = s
+		a.sightings.Add(1)
+		a.log.Debug("sighting", "id", s.ID, "label", s.Label, "confidence", s.Confidence, "box", s.Box != nil, "infer", o.Infer.Round(time.Microsecond))
+		if b := a.bus.Load(); b != nil {
+			b.PublishSighting(s)
+		}
+		a.metrics.sightings.WithLabelValues(s.Label).Inc()
+	}
+	ms := float64(obs[0].Infer.Microseconds()) / 1000
+	a.embedMu.Lock()
+	if a.embedAvg == 0 {
+		a.embedAvg = ms
+	} else {
+		a.embedAvg = 0.9*a.embedAvg + 0.1*ms
+	}
+	a.embedMu.Unlock()
+	a.metrics.inference.Observe(obs[0].Infer.Seconds())
+	a.ha.Observe(obs[0].At, sightings, func(i int) []byte {
+		if img, _, ok := a.pipe.Snapshot(sightings[i].ID); ok {
+			return img // with the pets' boxes drawn
+		}
+		return obs[i].JPEG
+	})
+}
+
+// threshold is the probability below which a sighting is "unknown": the
+// one set over MQTT if any, else the configured one (0: calibrated).
+func (a *Agent) threshold() float64 {
+	if t, ok := a.settings.Threshold(); ok {
+		return t
+	}
+	return a.cfg.Learner.Threshold
+}
+
+// labels are the labels with samples of the running backbone, sorted.
+func (a *Agent) labels() ([]string, error) {
+	counts, err := a.store.Counts(a.identity)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(counts))
+	for i, c := range counts {
+		out[i] = c.Label
+	}
+	return out, nil
+}
+
+// labelsChanged brings Home Assistant's entities and the status up to
+// date after labels were added, renamed or forgotten.
+func (a *Agent) labelsChanged() {
+	a.publishStatusAsync()
+	a.ha.LabelsChanged()
+}
+
+// trained records a training run in the metrics and the status.
+func (a *Agent) trained(_ *learner.Head, rep learner.TrainReport) {
+	switch {
+	case rep.Err == nil:
+		a.metrics.trainRuns.WithLabelValues("ok").Inc()
+		a.metrics.trainTime.Observe(rep.Duration.Seconds())
+	case errors.Is(rep.Err, learner.ErrTooFewClasses):
+		a.metrics.trainRuns.WithLabelValues("too_few_labels").Inc()
+	default:
+		a.metrics.trainRuns.WithLabelValues("error").Inc()
+	}
+	a.publishStatusAsync()
+}
+
+// reembed computes the stored samples' features with the backbone of a
+// staged update and trains its head, before the agent switches to it.
+func (a *Agent) reembed(ctx context.Context, manifest string, progress func(float64)) error {
+	emb, err := embedder.Open(manifest, backbone.Options{Threads: a.cfg.BackboneThreads()})
+	if err != nil {
+		return err
+	}
+	defer emb.Close()
+	return emb.Reembed(ctx, a.store, a.identity, a.cfg.Trainer(emb.Identity()), a.log.With("component", "update"), progress)
+}
+
+// finishUpdate answers an update request and publishes the status, and
+// returns once the broker has both (or could not take them).
+func (a *Agent) finishUpdate(res protocol.Result) {
+	b := a.bus.Load()
+	if b == nil {
+		return
+	}
+	if err := b.PublishResult(res); err != nil {
+		a.log.Warn("publish update result", "err", err)
+	}
+	if err := b.PublishStatus(a.status()); err != nil {
+		a.log.Warn("publish status", "err", err)
+	}
+}
+
+// requestRestart stops the agent so that its supervisor starts it again.
+func (a *Agent) requestRestart() {
+	a.restart.Store(true)
+	if a.stop != nil {
+		a.stop()
+	}
 }

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whiskercam/whisker/agent/homeassistant"
+	"github.com/whiskercam/whisker/agent/protocol"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/whiskercam/whisker/agent"
@@ -48,20 +51,20 @@ func BenchmarkLabelToAnnouncement(b *testing.B) {
 	}
 	stop := runAgent(b, a)
 	defer stop()
-	cl, err := agent.Dial(b.Context(), agent.ClientConfig{Broker: mosq.URL(), Device: "lat"})
+	cl, err := protocol.Dial(b.Context(), protocol.ClientConfig{Broker: mosq.URL(), Device: "lat"})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer cl.Close()
 
-	announced := make(chan agent.PetState, 64)
+	announced := make(chan homeassistant.PetState, 64)
 	sub := paho.NewClient(paho.NewClientOptions().AddBroker(mosq.URL()).SetClientID("lat-sub"))
 	if tok := sub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		b.Fatal(tok.Error())
 	}
 	defer sub.Disconnect(100)
-	sub.Subscribe("whisker/lat/pet/"+agent.PetSlug("Tigger"), 1, func(_ paho.Client, m paho.Message) {
-		var st agent.PetState
+	sub.Subscribe("whisker/lat/pet/"+homeassistant.PetSlug("Tigger"), 1, func(_ paho.Client, m paho.Message) {
+		var st homeassistant.PetState
 		if json.Unmarshal(m.Payload(), &st) == nil {
 			announced <- st
 		}
@@ -84,7 +87,7 @@ func BenchmarkLabelToAnnouncement(b *testing.B) {
 		img, _ := os.ReadFile(testenv.Photo(b, photo))
 		ctx, cancel := context.WithTimeout(b.Context(), 60*time.Second)
 		defer cancel()
-		res, err := cl.Request(ctx, agent.TopicLabel, map[string]any{"image": img, "label": name})
+		res, err := cl.Request(ctx, protocol.TopicLabel, map[string]any{"image": img, "label": name})
 		if err != nil || !res.Ok {
 			b.Fatalf("label %s: %v %+v", name, err, res)
 		}
@@ -100,7 +103,7 @@ func BenchmarkLabelToAnnouncement(b *testing.B) {
 		b.StopTimer()
 		if i > 0 {
 			ctx, cancel := context.WithTimeout(b.Context(), 60*time.Second)
-			res, err := cl.Request(ctx, agent.TopicCmd, map[string]any{"cmd": "forget", "label": "Tigger"})
+			res, err := cl.Request(ctx, protocol.TopicCmd, map[string]any{"cmd": "forget", "label": "Tigger"})
 			cancel()
 			if err != nil || !res.Ok {
 				b.Fatalf("forget: %v %+v", err, res)

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/whiskercam/whisker/agent/protocol"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
@@ -80,8 +83,20 @@ func startAgent(t *testing.T, cfg agent.Config) *agent.Agent {
 // startAgentStop also returns a function that stops the agent (at most
 // once; the test's end calls it too).
 func startAgentStop(t *testing.T, cfg agent.Config) (*agent.Agent, func()) {
+	return startAgentLog(t, cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: logLevel(cfg.Log.Level)})))
+}
+
+// startAgentLogged runs an agent whose log lines, at every level, are
+// also kept, for tests that wait for one.
+func startAgentLogged(t *testing.T, cfg agent.Config) (*agent.Agent, *logBuffer) {
+	logs := &logBuffer{}
+	both := slog.NewTextHandler(io.MultiWriter(testWriter{t}, logs), &slog.HandlerOptions{Level: slog.LevelDebug})
+	a, _ := startAgentLog(t, cfg, slog.New(both))
+	return a, logs
+}
+
+func startAgentLog(t *testing.T, cfg agent.Config, log *slog.Logger) (*agent.Agent, func()) {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: logLevel(cfg.Log.Level)}))
 	a, err := agent.New(cfg, log, "test")
 	if err != nil {
 		t.Fatal(err)
@@ -129,18 +144,18 @@ type client struct {
 	t         *testing.T
 	c         paho.Client
 	prefix    string
-	sightings chan agent.Sighting
-	results   chan agent.Result
-	status    chan agent.Status
+	sightings chan protocol.Sighting
+	results   chan protocol.Result
+	status    chan protocol.Status
 }
 
 func newClient(t *testing.T, url, prefix string) *client {
 	t.Helper()
 	cl := &client{
 		t: t, prefix: prefix,
-		sightings: make(chan agent.Sighting, 4096),
-		results:   make(chan agent.Result, 256),
-		status:    make(chan agent.Status, 64),
+		sightings: make(chan protocol.Sighting, 4096),
+		results:   make(chan protocol.Result, 256),
+		status:    make(chan protocol.Status, 64),
 	}
 	opts := paho.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("test-%d", time.Now().UnixNano())).
 		SetCleanSession(true).SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(200 * time.Millisecond).
@@ -157,8 +172,8 @@ func newClient(t *testing.T, url, prefix string) *client {
 
 func (cl *client) route(_ paho.Client, m paho.Message) {
 	switch strings.TrimPrefix(m.Topic(), cl.prefix) {
-	case agent.TopicSighting:
-		var s agent.Sighting
+	case protocol.TopicSighting:
+		var s protocol.Sighting
 		if err := json.Unmarshal(m.Payload(), &s); err != nil {
 			cl.t.Errorf("sighting is not JSON: %v", err)
 			return
@@ -167,15 +182,15 @@ func (cl *client) route(_ paho.Client, m paho.Message) {
 		case cl.sightings <- s:
 		default: // the test is not reading sightings now
 		}
-	case agent.TopicResult:
-		var r agent.Result
+	case protocol.TopicResult:
+		var r protocol.Result
 		if err := json.Unmarshal(m.Payload(), &r); err != nil {
 			cl.t.Errorf("result is not JSON: %v", err)
 			return
 		}
 		cl.results <- r
-	case agent.TopicStatus:
-		var s agent.Status
+	case protocol.TopicStatus:
+		var s protocol.Status
 		if err := json.Unmarshal(m.Payload(), &s); err != nil {
 			cl.t.Errorf("status is not JSON: %v", err)
 			return
@@ -197,7 +212,7 @@ func (cl *client) publish(topic string, payload []byte) {
 
 // request publishes a payload and returns the result carrying reqID.
 // Other results (answers to redelivered requests) are skipped.
-func (cl *client) request(topic string, payload []byte, reqID string) agent.Result {
+func (cl *client) request(topic string, payload []byte, reqID string) protocol.Result {
 	cl.t.Helper()
 	cl.publish(topic, payload)
 	deadline := time.After(30 * time.Second)
@@ -210,12 +225,12 @@ func (cl *client) request(topic string, payload []byte, reqID string) agent.Resu
 			cl.t.Logf("skipping result of request %q", r.RequestID)
 		case <-deadline:
 			cl.t.Fatalf("no result for %.80q on %s within 30 s", payload, topic)
-			return agent.Result{}
+			return protocol.Result{}
 		}
 	}
 }
 
-func (cl *client) requestJSON(topic string, v map[string]string) agent.Result {
+func (cl *client) requestJSON(topic string, v map[string]string) protocol.Result {
 	cl.t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -224,7 +239,7 @@ func (cl *client) requestJSON(topic string, v map[string]string) agent.Result {
 	return cl.request(topic, b, v["request_id"])
 }
 
-func (cl *client) waitStatus(state string) agent.Status {
+func (cl *client) waitStatus(state string) protocol.Status {
 	cl.t.Helper()
 	deadline := time.After(60 * time.Second)
 	for {
@@ -239,18 +254,18 @@ func (cl *client) waitStatus(state string) agent.Status {
 	}
 }
 
-func (cl *client) nextSighting(timeout time.Duration) agent.Sighting {
+func (cl *client) nextSighting(timeout time.Duration) protocol.Sighting {
 	cl.t.Helper()
 	select {
 	case s := <-cl.sightings:
 		return s
 	case <-time.After(timeout):
 		cl.t.Fatalf("no sighting within %v", timeout)
-		return agent.Sighting{}
+		return protocol.Sighting{}
 	}
 }
 
-func subjectOf(s agent.Sighting) (string, int) {
+func subjectOf(s protocol.Sighting) (string, int) {
 	return demo.Subject(int(s.Frame) - 1)
 }
 
@@ -274,7 +289,7 @@ func TestEndToEndThroughMosquitto(t *testing.T) {
 			t.Fatalf("did not see two frames of each subject: %v", picked)
 		}
 		s := cl.nextSighting(30 * time.Second)
-		if s.Label != agent.Unknown || len(s.Scores) != 0 {
+		if s.Label != protocol.Unknown || len(s.Scores) != 0 {
 			t.Fatalf("sighting %s says %q with scores %v before any label", s.ID, s.Label, s.Scores)
 		}
 		subj, pass := subjectOf(s)
@@ -286,7 +301,7 @@ func TestEndToEndThroughMosquitto(t *testing.T) {
 	for subj, ids := range picked {
 		for _, id := range ids {
 			n++
-			r := cl.requestJSON(agent.TopicLabel, map[string]string{"request_id": fmt.Sprintf("lbl-%d", n), "sighting_id": id, "label": want[subj]})
+			r := cl.requestJSON(protocol.TopicLabel, map[string]string{"request_id": fmt.Sprintf("lbl-%d", n), "sighting_id": id, "label": want[subj]})
 			if !r.Ok || r.RequestID != fmt.Sprintf("lbl-%d", n) || r.Label != want[subj] || r.SampleID == 0 {
 				t.Fatalf("label %s as %s: %+v", id, want[subj], r)
 			}
@@ -332,28 +347,28 @@ func TestEndToEndThroughMosquitto(t *testing.T) {
 			reqID       string
 			reason      string
 		}{
-			{"bad JSON", agent.TopicLabel, `{"request_id": "m1", "label": `, "m1", "not valid JSON"},
-			{"not an object", agent.TopicLabel, `[1,2,3]`, "", "JSON object"},
-			{"missing request id", agent.TopicLabel, `{"sighting_id":"x","label":"Tigger"}`, "", "request_id is missing"},
-			{"missing label", agent.TopicLabel, `{"request_id":"m2","sighting_id":"x"}`, "m2", "label is missing"},
-			{"empty label", agent.TopicLabel, `{"request_id":"m3","sighting_id":"x","label":""}`, "m3", "label is missing"},
-			{"10 MB label", agent.TopicLabel, `{"request_id":"m4","sighting_id":"x","label":"` + long + `"}`, "m4", "the limit is"},
-			{"neither sighting nor image", agent.TopicLabel, `{"request_id":"m5","label":"Tigger"}`, "m5", "sighting_id"},
-			{"unknown sighting", agent.TopicLabel, `{"request_id":"m6","sighting_id":"nope-1","label":"Tigger"}`, "m6", "unknown sighting id"},
-			{"non-image", agent.TopicLabel, `{"request_id":"m7","image":"` + notImage + `","label":"Tigger"}`, "m7", "image cannot be read"},
-			{"bad base64", agent.TopicLabel, `{"request_id":"m8","image":"%%%","label":"Tigger"}`, "m8", "base64"},
-			{"wrong type", agent.TopicLabel, `{"request_id":"m9","sighting_id":7,"label":"Tigger"}`, "m9", "must be string"},
-			{"unknown field", agent.TopicLabel, `{"request_id":"m10","sighting_id":"x","lable":"Tigger"}`, "m10", "unknown field"},
-			{"path in label", agent.TopicLabel, `{"request_id":"m11","sighting_id":"x","label":"../etc"}`, "m11", "path separator"},
-			{"unknown command", agent.TopicCmd, `{"request_id":"m12","cmd":"explode"}`, "m12", "unknown cmd"},
-			{"empty payload", agent.TopicCmd, ``, "", "empty"},
+			{"bad JSON", protocol.TopicLabel, `{"request_id": "m1", "label": `, "m1", "not valid JSON"},
+			{"not an object", protocol.TopicLabel, `[1,2,3]`, "", "JSON object"},
+			{"missing request id", protocol.TopicLabel, `{"sighting_id":"x","label":"Tigger"}`, "", "request_id is missing"},
+			{"missing label", protocol.TopicLabel, `{"request_id":"m2","sighting_id":"x"}`, "m2", "label is missing"},
+			{"empty label", protocol.TopicLabel, `{"request_id":"m3","sighting_id":"x","label":""}`, "m3", "label is missing"},
+			{"10 MB label", protocol.TopicLabel, `{"request_id":"m4","sighting_id":"x","label":"` + long + `"}`, "m4", "the limit is"},
+			{"neither sighting nor image", protocol.TopicLabel, `{"request_id":"m5","label":"Tigger"}`, "m5", "sighting_id"},
+			{"unknown sighting", protocol.TopicLabel, `{"request_id":"m6","sighting_id":"nope-1","label":"Tigger"}`, "m6", "unknown sighting id"},
+			{"non-image", protocol.TopicLabel, `{"request_id":"m7","image":"` + notImage + `","label":"Tigger"}`, "m7", "image cannot be read"},
+			{"bad base64", protocol.TopicLabel, `{"request_id":"m8","image":"%%%","label":"Tigger"}`, "m8", "base64"},
+			{"wrong type", protocol.TopicLabel, `{"request_id":"m9","sighting_id":7,"label":"Tigger"}`, "m9", "must be string"},
+			{"unknown field", protocol.TopicLabel, `{"request_id":"m10","sighting_id":"x","lable":"Tigger"}`, "m10", "unknown field"},
+			{"path in label", protocol.TopicLabel, `{"request_id":"m11","sighting_id":"x","label":"../etc"}`, "m11", "path separator"},
+			{"unknown command", protocol.TopicCmd, `{"request_id":"m12","cmd":"explode"}`, "m12", "unknown cmd"},
+			{"empty payload", protocol.TopicCmd, ``, "", "empty"},
 		} {
 			r := cl.request(tc.topic, []byte(tc.payload), tc.reqID)
 			if r.Ok || !strings.Contains(r.Error, tc.reason) || r.Topic != tc.topic {
 				t.Errorf("%s: got %+v, want ok:false request_id %q and a reason mentioning %q", tc.name, r, tc.reqID, tc.reason)
 			}
 		}
-		r := cl.requestJSON(agent.TopicCmd, map[string]string{"request_id": "after", "cmd": "stats"})
+		r := cl.requestJSON(protocol.TopicCmd, map[string]string{"request_id": "after", "cmd": "stats"})
 		if !r.Ok || r.Stats == nil || r.Stats.Head == nil || r.Stats.Samples != 6 {
 			t.Fatalf("stats after malformed requests: %+v", r)
 		}
@@ -421,7 +436,7 @@ func TestAcknowledgedLabelSurvivesKill9(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := cl.requestJSON(agent.TopicLabel, map[string]string{
+	r := cl.requestJSON(protocol.TopicLabel, map[string]string{
 		"request_id": "before-crash", "image": base64.StdEncoding.EncodeToString(photo), "label": "Misty",
 	})
 	if !r.Ok {
@@ -437,13 +452,13 @@ func TestAcknowledgedLabelSurvivesKill9(t *testing.T) {
 
 	startChild(t, config, logPath)
 	cl.waitStatus("online")
-	r = cl.requestJSON(agent.TopicCmd, map[string]string{"request_id": "after-crash", "cmd": "labels"})
+	r = cl.requestJSON(protocol.TopicCmd, map[string]string{"request_id": "after-crash", "cmd": "labels"})
 	if !r.Ok || len(r.Labels) != 1 || r.Labels[0].Label != "Misty" || r.Labels[0].Samples != 1 {
 		log, _ := os.ReadFile(logPath)
 		t.Fatalf("labels after kill -9 and restart: %+v\n%s", r, log)
 	}
 	// The same request again is recognised as a retry.
-	r = cl.requestJSON(agent.TopicLabel, map[string]string{
+	r = cl.requestJSON(protocol.TopicLabel, map[string]string{
 		"request_id": "before-crash", "image": base64.StdEncoding.EncodeToString(photo), "label": "Misty",
 	})
 	if !r.Ok || !r.Duplicate {

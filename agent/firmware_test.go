@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whiskercam/whisker/agent/ota"
+	"github.com/whiskercam/whisker/agent/protocol"
+
 	"github.com/whiskercam/whisker/camera/frame"
 
 	"github.com/whiskercam/whisker/agent"
@@ -82,8 +85,8 @@ func accuracy(t *testing.T, h *learner.Head, d *learner.Dataset) float64 {
 }
 
 func TestBackboneUpgradeKeepsLabels(t *testing.T) {
-	t.Setenv(agent.EnvBooted, "1")
-	t.Setenv(agent.EnvSlot, "")
+	t.Setenv(ota.EnvBooted, "1")
+	t.Setenv(ota.EnvSlot, "")
 	mosq := testenv.StartMosquitto(t)
 	dir := t.TempDir()
 	keyBase := filepath.Join(dir, "fleet")
@@ -136,24 +139,24 @@ func TestBackboneUpgradeKeepsLabels(t *testing.T) {
 	for label, imgs := range map[string][][]byte{"Tigger": cats, "Rex": dogs} {
 		for _, img := range imgs {
 			n++
-			r := cl.requestJSON(agent.TopicLabel, map[string]string{"request_id": fmt.Sprintf("u%d", n), "label": label, "image": base64.StdEncoding.EncodeToString(img)})
+			r := cl.requestJSON(protocol.TopicLabel, map[string]string{"request_id": fmt.Sprintf("u%d", n), "label": label, "image": base64.StdEncoding.EncodeToString(img)})
 			if !r.Ok {
 				t.Fatalf("label: %+v", r)
 			}
 		}
 	}
-	r := cl.requestJSON(agent.TopicCmd, map[string]string{"request_id": "train-old", "cmd": "retrain"})
+	r := cl.requestJSON(protocol.TopicCmd, map[string]string{"request_id": "train-old", "cmd": "retrain"})
 	if !r.Ok {
 		t.Fatalf("retrain: %+v", r)
 	}
 	oldStats, _ := a.Stats()
 
 	// The update: download (a path on the device), verify, re-embed, switch.
-	r = cl.request(agent.TopicCmd, []byte(fmt.Sprintf(`{"request_id":"up-1","cmd":"update","path":%q,"sha256":%q}`, bpath, sha)), "up-1")
+	r = cl.request(protocol.TopicCmd, []byte(fmt.Sprintf(`{"request_id":"up-1","cmd":"update","path":%q,"sha256":%q}`, bpath, sha)), "up-1")
 	if !r.Ok || r.Update == nil || r.Update.State != "started" {
 		t.Fatalf("update: %+v", r)
 	}
-	final := make(chan agent.Result, 1)
+	final := make(chan protocol.Result, 1)
 	go func() {
 		for res := range cl.results {
 			if res.RequestID == "up-1" {
@@ -173,7 +176,7 @@ func TestBackboneUpgradeKeepsLabels(t *testing.T) {
 	// The agent stops by itself, asking its supervisor for a restart.
 	select {
 	case err := <-exited:
-		if !errors.Is(err, agent.ErrRestart) {
+		if !errors.Is(err, ota.ErrRestart) {
 			t.Fatalf("agent stopped with %v, want ErrRestart", err)
 		}
 	case <-time.After(30 * time.Second):
@@ -187,7 +190,7 @@ func TestBackboneUpgradeKeepsLabels(t *testing.T) {
 	if err != nil || slot == "" {
 		t.Fatalf("boot: %q %v", slot, err)
 	}
-	t.Setenv(agent.EnvSlot, slot)
+	t.Setenv(ota.EnvSlot, slot)
 	a2, stop2 := startAgentStop(t, cfg)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -247,7 +250,7 @@ func TestBackboneUpgradeKeepsLabels(t *testing.T) {
 }
 
 // waitResult waits for the next result with the given request id.
-func (cl *client) waitResult(reqID string, d time.Duration) agent.Result {
+func (cl *client) waitResult(reqID string, d time.Duration) protocol.Result {
 	cl.t.Helper()
 	deadline := time.After(d)
 	for {
@@ -258,14 +261,14 @@ func (cl *client) waitResult(reqID string, d time.Duration) agent.Result {
 			}
 		case <-deadline:
 			cl.t.Fatalf("no result for %s within %v", reqID, d)
-			return agent.Result{}
+			return protocol.Result{}
 		}
 	}
 }
 
 func TestUpdateRefusalsLeaveTheRunningVersion(t *testing.T) {
-	t.Setenv(agent.EnvBooted, "1")
-	t.Setenv(agent.EnvSlot, "")
+	t.Setenv(ota.EnvBooted, "1")
+	t.Setenv(ota.EnvSlot, "")
 	mosq := testenv.StartMosquitto(t)
 	dir := t.TempDir()
 	keyBase := filepath.Join(dir, "fleet")
@@ -311,7 +314,7 @@ func TestUpdateRefusalsLeaveTheRunningVersion(t *testing.T) {
 		{"truncated download", truncated, goodSHA, "hash mismatch"},
 	} {
 		id := fmt.Sprintf("bad-%d", i)
-		r := cl.request(agent.TopicCmd, []byte(fmt.Sprintf(`{"request_id":%q,"cmd":"update","path":%q,"sha256":%q}`, id, tc.path, tc.sha)), id)
+		r := cl.request(protocol.TopicCmd, []byte(fmt.Sprintf(`{"request_id":%q,"cmd":"update","path":%q,"sha256":%q}`, id, tc.path, tc.sha)), id)
 		if !r.Ok {
 			t.Fatalf("%s: not even started: %+v", tc.name, r)
 		}
@@ -326,7 +329,7 @@ func TestUpdateRefusalsLeaveTheRunningVersion(t *testing.T) {
 		}
 	}
 	// And the agent still serves.
-	if r := cl.requestJSON(agent.TopicCmd, map[string]string{"request_id": "still", "cmd": "stats"}); !r.Ok {
+	if r := cl.requestJSON(protocol.TopicCmd, map[string]string{"request_id": "still", "cmd": "stats"}); !r.Ok {
 		t.Fatalf("stats: %+v", r)
 	}
 }
@@ -343,8 +346,8 @@ func TestProbationDeadlineRollsBack(t *testing.T) {
 	os.Symlink(filepath.Join("slots", "b"), filepath.Join(layout.Dir, "current"))
 	layout.WriteState(&update.State{Committed: "", Slots: map[string]update.SlotInfo{"b": {Version: "3.0.0"}},
 		Pending: &update.Pending{Slot: "b", Previous: "", Version: "3.0.0", Bundle: "x", Since: time.Now()}})
-	t.Setenv(agent.EnvBooted, "1")
-	t.Setenv(agent.EnvSlot, "b")
+	t.Setenv(ota.EnvBooted, "1")
+	t.Setenv(ota.EnvSlot, "b")
 	a, err := agent.New(cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})), "test")
 	if err != nil {
 		t.Fatal(err)
@@ -353,7 +356,7 @@ func TestProbationDeadlineRollsBack(t *testing.T) {
 	go func() { done <- a.Run(context.Background()) }()
 	select {
 	case err := <-done:
-		if !errors.Is(err, agent.ErrRestart) {
+		if !errors.Is(err, ota.ErrRestart) {
 			t.Fatalf("Run: %v, want ErrRestart", err)
 		}
 	case <-time.After(30 * time.Second):
@@ -373,13 +376,13 @@ func TestHouseholdSharesSamples(t *testing.T) {
 	cfgA.Fleet.Household, cfgB.Fleet.Household = "home", "home"
 	cfgA.Log.Level, cfgB.Log.Level = "warn", "warn"
 	startAgent(t, cfgA)
-	startAgent(t, cfgB)
+	_, logsB := startAgentLogged(t, cfgB)
 	clA := newClient(t, mosq.URL(), "whisker/kitchen/")
 	clB := newClient(t, mosq.URL(), "whisker/garden/")
 	clA.waitStatus("online")
 	clB.waitStatus("online")
 	for i, p := range []struct{ label, photo string }{{"Tigger", "chelsea.png"}, {"Misty", "dog.jpg"}} {
-		r := clA.requestJSON(agent.TopicLabel, map[string]string{"request_id": fmt.Sprintf("k%d", i), "label": p.label, "image": photoBase64(t, p.photo)})
+		r := clA.requestJSON(protocol.TopicLabel, map[string]string{"request_id": fmt.Sprintf("k%d", i), "label": p.label, "image": photoBase64(t, p.photo)})
 		if !r.Ok {
 			t.Fatalf("label on kitchen: %+v", r)
 		}
@@ -387,7 +390,7 @@ func TestHouseholdSharesSamples(t *testing.T) {
 	// The garden camera learns both pets without being taught.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		r := clB.requestJSON(agent.TopicCmd, map[string]string{"request_id": fmt.Sprintf("g%d", time.Now().UnixNano()), "cmd": "stats"})
+		r := clB.requestJSON(protocol.TopicCmd, map[string]string{"request_id": fmt.Sprintf("g%d", time.Now().UnixNano()), "cmd": "stats"})
 		if r.Ok && r.Stats.Samples == 2 && r.Stats.Head != nil {
 			t.Logf("garden learned %v from the kitchen", r.Stats.Labels)
 			break
@@ -397,14 +400,33 @@ func TestHouseholdSharesSamples(t *testing.T) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	// A sample arriving twice is stored once; one of another backbone not at all.
-	shared := agent.SharedSample{V: 1, Origin: "porch", SampleID: 7, Label: "Tigger", Backbone: "other@123",
+	// A sample of another backbone is not stored, and a sample arriving
+	// twice is stored once.
+	waitLog := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for logsB.count(what) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("the garden agent did not log %q within 10 s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	shared := protocol.SharedSample{V: 1, Origin: "porch", SampleID: 7, Label: "Tigger", Backbone: "other@123",
 		TS: time.Now().UTC().Format(time.RFC3339Nano), Features: base64.StdEncoding.EncodeToString(make([]byte, 16)), JPEG: ""}
 	payload, _ := json.Marshal(shared)
 	clB.c.Publish("whisker/household/home/samples", 1, false, payload).Wait()
-	time.Sleep(time.Second)
-	r := clB.requestJSON(agent.TopicCmd, map[string]string{"request_id": "g-final", "cmd": "stats"})
-	if r.Stats.Samples != 2 {
-		t.Fatalf("garden has %d samples after a foreign-backbone sample, want 2", r.Stats.Samples)
+	waitLog("shared sample of another backbone ignored")
+	stats := clB.requestJSON(protocol.TopicCmd, map[string]string{"request_id": "g-foreign", "cmd": "stats"})
+	shared.Backbone, shared.SampleID = stats.Stats.Backbone, 8
+	shared.Features = base64.StdEncoding.EncodeToString(make([]byte, 4*1280))
+	payload, _ = json.Marshal(shared)
+	for range 2 {
+		clB.c.Publish("whisker/household/home/samples", 1, false, payload).Wait()
+	}
+	waitLog("shared sample already stored")
+	r := clB.requestJSON(protocol.TopicCmd, map[string]string{"request_id": "g-final", "cmd": "stats"})
+	if r.Stats.Samples != 3 {
+		t.Fatalf("garden has %d samples after a foreign-backbone sample and one sample twice, want 3", r.Stats.Samples)
 	}
 }

@@ -27,7 +27,7 @@ type Health struct {
 // the broker connected.
 func (a *Agent) Health() Health {
 	cs := a.capture.Status()
-	h := Health{CameraUp: cs.Up, MQTTConnected: a.bus != nil && a.bus.Connected(), Head: a.trainer.Head() != nil, Version: a.version}
+	h := Health{CameraUp: cs.Up, MQTTConnected: a.connected(), Head: a.trainer.Head() != nil, Version: a.version}
 	if !cs.LastTime.IsZero() {
 		h.LastFrameAge = time.Since(cs.LastTime).Seconds()
 	}

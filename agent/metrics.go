@@ -68,22 +68,22 @@ func newMetrics(a *Agent) *metrics {
 			func() float64 { _, d := a.box.Stats(); return float64(d) }),
 		counter("whisker_sightings_dropped_total", "Sightings dropped while the broker was slow or away.",
 			func() float64 {
-				if a.bus == nil {
-					return 0
+				if b := a.bus.Load(); b != nil {
+					return float64(b.Dropped())
 				}
-				return float64(a.bus.Dropped())
+				return 0
 			}),
 		counter("whisker_mqtt_reconnects_total", "MQTT connections lost (each is followed by reconnect attempts).",
 			func() float64 {
-				if a.bus == nil {
-					return 0
+				if b := a.bus.Load(); b != nil {
+					return float64(b.Reconnects())
 				}
-				return float64(a.bus.Reconnects())
+				return 0
 			}),
 		counter("whisker_camera_reopens_total", "Times the camera was reopened after a failure.",
 			func() float64 { return float64(a.capture.Status().Reopens) }),
 		gauge("whisker_mqtt_connected", "1 while the broker connection is up.",
-			func() float64 { return b2f(a.bus != nil && a.bus.Connected()) }),
+			func() float64 { return b2f(a.connected()) }),
 		gauge("whisker_camera_up", "1 while the camera delivers frames.",
 			func() float64 { return b2f(a.capture.Status().Up) }),
 		gauge("whisker_head_classes", "Classes of the current head (0: no head).",

@@ -2,25 +2,24 @@ package agent
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/whiskercam/whisker/internal/wait"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/whiskercam/whisker/agent/protocol"
 )
 
 // Inbound is a message from a request topic. Ack must be called once the
 // request's outcome is durable and answered; until then the broker keeps
 // the message for redelivery.
 type Inbound struct {
-	Topic   string // TopicLabel or TopicCmd
+	Topic   string // protocol.TopicLabel or protocol.TopicCmd
 	Payload []byte
 	Ack     func()
 }
@@ -41,7 +40,7 @@ type Bus struct {
 	// Extra maps further topics to subscribe to (full names) to the name
 	// their messages carry in Inbound.Topic. Set before Run.
 	Extra     map[string]string
-	status    func() Status
+	status    func() protocol.Status
 	connected func()
 	out       chan []byte
 	dropped   atomic.Uint64
@@ -57,7 +56,7 @@ const sightingQueue = 256
 // NewBus prepares a connection to url for device. inbound receives label
 // and command messages; status supplies the retained status published on
 // every (re)connect; connected, if set, runs after each (re)connect.
-func NewBus(cfg MQTTConfig, device, url string, log *slog.Logger, inbound chan<- Inbound, status func() Status, connected func()) (*Bus, error) {
+func NewBus(cfg MQTTConfig, device, url string, log *slog.Logger, inbound chan<- Inbound, status func() protocol.Status, connected func()) (*Bus, error) {
 	b := &Bus{
 		ctx: context.Background(),
 		cfg: cfg, log: log, url: url,
@@ -66,7 +65,7 @@ func NewBus(cfg MQTTConfig, device, url string, log *slog.Logger, inbound chan<-
 		out:    make(chan []byte, sightingQueue),
 		everUp: make(chan struct{}),
 	}
-	tlsCfg, err := tlsConfig(cfg.TLS, url)
+	tlsCfg, err := cfg.TLS.Build(url)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +73,7 @@ func NewBus(cfg MQTTConfig, device, url string, log *slog.Logger, inbound chan<-
 	if clientID == "" {
 		clientID = "whisker-" + device
 	}
-	offline, _ := json.Marshal(Status{State: "offline", Device: device})
+	offline, _ := json.Marshal(protocol.Status{State: "offline", Device: device})
 	opts := paho.NewClientOptions().
 		AddBroker(url).
 		SetClientID(clientID).
@@ -98,7 +97,7 @@ func NewBus(cfg MQTTConfig, device, url string, log *slog.Logger, inbound chan<-
 		SetConnectRetryInterval(2*time.Second).
 		SetMaxReconnectInterval(30*time.Second).
 		SetWriteTimeout(10*time.Second).
-		SetBinaryWill(b.Topic(TopicStatus), offline, 1, true).
+		SetBinaryWill(b.Topic(protocol.TopicStatus), offline, 1, true).
 		SetOnConnectHandler(b.onConnect).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			b.up.Store(false)
@@ -110,7 +109,7 @@ func NewBus(cfg MQTTConfig, device, url string, log *slog.Logger, inbound chan<-
 		}).
 		SetConnectionNotificationHandler(func(_ paho.Client, n paho.ConnectionNotification) {
 			if f, ok := n.(paho.ConnectionNotificationFailed); ok {
-				log.Warn("MQTT connection failed; retrying", "broker", url, "err", f.Reason, "hint", connectHint(f.Reason))
+				log.Warn("MQTT connection failed; retrying", "broker", url, "err", f.Reason, "hint", protocol.ConnectHint(f.Reason))
 			}
 		})
 	if tlsCfg != nil {
@@ -118,56 +117,6 @@ func NewBus(cfg MQTTConfig, device, url string, log *slog.Logger, inbound chan<-
 	}
 	b.client = paho.NewClient(opts)
 	return b, nil
-}
-
-// tlsConfig builds the TLS settings for ssl:// style URLs.
-func tlsConfig(c TLSConfig, url string) (*tls.Config, error) {
-	secure := false
-	for _, s := range []string{"ssl://", "tls://", "mqtts://", "wss://"} {
-		secure = secure || strings.HasPrefix(url, s)
-	}
-	if !secure {
-		if c.CAFile != "" || c.CertFile != "" {
-			return nil, fmt.Errorf("mqtt.tls is set but the broker URL %q is not ssl://", url)
-		}
-		return nil, nil
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify}
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt.tls.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("mqtt.tls.ca_file %s: no PEM certificate in it", c.CAFile)
-		}
-		cfg.RootCAs = pool
-	}
-	if c.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt.tls.cert_file/key_file: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
-}
-
-// connectHint turns a connection error into advice.
-func connectHint(err error) string {
-	msg := strings.ToLower(fmt.Sprint(err))
-	switch {
-	case strings.Contains(msg, "certificate signed by unknown authority"), strings.Contains(msg, "x509"):
-		return "the broker's certificate is not trusted: check mqtt.tls.ca_file"
-	case strings.Contains(msg, "not authorized"), strings.Contains(msg, "bad user name or password"):
-		return "the broker refused the credentials: check mqtt.username and mqtt.password"
-	case strings.Contains(msg, "connection refused"):
-		return "nothing listens at that address: is the broker running, and is mqtt.broker right?"
-	case strings.Contains(msg, "tls"), strings.Contains(msg, "handshake"):
-		return "TLS failed: check the broker URL scheme (ssl://) and mqtt.tls"
-	}
-	return "check mqtt.broker and that the broker is reachable"
 }
 
 // Topic is the full name of one of the device's topics.
@@ -185,16 +134,31 @@ func (b *Bus) Dropped() uint64 { return b.dropped.Load() }
 // Ready is closed once the first connection is up.
 func (b *Bus) Ready() <-chan struct{} { return b.everUp }
 
-func (b *Bus) onConnect(c paho.Client) {
-	b.log.Info("MQTT connected", "broker", b.url, "topics", b.prefix+"#")
-	subs := map[string]string{b.Topic(TopicLabel): TopicLabel, b.Topic(TopicCmd): TopicCmd}
+// subscriptions maps the topics the agent subscribes to (full names) to
+// the name their messages carry in Inbound.Topic.
+func (b *Bus) subscriptions() map[string]string {
+	subs := map[string]string{b.Topic(protocol.TopicLabel): protocol.TopicLabel, b.Topic(protocol.TopicCmd): protocol.TopicCmd}
 	for topic, name := range b.Extra {
 		subs[topic] = name
 	}
-	for topic, name := range subs {
-		tok := c.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) {
-			b.handoff(name, m)
-		})
+	return subs
+}
+
+// route registers a handler for every subscription before the first
+// connect: with a persistent session the broker delivers queued messages
+// right after CONNACK, before a subscription made in onConnect could add
+// its route, and a message without a route is never acknowledged, so it
+// would hold the broker's in-flight window until the next reconnect.
+func (b *Bus) route() {
+	for topic, name := range b.subscriptions() {
+		b.client.AddRoute(topic, func(_ paho.Client, m paho.Message) { b.handoff(name, m) })
+	}
+}
+
+func (b *Bus) onConnect(c paho.Client) {
+	b.log.Info("MQTT connected", "broker", b.url, "topics", b.prefix+"#")
+	for topic := range b.subscriptions() {
+		tok := c.Subscribe(topic, 1, nil) // handled by the routes added before connecting
 		if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 			b.log.Error("MQTT subscribe failed", "topic", topic, "err", tokenErr(tok))
 		}
@@ -256,26 +220,26 @@ func (b *Bus) PublishRaw(topic string, payload []byte, retained bool) error {
 }
 
 // PublishResult answers a request (QoS 1).
-func (b *Bus) PublishResult(r Result) error {
+func (b *Bus) PublishResult(r protocol.Result) error {
 	payload, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	return b.publish(b.Topic(TopicResult), 1, false, payload, 15*time.Second)
+	return b.publish(b.Topic(protocol.TopicResult), 1, false, payload, 15*time.Second)
 }
 
 // PublishStatus publishes the retained status.
-func (b *Bus) PublishStatus(s Status) error {
+func (b *Bus) PublishStatus(s protocol.Status) error {
 	payload, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
-	return b.publish(b.Topic(TopicStatus), 1, true, payload, 10*time.Second)
+	return b.publish(b.Topic(protocol.TopicStatus), 1, true, payload, 10*time.Second)
 }
 
 // PublishSighting queues a sighting; it never blocks. When the queue is
 // full the oldest sighting is dropped.
-func (b *Bus) PublishSighting(s Sighting) {
+func (b *Bus) PublishSighting(s protocol.Sighting) {
 	payload, err := json.Marshal(s)
 	if err != nil {
 		return
@@ -299,6 +263,7 @@ func (b *Bus) PublishSighting(s Sighting) {
 func (b *Bus) Run(ctx context.Context) error {
 	b.ctx = ctx
 	b.log.Info("MQTT connecting", "broker", b.url)
+	b.route()
 	b.client.Connect() // retries by itself; onConnect reports success
 	defer func() {
 		if b.client.IsConnectionOpen() {
@@ -306,7 +271,7 @@ func (b *Bus) Run(ctx context.Context) error {
 			st.State = "offline"
 			payload, _ := json.Marshal(st)
 			bye, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			if err := b.publishCtx(bye, b.Topic(TopicStatus), 1, true, payload, 2*time.Second); err != nil {
+			if err := b.publishCtx(bye, b.Topic(protocol.TopicStatus), 1, true, payload, 2*time.Second); err != nil {
 				b.log.Warn("publish offline status", "err", err)
 			}
 			cancel()
@@ -325,27 +290,16 @@ func (b *Bus) Run(ctx context.Context) error {
 		if !b.client.IsConnectionOpen() {
 			// The broker is away: hold this one; newer ones queue behind it
 			// and the queue drops the oldest when full.
-			if !sleepCtx(ctx, 200*time.Millisecond) {
+			if !wait.Sleep(ctx, 200*time.Millisecond) {
 				return nil
 			}
 			continue
 		}
-		tok := b.client.Publish(b.Topic(TopicSighting), 0, false, pending)
+		tok := b.client.Publish(b.Topic(protocol.TopicSighting), 0, false, pending)
 		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 			b.log.Debug("sighting not published", "err", tokenErr(tok))
 			b.dropped.Add(1)
 		}
 		pending = nil
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

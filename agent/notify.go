@@ -18,7 +18,7 @@ func (a *Agent) notifySystemd(ctx context.Context) error {
 		return nil // not started by systemd with NOTIFY_SOCKET
 	}
 	for {
-		ready := a.bus.Connected() && !a.capture.Status().LastTime.IsZero()
+		ready := a.connected() && !a.capture.Status().LastTime.IsZero()
 		if ready {
 			break
 		}
@@ -47,10 +47,7 @@ func (a *Agent) notifySystemd(ctx context.Context) error {
 			last := a.capture.Status().LastTime
 			if age := time.Since(last); age < interval/2 {
 				daemon.SdNotify(false, daemon.SdNotifyWatchdog)
-				a.mu.Lock()
-				n := a.sightings
-				a.mu.Unlock()
-				daemon.SdNotify(false, fmt.Sprintf("STATUS=%d sightings, broker %s", n, connState(a.bus.Connected())))
+				daemon.SdNotify(false, fmt.Sprintf("STATUS=%d sightings, broker %s", a.sightings.Load(), connState(a.connected())))
 			} else {
 				a.log.Warn("no frame recently; not feeding the systemd watchdog", "age", age.Round(time.Second))
 			}

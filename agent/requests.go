@@ -7,8 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/whiskercam/whisker/camera/frame"
-
+	"github.com/whiskercam/whisker/agent/protocol"
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/learner"
 	"github.com/whiskercam/whisker/learner/backbone"
@@ -31,12 +30,12 @@ func (a *Agent) serveRequests(ctx context.Context) error {
 			}
 			res := a.handle(ctx, in)
 			res.Topic = in.Topic
-			res.TS = timestamp(time.Now())
+			res.TS = protocol.Timestamp(time.Now())
 			if !res.Ok {
 				a.log.Warn("request refused", "topic", in.Topic, "request_id", res.RequestID, "reason", res.Error)
 			}
 			a.metrics.requests.WithLabelValues(in.Topic, fmt.Sprint(res.Ok)).Inc()
-			if err := a.bus.PublishResult(res); err != nil {
+			if err := a.bus.Load().PublishResult(res); err != nil {
 				a.log.Warn("answer not published; the broker will redeliver the request", "request_id", res.RequestID, "err", err)
 				continue
 			}
@@ -47,56 +46,56 @@ func (a *Agent) serveRequests(ctx context.Context) error {
 }
 
 // handle turns one request into its result; it never panics.
-func (a *Agent) handle(ctx context.Context, in Inbound) (res Result) {
+func (a *Agent) handle(ctx context.Context, in Inbound) (res protocol.Result) {
 	defer func() {
 		if r := recover(); r != nil {
 			a.log.Error("request handler panicked", "topic", in.Topic, "panic", r)
-			res = Result{RequestID: res.RequestID, Error: fmt.Sprintf("internal error: %v", r)}
+			res = protocol.Result{RequestID: res.RequestID, Error: fmt.Sprintf("internal error: %v", r)}
 		}
 	}()
 	switch in.Topic {
-	case TopicLabel:
+	case protocol.TopicLabel:
 		return a.handleLabel(ctx, in.Payload)
-	case TopicCmd:
+	case protocol.TopicCmd:
 		return a.handleCmd(ctx, in.Payload)
 	}
-	return Result{Error: "unknown topic"}
+	return protocol.Result{Error: "unknown topic"}
 }
 
-func failed(err error) Result {
-	var re *RequestError
+func failed(err error) protocol.Result {
+	var re *protocol.RequestError
 	if errors.As(err, &re) {
-		return Result{RequestID: re.RequestID, Error: re.Reason}
+		return protocol.Result{RequestID: re.RequestID, Error: re.Reason}
 	}
-	return Result{Error: err.Error()}
+	return protocol.Result{Error: err.Error()}
 }
 
-func (a *Agent) handleLabel(ctx context.Context, payload []byte) Result {
-	req, err := DecodeLabel(payload, a.cfg.MQTT.MaxPayload)
+func (a *Agent) handleLabel(ctx context.Context, payload []byte) protocol.Result {
+	req, err := protocol.DecodeLabel(payload, a.cfg.MQTT.MaxPayload)
 	if err != nil {
 		return failed(err)
 	}
-	res := Result{RequestID: req.RequestID, Label: req.Label}
+	res := protocol.Result{RequestID: req.RequestID, Label: req.Label}
 	smp := learner.Sample{Label: req.Label, Backbone: a.identity, Time: time.Now(), RequestID: req.RequestID}
 	if req.SightingID != "" {
-		r, ok := a.recent.get(req.SightingID)
+		r, ok := a.pipe.Recent(req.SightingID)
 		if !ok {
 			res.Error = fmt.Sprintf("unknown sighting id %q: it is not among the last %d sightings (learner.recent)", req.SightingID, a.cfg.Learner.Recent)
 			return res
 		}
-		smp.Features, smp.JPEG, smp.Source = r.features, r.jpeg, "sighting:"+req.SightingID
+		smp.Features, smp.JPEG, smp.Source = r.Features, r.JPEG, "sighting:"+req.SightingID
 	} else {
-		frame, err := camera.DecodeImage(req.ImageBytes())
+		img, err := camera.DecodeImage(req.ImageBytes())
 		if err != nil {
 			res.Error = fmt.Sprintf("image cannot be read: %v (send a base64 JPEG or PNG)", err)
 			return res
 		}
-		feats, err := a.embedOnWorker(ctx, frame)
+		feats, err := a.pipe.Embed(ctx, &img)
 		if err != nil {
 			res.Error = fmt.Sprintf("image could not be embedded: %v", err)
 			return res
 		}
-		jpeg, err := camera.EncodeJPEG(&frame, a.cfg.Learner.SnapshotSize, 85)
+		jpeg, err := camera.EncodeJPEG(&img, a.cfg.Learner.SnapshotSize, camera.JPEGQuality)
 		if err != nil {
 			res.Error = fmt.Sprintf("image could not be re-encoded: %v", err)
 			return res
@@ -110,8 +109,9 @@ func (a *Agent) handleLabel(ctx context.Context, payload []byte) Result {
 		return res
 	}
 	res.Ok, res.SampleID, res.Duplicate = true, id, dup
-	if counts, err := a.store.Counts(a.identity); err == nil {
-		res.Labels = counts
+	counts, err := a.store.Counts(a.identity)
+	if err == nil {
+		res.Labels = labelCounts(counts)
 	}
 	if !dup {
 		a.log.Info("label stored", "label", req.Label, "sample", id, "source", smp.Source, "request_id", req.RequestID)
@@ -120,45 +120,34 @@ func (a *Agent) handleLabel(ctx context.Context, payload []byte) Result {
 		a.shareSample(id, smp)
 		for _, c := range res.Labels {
 			if c.Label == req.Label && c.Samples == 1 {
-				a.labelsChanged([]string{req.Label}) // a new label: its entities appear
+				a.labelsChanged() // a new label: its entities appear
 			}
 		}
 	}
 	return res
 }
 
-func (a *Agent) embedOnWorker(ctx context.Context, f frame.Frame) ([]float32, error) {
-	r := embedRequest{frame: f, reply: make(chan embedResult, 1)}
-	t := time.NewTimer(30 * time.Second)
-	defer t.Stop()
-	select {
-	case a.embedReqs <- r:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-t.C:
-		return nil, errors.New("inference is busy")
-	}
-	select {
-	case out := <-r.reply:
-		return out.features, out.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-func (a *Agent) handleCmd(ctx context.Context, payload []byte) Result {
-	req, err := DecodeCmd(payload, a.cfg.MQTT.MaxPayload)
+func (a *Agent) handleCmd(ctx context.Context, payload []byte) protocol.Result {
+	req, err := protocol.DecodeCmd(payload, a.cfg.MQTT.MaxPayload)
 	if err != nil {
 		return failed(err)
 	}
-	if req.Mutating() {
-		return a.applyOnce(req)
+	switch req.Cmd {
+	case "rename":
+		return a.change(req, learner.Change{Op: learner.OpRename, Label: req.Label, To: req.To})
+	case "forget":
+		if req.SampleID != 0 {
+			return a.change(req, learner.Change{Op: learner.OpForgetSample, SampleID: req.SampleID})
+		}
+		return a.change(req, learner.Change{Op: learner.OpForget, Label: req.Label})
+	case "threshold":
+		return a.setThreshold(req)
 	}
-	res := Result{RequestID: req.RequestID, Cmd: req.Cmd}
+	res := protocol.Result{RequestID: req.RequestID, Cmd: req.Cmd}
 	switch req.Cmd {
 	case "retrain":
 		rep := a.trainer.Retrain()
-		res.Train = &TrainResult{Samples: rep.Samples, Classes: rep.Classes, Iterations: rep.Iters,
+		res.Train = &protocol.TrainResult{Samples: rep.Samples, Classes: rep.Classes, Iterations: rep.Iters,
 			Millis: float64(rep.Duration.Microseconds()) / 1000}
 		if rep.Err != nil {
 			res.Error = rep.Err.Error()
@@ -170,7 +159,7 @@ func (a *Agent) handleCmd(ctx context.Context, payload []byte) Result {
 			res.Error = err.Error()
 			return res
 		}
-		res.Labels = counts
+		res.Labels = labelCounts(counts)
 	case "stats":
 		st, err := a.Stats()
 		if err != nil {
@@ -179,126 +168,128 @@ func (a *Agent) handleCmd(ctx context.Context, payload []byte) Result {
 		}
 		res.Stats = st
 	case "capture":
-		s, err := a.captureNow(ctx)
+		s, err := a.pipe.Capture(ctx)
 		if err != nil {
 			res.Error = err.Error()
 			return res
 		}
 		res.Sighting = s
 	case "update":
-		if err := a.startUpdate(ctx, req); err != nil {
+		if err := a.ota.Start(ctx, req); err != nil {
 			res.Error = err.Error()
 			return res
 		}
-		res.Update = &UpdateStatus{State: "started", Bundle: req.SHA256}
+		res.Update = &protocol.UpdateStatus{State: "started", Bundle: req.SHA256}
 	case "snapshot":
-		id := req.SightingID
-		if id == "latest" {
-			id = a.recent.latest()
-		}
-		// The frame with the pets' boxes drawn, and the pet's crop; for a
-		// sighting the snapshot store no longer holds, the stored frame.
-		frame, crop, ok := a.pipe.Snapshot(id)
-		if !ok {
-			if r, found := a.recent.get(id); found && len(r.jpeg) > 0 {
-				frame, ok = r.jpeg, true
-			}
-		}
-		if !ok {
-			res.Error = fmt.Sprintf("no snapshot of sighting %q: it is not among the recent sightings (camera.snapshots, learner.recent)", req.SightingID)
-			return res
-		}
-		topic := a.bus.Topic(TopicSnapshot + "/" + id)
-		if err := a.bus.PublishRaw(topic, frame, false); err != nil {
-			res.Error = fmt.Sprintf("snapshot not published: %v", err)
-			return res
-		}
-		if len(crop) > 0 {
-			if err := a.bus.PublishRaw(topic+"/crop", crop, false); err != nil {
-				a.log.Warn("crop snapshot not published", "err", err)
-			}
-		}
-		res.SightingID, res.SnapshotTopic, res.Bytes = id, topic, len(frame)
+		return a.publishSnapshot(req, res)
 	}
 	res.Ok = true
 	return res
 }
 
-// applyOnce runs a state-changing command so that a retried request id is
-// answered with the first answer instead of being applied again.
-func (a *Agent) applyOnce(req *CmdRequest) Result {
-	res := Result{RequestID: req.RequestID, Cmd: req.Cmd}
-	var changed []string // labels whose entities change
-	answer, err := a.store.ApplyOnce(req.RequestID, func(tx *learner.Tx) (any, error) {
-		switch req.Cmd {
-		case "rename":
-			n, err := tx.Relabel(req.Label, req.To)
-			if err == nil && n == 0 {
-				err = fmt.Errorf("no samples are labelled %q", req.Label)
-			}
-			res.Label, res.To, res.Changed = req.Label, req.To, n
-			changed = []string{req.Label, req.To}
-			return nil, err
-		case "forget":
-			if req.SampleID != 0 {
-				label, err := tx.Delete(req.SampleID)
-				res.SampleID, res.Label, res.Changed = req.SampleID, label, 1
-				changed = []string{label}
-				return nil, err
-			}
-			n, err := tx.Relabel(req.Label, "")
-			if err == nil && n == 0 {
-				err = fmt.Errorf("no samples are labelled %q", req.Label)
-			}
-			res.Label, res.Changed = req.Label, n
-			changed = []string{req.Label}
-			return nil, err
-		case "threshold":
-			if err := a.settings.SetThreshold(*req.Value); err != nil {
-				return nil, err
-			}
-			res.Threshold = *req.Value
-			return nil, nil
+// publishSnapshot publishes the frame of a recent sighting, with the
+// pets' boxes drawn, and the pet's crop; for a sighting the snapshot store
+// no longer holds, the stored frame.
+func (a *Agent) publishSnapshot(req *protocol.CmdRequest, res protocol.Result) protocol.Result {
+	id := req.SightingID
+	if id == "latest" {
+		r, _ := a.pipe.Recent(id)
+		id = r.ID
+	}
+	img, crop, ok := a.pipe.Snapshot(id)
+	if !ok {
+		if r, found := a.pipe.Recent(id); found && len(r.JPEG) > 0 {
+			img, ok = r.JPEG, true
 		}
-		return nil, fmt.Errorf("command %q is not a change", req.Cmd)
-	}, func(any) ([]byte, error) {
-		res.Ok = true
-		res.TS = timestamp(time.Now())
-		return json.Marshal(res)
+	}
+	if !ok {
+		res.Error = fmt.Sprintf("no snapshot of sighting %q: it is not among the recent sightings (camera.snapshots, learner.recent)", req.SightingID)
+		return res
+	}
+	bus := a.bus.Load()
+	topic := bus.Topic(protocol.TopicSnapshot + "/" + id)
+	if err := bus.PublishRaw(topic, img, false); err != nil {
+		res.Error = fmt.Sprintf("snapshot not published: %v", err)
+		return res
+	}
+	if len(crop) > 0 {
+		if err := bus.PublishRaw(topic+"/crop", crop, false); err != nil {
+			a.log.Warn("crop snapshot not published", "err", err)
+		}
+	}
+	res.Ok, res.SightingID, res.SnapshotTopic, res.Bytes = true, id, topic, len(img)
+	return res
+}
+
+// change renames or forgets labels and samples, once per request id: a
+// retried request is answered with the first answer instead of being
+// applied again.
+func (a *Agent) change(req *protocol.CmdRequest, c learner.Change) protocol.Result {
+	res := protocol.Result{RequestID: req.RequestID, Cmd: req.Cmd}
+	done, recorded, err := a.trainer.Apply(req.RequestID, c, func(d learner.Changed) ([]byte, error) {
+		ok := res
+		ok.Ok, ok.Label, ok.To, ok.SampleID, ok.Changed = true, d.Label, d.To, d.SampleID, d.N
+		ok.TS = protocol.Timestamp(time.Now())
+		return json.Marshal(ok)
 	})
-	switch {
-	case errors.Is(err, learner.ErrDuplicate):
-		var first Result
-		if json.Unmarshal(answer, &first) != nil {
-			return Result{RequestID: req.RequestID, Cmd: req.Cmd, Error: "request was applied before; its answer is unreadable"}
-		}
-		first.Duplicate = true
-		return first
-	case err != nil:
-		res.Ok = false
+	if errors.Is(err, learner.ErrDuplicate) {
+		return replay(req, recorded)
+	}
+	if err != nil {
 		res.Error = err.Error()
 		return res
 	}
+	res.Ok, res.Label, res.To, res.SampleID, res.Changed = true, done.Label, done.To, done.SampleID, done.N
 	a.log.Info("command applied", "cmd", req.Cmd, "label", res.Label, "to", res.To, "changed", res.Changed, "request_id", req.RequestID)
-	switch {
-	case req.Cmd == "rename":
-		a.trainer.Renamed(req.Label, req.To)
-	case req.Cmd == "forget" && req.SampleID != 0:
-		a.trainer.SampleRemoved(res.Label)
-	case req.Cmd == "forget":
-		a.trainer.Forgotten(req.Label)
-	}
-	if req.Cmd != "threshold" {
-		a.labelsChanged(changed)
-	}
+	a.labelsChanged()
 	if counts, err := a.store.Counts(a.identity); err == nil {
-		res.Labels = counts
+		res.Labels = labelCounts(counts)
 	}
 	return res
 }
 
+// setThreshold sets and keeps the threshold, once per request id.
+func (a *Agent) setThreshold(req *protocol.CmdRequest) protocol.Result {
+	res := protocol.Result{RequestID: req.RequestID, Cmd: req.Cmd, Threshold: *req.Value}
+	recorded, err := a.store.ApplyOnce(req.RequestID, func(*learner.Tx) (any, error) {
+		return nil, a.settings.SetThreshold(*req.Value)
+	}, func(any) ([]byte, error) {
+		ok := res
+		ok.Ok, ok.TS = true, protocol.Timestamp(time.Now())
+		return json.Marshal(ok)
+	})
+	switch {
+	case errors.Is(err, learner.ErrDuplicate):
+		return replay(req, recorded)
+	case err != nil:
+		res.Error = err.Error()
+		return res
+	}
+	a.log.Info("threshold set", "value", res.Threshold, "request_id", req.RequestID)
+	res.Ok = true
+	return res
+}
+
+// replay is the answer to a request applied before: its first answer.
+func replay(req *protocol.CmdRequest, recorded []byte) protocol.Result {
+	var first protocol.Result
+	if json.Unmarshal(recorded, &first) != nil {
+		return protocol.Result{RequestID: req.RequestID, Cmd: req.Cmd, Error: "request was applied before; its answer is unreadable"}
+	}
+	first.Duplicate = true
+	return first
+}
+
+func labelCounts(counts []learner.LabelCount) []protocol.LabelCount {
+	out := make([]protocol.LabelCount, len(counts))
+	for i, c := range counts {
+		out[i] = protocol.LabelCount{Label: c.Label, Samples: c.Samples}
+	}
+	return out
+}
+
 // Stats gathers the numbers the stats command reports.
-func (a *Agent) Stats() (*Stats, error) {
+func (a *Agent) Stats() (*protocol.Stats, error) {
 	counts, err := a.store.Counts(a.identity)
 	if err != nil {
 		return nil, err
@@ -306,26 +297,33 @@ func (a *Agent) Stats() (*Stats, error) {
 	cs := a.capture.Status()
 	_, dropped := a.box.Stats()
 	_, runs := a.trainer.Last()
-	a.mu.Lock()
-	st := &Stats{
+	a.embedMu.Lock()
+	embed := a.embedAvg
+	a.embedMu.Unlock()
+	st := &protocol.Stats{
 		Device: a.cfg.Device, Version: a.version, UptimeSeconds: time.Since(a.started).Seconds(),
 		Backbone: a.identity, Runtime: "TensorFlow Lite " + backbone.RuntimeVersion(),
-		Labels: counts, Sightings: a.sightings, EmbedMillis: round4(a.embedAvgMS),
+		Labels: labelCounts(counts), Sightings: a.sightings.Load(), EmbedMillis: round4(embed),
 		TrainingRuns: runs, Threshold: a.threshold(),
-		Camera: CameraStats{Up: cs.Up, State: cs.State, Source: cs.Source, Frames: cs.Frames, Dropped: dropped, Reopens: cs.Reopens,
+		Camera: protocol.CameraStats{Up: cs.Up, State: cs.State, Source: cs.Source, Frames: cs.Frames, Dropped: dropped, Reopens: cs.Reopens,
 			Error: cs.LastErr, FPS: round4(cs.FPS)},
 		Pipeline: a.pipe.Stats(),
 	}
-	a.mu.Unlock()
 	for _, c := range counts {
 		st.Samples += c.Samples
 	}
 	if h := a.trainer.Head(); h != nil {
-		st.Head = &HeadInfo{Classes: h.Classes, Samples: h.Samples, Trained: timestamp(h.Trained)}
-		st.Learner = a.trainer.Summary()
+		st.Head = &protocol.HeadInfo{Classes: h.Classes, Samples: h.Samples, Trained: protocol.Timestamp(h.Trained)}
+		if st.Learner, err = json.Marshal(a.trainer.Summary()); err != nil {
+			return nil, err
+		}
 		if st.Threshold == 0 {
 			st.Threshold = round4(h.ThresholdFor(0))
 		}
 	}
 	return st, nil
+}
+
+func round4(x float64) float64 {
+	return float64(int64(x*10000+0.5)) / 10000
 }

@@ -25,6 +25,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whiskercam/whisker/agent/homeassistant"
+	"github.com/whiskercam/whisker/agent/protocol"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/whiskercam/whisker/agent"
@@ -116,15 +119,15 @@ func TestCommandsDiscoveryAndOperations(t *testing.T) {
 
 	// The camera entity is there from the start; pets appear when labelled.
 	ha.wait(t, "camera entity", func(m map[string][]byte) bool { return len(m["homeassistant/camera/whisker_svc/snapshot/config"]) > 0 })
-	r := cl.requestJSON(agent.TopicLabel, map[string]string{"request_id": "l1", "image": photoBase64(t, "chelsea.png"), "label": "Tigger"})
+	r := cl.requestJSON(protocol.TopicLabel, map[string]string{"request_id": "l1", "image": photoBase64(t, "chelsea.png"), "label": "Tigger"})
 	if !r.Ok {
 		t.Fatalf("label: %+v", r)
 	}
-	r = cl.requestJSON(agent.TopicLabel, map[string]string{"request_id": "l2", "image": photoBase64(t, "dog.jpg"), "label": "Misty"})
+	r = cl.requestJSON(protocol.TopicLabel, map[string]string{"request_id": "l2", "image": photoBase64(t, "dog.jpg"), "label": "Misty"})
 	if !r.Ok {
 		t.Fatalf("label: %+v", r)
 	}
-	tigger, misty := agent.PetSlug("Tigger"), agent.PetSlug("Misty")
+	tigger, misty := homeassistant.PetSlug("Tigger"), homeassistant.PetSlug("Misty")
 	ha.wait(t, "entities of both pets", func(m map[string][]byte) bool {
 		p1, _ := petConfigs(m, tigger)
 		p2, _ := petConfigs(m, misty)
@@ -133,31 +136,31 @@ func TestCommandsDiscoveryAndOperations(t *testing.T) {
 
 	// Rename, applied once however often it is retried.
 	rename := map[string]string{"request_id": "c-rename", "cmd": "rename", "label": "Misty", "to": "Rex"}
-	r = cl.requestJSON(agent.TopicCmd, rename)
+	r = cl.requestJSON(protocol.TopicCmd, rename)
 	if !r.Ok || r.Changed != 1 || r.To != "Rex" || r.Duplicate {
 		t.Fatalf("rename: %+v", r)
 	}
-	r = cl.requestJSON(agent.TopicCmd, rename)
+	r = cl.requestJSON(protocol.TopicCmd, rename)
 	if !r.Ok || !r.Duplicate || r.Changed != 1 {
 		t.Fatalf("retried rename: %+v", r)
 	}
 	ha.wait(t, "Misty's entities removed, Rex's added", func(m map[string][]byte) bool {
 		_, gone := petConfigs(m, misty)
-		p, _ := petConfigs(m, agent.PetSlug("Rex"))
+		p, _ := petConfigs(m, homeassistant.PetSlug("Rex"))
 		return gone == 3 && p == 3
 	})
-	r = cl.requestJSON(agent.TopicCmd, map[string]string{"request_id": "c-labels", "cmd": "labels"})
+	r = cl.requestJSON(protocol.TopicCmd, map[string]string{"request_id": "c-labels", "cmd": "labels"})
 	if !r.Ok || len(r.Labels) != 2 || r.Labels[0].Label != "Rex" || r.Labels[1].Label != "Tigger" {
 		t.Fatalf("labels: %+v", r)
 	}
 
 	// Threshold: set, persisted, retried once.
 	thr := []byte(`{"request_id":"c-thr","cmd":"threshold","value":0.9}`)
-	r = cl.request(agent.TopicCmd, thr, "c-thr")
+	r = cl.request(protocol.TopicCmd, thr, "c-thr")
 	if !r.Ok || r.Threshold != 0.9 {
 		t.Fatalf("threshold: %+v", r)
 	}
-	if r = cl.request(agent.TopicCmd, thr, "c-thr"); !r.Ok || !r.Duplicate {
+	if r = cl.request(protocol.TopicCmd, thr, "c-thr"); !r.Ok || !r.Duplicate {
 		t.Fatalf("retried threshold: %+v", r)
 	}
 	settings, err := os.ReadFile(filepath.Join(cfg.StateDir, "settings.json"))
@@ -166,14 +169,15 @@ func TestCommandsDiscoveryAndOperations(t *testing.T) {
 	}
 
 	// Capture now, and the snapshot of that sighting.
-	r = cl.requestJSON(agent.TopicCmd, map[string]string{"request_id": "c-cap", "cmd": "capture"})
+	r = cl.requestJSON(protocol.TopicCmd, map[string]string{"request_id": "c-cap", "cmd": "capture"})
 	if !r.Ok || r.Sighting == nil || r.Sighting.ID == "" {
 		t.Fatalf("capture: %+v", r)
 	}
 	images := make(chan []byte, 1)
-	cl.c.Subscribe("whisker/svc/snapshot/"+r.Sighting.ID, 1, func(_ paho.Client, m paho.Message) { images <- m.Payload() })
-	time.Sleep(100 * time.Millisecond)
-	r = cl.requestJSON(agent.TopicCmd, map[string]string{"request_id": "c-snap", "cmd": "snapshot", "sighting_id": r.Sighting.ID})
+	if tok := cl.c.Subscribe("whisker/svc/snapshot/"+r.Sighting.ID, 1, func(_ paho.Client, m paho.Message) { images <- m.Payload() }); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe to the snapshot: %v", tok.Error())
+	}
+	r = cl.requestJSON(protocol.TopicCmd, map[string]string{"request_id": "c-snap", "cmd": "snapshot", "sighting_id": r.Sighting.ID})
 	if !r.Ok || r.Bytes == 0 {
 		t.Fatalf("snapshot: %+v", r)
 	}
@@ -187,19 +191,19 @@ func TestCommandsDiscoveryAndOperations(t *testing.T) {
 	}
 
 	// Forget one sample, then a label: Rex's entities go.
-	r = cl.requestJSON(agent.TopicCmd, map[string]string{"request_id": "c-f1", "cmd": "forget", "label": "Rex"})
+	r = cl.requestJSON(protocol.TopicCmd, map[string]string{"request_id": "c-f1", "cmd": "forget", "label": "Rex"})
 	if !r.Ok || r.Changed != 1 {
 		t.Fatalf("forget label: %+v", r)
 	}
 	ha.wait(t, "Rex's entities removed", func(m map[string][]byte) bool {
-		_, gone := petConfigs(m, agent.PetSlug("Rex"))
+		_, gone := petConfigs(m, homeassistant.PetSlug("Rex"))
 		return gone == 3
 	})
-	r = cl.request(agent.TopicCmd, []byte(`{"request_id":"c-f2","cmd":"forget","sample_id":1}`), "c-f2")
+	r = cl.request(protocol.TopicCmd, []byte(`{"request_id":"c-f2","cmd":"forget","sample_id":1}`), "c-f2")
 	if !r.Ok || r.Label != "Tigger" {
 		t.Fatalf("forget sample: %+v", r)
 	}
-	r = cl.request(agent.TopicCmd, []byte(`{"request_id":"c-f3","cmd":"forget","sample_id":1}`), "c-f3")
+	r = cl.request(protocol.TopicCmd, []byte(`{"request_id":"c-f3","cmd":"forget","sample_id":1}`), "c-f3")
 	if r.Ok || !strings.Contains(r.Error, "no such sample") {
 		t.Fatalf("forget a forgotten sample: %+v", r)
 	}
@@ -244,7 +248,7 @@ func TestLabelsSurviveBrokerRestarts(t *testing.T) {
 	a, stopAgent := startAgentStop(t, cfg)
 
 	// A persistent-session client, as a careful user's would be.
-	results := make(chan agent.Result, 4*total)
+	results := make(chan protocol.Result, 4*total)
 	sightings := make(chan string, 64)
 	opts := paho.NewClientOptions().AddBroker(mosq.URL()).SetClientID("storm-client").
 		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).
@@ -252,7 +256,7 @@ func TestLabelsSurviveBrokerRestarts(t *testing.T) {
 		SetOnConnectHandler(func(c paho.Client) {
 			c.SubscribeMultiple(map[string]byte{"whisker/storm/result": 1, "whisker/storm/sighting": 0}, func(_ paho.Client, m paho.Message) {
 				if strings.HasSuffix(m.Topic(), "/sighting") {
-					var s agent.Sighting
+					var s protocol.Sighting
 					if json.Unmarshal(m.Payload(), &s) == nil {
 						select {
 						case sightings <- s.ID:
@@ -261,7 +265,7 @@ func TestLabelsSurviveBrokerRestarts(t *testing.T) {
 					}
 					return
 				}
-				var r agent.Result
+				var r protocol.Result
 				if json.Unmarshal(m.Payload(), &r) == nil {
 					results <- r
 				}
@@ -437,7 +441,7 @@ func TestTLSAndPasswordFailuresAreLoggedAndRetried(t *testing.T) {
 	})
 	url := fmt.Sprintf("ssl://127.0.0.1:%d", mosq.Port)
 
-	run := func(name string, tls agent.TLSConfig, user, pass string) (*logBuffer, *agent.Agent, context.CancelFunc) {
+	run := func(name string, tls protocol.TLSConfig, user, pass string) (*logBuffer, *agent.Agent, context.CancelFunc) {
 		cfg := testConfig(t, url, name)
 		cfg.MQTT.TLS, cfg.MQTT.Username, cfg.MQTT.Password = tls, user, pass
 		logs := &logBuffer{}
@@ -461,18 +465,18 @@ func TestTLSAndPasswordFailuresAreLoggedAndRetried(t *testing.T) {
 		}
 	}
 
-	logs, _, stop := run("wrongca", agent.TLSConfig{CAFile: wrongCA}, "whisker", "s3cret")
+	logs, _, stop := run("wrongca", protocol.TLSConfig{CAFile: wrongCA}, "whisker", "s3cret")
 	waitFor("two failed attempts with the wrong CA", func() bool { return logs.count("check mqtt.tls.ca_file") >= 2 })
 	stop()
 	if logs.count("certificate") == 0 {
 		t.Errorf("log does not say what was wrong:\n%s", logs.buf.String())
 	}
 
-	logs, _, stop = run("wrongpass", agent.TLSConfig{CAFile: caFile}, "whisker", "wrong")
+	logs, _, stop = run("wrongpass", protocol.TLSConfig{CAFile: caFile}, "whisker", "wrong")
 	waitFor("two failed attempts with the wrong password", func() bool { return logs.count("check mqtt.username and mqtt.password") >= 2 })
 	stop()
 
-	logs, a, stop := run("good", agent.TLSConfig{CAFile: caFile}, "whisker", "s3cret")
+	logs, a, stop := run("good", protocol.TLSConfig{CAFile: caFile}, "whisker", "s3cret")
 	waitFor("connected with the right CA and password", func() bool { return a.Bus() != nil && a.Bus().Connected() })
 	stop()
 }

@@ -1,15 +1,10 @@
 package agent
 
 import (
-	"bytes"
-	"encoding/base64"
-	"encoding/binary"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"math"
 	"time"
 
+	"github.com/whiskercam/whisker/agent/protocol"
 	"github.com/whiskercam/whisker/learner"
 )
 
@@ -23,86 +18,27 @@ import (
 // topicShared is the inbound topic name of shared samples.
 const topicShared = "shared"
 
-// SharedSample is the payload of a shared sample.
-type SharedSample struct {
-	V        int    `json:"v"`
-	Origin   string `json:"origin"`    // the device that was taught
-	SampleID uint64 `json:"sample_id"` // its id there
-	Label    string `json:"label"`
-	Backbone string `json:"backbone"`
-	TS       string `json:"ts"`
-	Features string `json:"features"` // base64 of little-endian float32
-	JPEG     string `json:"jpeg"`     // base64
-}
-
-func (a *Agent) sharedTopic() string {
-	return a.cfg.MQTT.TopicPrefix + "/household/" + a.cfg.Fleet.Household + "/samples"
-}
-
 // shareSample publishes a sample taught on this camera.
 func (a *Agent) shareSample(id uint64, smp learner.Sample) {
-	if a.cfg.Fleet.Household == "" || a.bus == nil {
+	b := a.bus.Load()
+	if a.cfg.Fleet.Household == "" || b == nil {
 		return
 	}
-	feats := make([]byte, 4*len(smp.Features))
-	for i, f := range smp.Features {
-		binary.LittleEndian.PutUint32(feats[4*i:], math.Float32bits(f))
-	}
-	msg := SharedSample{V: PayloadVersion, Origin: a.cfg.Device, SampleID: id, Label: smp.Label, Backbone: smp.Backbone,
-		TS: timestamp(smp.Time), Features: base64.StdEncoding.EncodeToString(feats), JPEG: base64.StdEncoding.EncodeToString(smp.JPEG)}
-	payload, err := json.Marshal(msg)
+	payload, err := protocol.EncodeShared(a.cfg.Device, id, smp.Label, smp.Backbone, smp.Time, smp.Features, smp.JPEG)
 	if err != nil {
 		return
 	}
 	go func() {
-		if err := a.bus.PublishRaw(a.sharedTopic(), payload, false); err != nil {
+		if err := b.PublishRaw(protocol.SharedTopic(a.cfg.MQTT.TopicPrefix, a.cfg.Fleet.Household), payload, false); err != nil {
 			a.log.Warn("share sample with the household", "err", err)
 		}
 	}()
 }
 
-// DecodeShared parses and checks a shared sample.
-func DecodeShared(payload []byte, maxPayload int) (*SharedSample, []float32, []byte, error) {
-	if len(payload) > maxPayload {
-		return nil, nil, nil, fmt.Errorf("shared sample of %d bytes is over the limit", len(payload))
-	}
-	var s SharedSample
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
-		return nil, nil, nil, fmt.Errorf("shared sample: %w", err)
-	}
-	if s.V != PayloadVersion {
-		return nil, nil, nil, fmt.Errorf("shared sample version %d", s.V)
-	}
-	if !idPattern.MatchString(s.Origin) || s.SampleID == 0 || s.Backbone == "" {
-		return nil, nil, nil, errors.New("shared sample has no origin, id or backbone")
-	}
-	if err := CheckLabelName(s.Label); err != nil {
-		return nil, nil, nil, fmt.Errorf("shared sample: %w", err)
-	}
-	raw, err := base64.StdEncoding.DecodeString(s.Features)
-	if err != nil || len(raw) == 0 || len(raw)%4 != 0 {
-		return nil, nil, nil, errors.New("shared sample features are not base64 float32")
-	}
-	feats := make([]float32, len(raw)/4)
-	for i := range feats {
-		feats[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
-		if math.IsNaN(float64(feats[i])) || math.IsInf(float64(feats[i]), 0) {
-			return nil, nil, nil, errors.New("shared sample features are not finite")
-		}
-	}
-	jpeg, err := base64.StdEncoding.DecodeString(s.JPEG)
-	if err != nil {
-		return nil, nil, nil, errors.New("shared sample jpeg is not base64")
-	}
-	return &s, feats, jpeg, nil
-}
-
 // storeShared keeps a sample another camera of the household was taught,
 // when it was computed with this camera's backbone.
 func (a *Agent) storeShared(payload []byte) {
-	s, feats, jpeg, err := DecodeShared(payload, a.cfg.MQTT.MaxPayload)
+	s, feats, jpeg, err := protocol.DecodeShared(payload, a.cfg.MQTT.MaxPayload)
 	if err != nil {
 		a.log.Warn("shared sample ignored", "err", err)
 		return
@@ -127,9 +63,10 @@ func (a *Agent) storeShared(payload []byte) {
 		return
 	}
 	if dup {
+		a.log.Debug("shared sample already stored", "origin", s.Origin, "sample", id)
 		return
 	}
 	a.log.Info("sample shared by the household stored", "label", s.Label, "origin", s.Origin, "sample", id)
 	a.trainer.Added(learner.Sample{ID: id, Label: s.Label, Backbone: s.Backbone, Features: feats})
-	a.labelsChanged([]string{s.Label})
+	a.labelsChanged()
 }

@@ -115,6 +115,10 @@ func ReadImage(path string) (frame.Frame, error) {
 	return f, nil
 }
 
+// JPEGQuality is the quality of the JPEGs Whisker keeps: the picture
+// stored with each sample and, by default, the snapshots of sightings.
+const JPEGQuality = 85
+
 // EncodeJPEG encodes a frame as JPEG, scaled down so that its longer side
 // is at most maxSide pixels (0 keeps the size).
 func EncodeJPEG(f *frame.Frame, maxSide, quality int) ([]byte, error) {

@@ -1,11 +1,16 @@
-package agent
+// Package homeassistant makes Whisker's pets appear in Home Assistant
+// through MQTT discovery, and announces them: a pet is "here" once enough
+// recent frames agree on it (learner.Announcer), with its last sighting,
+// confidence and snapshot.
+package homeassistant
 
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"strings"
 	"unicode"
+
+	"github.com/whiskercam/whisker/agent/protocol"
 )
 
 // Home Assistant MQTT discovery: each pet becomes a "last seen" sensor
@@ -58,7 +63,7 @@ func (d *Discovery) PetTopic(label string) string { return d.Topics + "pet/" + P
 func (d *Discovery) PresentTopic(label string) string { return d.PetTopic(label) + "/present" }
 
 // SnapshotTopic carries the latest announced snapshot (a JPEG).
-func (d *Discovery) SnapshotTopic() string { return d.Topics + TopicSnapshot + "/latest" }
+func (d *Discovery) SnapshotTopic() string { return d.Topics + protocol.TopicSnapshot + "/latest" }
 
 func (d *Discovery) node() string { return "whisker_" + d.Device }
 
@@ -70,7 +75,7 @@ func (d *Discovery) common(name, uniqueID string) map[string]any {
 	return map[string]any{
 		"name":                  name,
 		"unique_id":             uniqueID,
-		"availability_topic":    d.Topics + TopicStatus,
+		"availability_topic":    d.Topics + protocol.TopicStatus,
 		"availability_template": "{{ value_json.state }}",
 		"payload_available":     "online",
 		"payload_not_available": "offline",
@@ -83,14 +88,6 @@ func (d *Discovery) common(name, uniqueID string) map[string]any {
 		},
 		"origin": map[string]any{"name": "Whisker", "sw_version": d.Version},
 	}
-}
-
-func mustJSON(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err) // only maps of strings and numbers are marshalled here
-	}
-	return b
 }
 
 // PetConfigs are the discovery configs of one pet's entities.

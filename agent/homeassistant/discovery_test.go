@@ -1,4 +1,4 @@
-package agent
+package homeassistant
 
 import (
 	"bytes"
@@ -72,7 +72,7 @@ func TestDiscoveryMatchesGoldenFiles(t *testing.T) {
 		}
 		seenIDs[id] = true
 		parts := strings.Split(m.Topic, "/")
-		golden := filepath.Join("testdata", "homeassistant", parts[1]+"."+parts[3]+".json")
+		golden := filepath.Join("testdata", parts[1]+"."+parts[3]+".json")
 		var pretty bytes.Buffer
 		json.Indent(&pretty, m.Payload, "", "  ")
 		pretty.WriteString("\n")
@@ -84,7 +84,7 @@ func TestDiscoveryMatchesGoldenFiles(t *testing.T) {
 		}
 		want, err := os.ReadFile(golden)
 		if err != nil {
-			t.Fatalf("%v (run go test -run Discovery ./agent -update)", err)
+			t.Fatalf("%v (run go test -run Discovery ./agent/homeassistant -update)", err)
 		}
 		if !bytes.Equal(want, pretty.Bytes()) {
 			t.Errorf("%s differs from %s:\n%s", m.Topic, golden, pretty.String())

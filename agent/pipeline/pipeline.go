@@ -1,4 +1,8 @@
-package agent
+// Package pipeline turns camera frames into sightings: the motion gate,
+// preprocessing, the backbone (with pet detection and crops), the head's
+// names and scores, and the snapshots of each sighting. It owns the
+// backbone while it runs, and embeds images for others on request.
+package pipeline
 
 import (
 	"context"
@@ -11,31 +15,18 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/whiskercam/whisker/camera/frame"
-
+	"github.com/whiskercam/whisker/agent/protocol"
 	"github.com/whiskercam/whisker/camera"
+	"github.com/whiskercam/whisker/camera/frame"
 	"github.com/whiskercam/whisker/learner"
 	"github.com/whiskercam/whisker/learner/backbone"
 	"github.com/whiskercam/whisker/learner/detect"
 )
 
-// SightingBox is where a detected pet is, in pixels of a frame of
-// ImageW x ImageH, with the detector's class and score.
-type SightingBox struct {
-	X      int     `json:"x"`
-	Y      int     `json:"y"`
-	W      int     `json:"w"`
-	H      int     `json:"h"`
-	ImageW int     `json:"image_w"`
-	ImageH int     `json:"image_h"`
-	Class  string  `json:"class"`
-	Score  float64 `json:"score"`
-}
-
 // embedRequest asks the inference goroutine (which owns the backbone) to
 // embed an image.
 type embedRequest struct {
-	frame frame.Frame
+	img   *frame.Frame
 	reply chan embedResult
 }
 
@@ -48,15 +39,15 @@ type embedResult struct {
 // the features it was classified from, and a small JPEG of what was
 // embedded (the frame, or the pet's crop) to store with a label.
 type Observation struct {
-	Sighting Sighting
+	Sighting protocol.Sighting
 	Features []float32
 	JPEG     []byte
 	At       time.Time
 	Infer    time.Duration // backbone time for the frame (and its crops)
 }
 
-// PipelineConfig is what the pipeline needs of the agent configuration.
-type PipelineConfig struct {
+// Config is what the pipeline needs of the agent configuration.
+type Config struct {
 	Camera CameraConfig
 	// Threshold returns the probability setting below which a sighting is
 	// "unknown"; 0 uses the head's calibrated limits.
@@ -65,6 +56,8 @@ type PipelineConfig struct {
 	SampleSize int
 	// IDPrefix starts every sighting id.
 	IDPrefix string
+	// Recent is how many recent sightings can be labelled by id.
+	Recent int
 }
 
 // Pipeline turns the latest frames into sightings in three stages, each
@@ -79,7 +72,7 @@ type PipelineConfig struct {
 // circulates between the stages, so steady state allocates little; when
 // the finish stage falls behind, frames are dropped and counted.
 type Pipeline struct {
-	cfg  PipelineConfig
+	cfg  Config
 	log  *slog.Logger
 	bb   *backbone.Backbone
 	box  *camera.Mailbox
@@ -88,10 +81,10 @@ type Pipeline struct {
 
 	prep     *camera.Preprocessor // owned by the prepare stage
 	crop     *camera.Preprocessor // owned by the infer stage
-	ownsCrop bool
-	gate     *camera.MotionGate // nil without the motion gate
-	dec      *detect.Decoder    // nil without detection
+	gate     *camera.MotionGate   // nil without the motion gate
+	dec      *detect.Decoder      // nil without detection
 	snaps    *snapshotStore
+	recent   *recent
 	requests chan embedRequest
 
 	free    chan *job
@@ -101,24 +94,6 @@ type Pipeline struct {
 	seq     atomic.Uint64
 	stats   pipelineCounters
 	capture chan chan captureResult // capture-now requests
-}
-
-// PipelineStats counts what happened to frames.
-type PipelineStats struct {
-	Taken     uint64 `json:"taken"`     // frames taken from the mailbox
-	Still     uint64 `json:"still"`     // skipped by the motion gate
-	Idle      uint64 `json:"idle"`      // classified although still (idle interval)
-	Inferred  uint64 `json:"inferred"`  // frames through the backbone
-	Crops     uint64 `json:"crops"`     // extra backbone runs on pet crops
-	Pets      uint64 `json:"pets"`      // pets detected
-	Sightings uint64 `json:"sightings"` // sightings handed on
-	Dropped   uint64 `json:"dropped"`   // inferred frames dropped because finishing fell behind
-	Errors    uint64 `json:"errors"`    // frames lost to an error
-	PrepNanos uint64 `json:"prep_ns"`   // total preprocessing time
-	InferNs   uint64 `json:"infer_ns"`  // total backbone time
-	FinishNs  uint64 `json:"finish_ns"` // total finishing time
-	MotionOn  bool   `json:"motion_on"` // the motion gate is on
-	Detecting bool   `json:"detecting"` // pets are detected and cropped
 }
 
 type pipelineCounters struct {
@@ -155,20 +130,21 @@ const nestedPet = 0.8
 // finishQueue bounds inferred frames waiting for the finish stage.
 const finishQueue = 2
 
-// NewPipeline prepares a pipeline reading box and running bb. head returns
-// the current head (nil: sightings are "unknown"); sink receives the
-// sightings of each frame, in the finish goroutine. crop preprocesses pet crops and
-// embedding requests; nil makes one (closed by Close).
-func NewPipeline(cfg PipelineConfig, log *slog.Logger, bb *backbone.Backbone, box *camera.Mailbox,
-	head func() *learner.Head, sink func([]Observation), crop *camera.Preprocessor, requests chan embedRequest) (*Pipeline, error) {
+// New prepares a pipeline reading box and running bb. head returns the
+// current head (nil: sightings are "unknown"); sink receives the
+// sightings of each frame, in the finish goroutine (nil drops them).
+func New(cfg Config, log *slog.Logger, bb *backbone.Backbone, box *camera.Mailbox,
+	head func() *learner.Head, sink func([]Observation)) (*Pipeline, error) {
 	spec, err := bb.InputSpec()
 	if err != nil {
 		return nil, err
 	}
 	p := &Pipeline{
-		cfg: cfg, log: log, bb: bb, box: box, head: head, sink: sink, requests: requests,
-		snaps:   newSnapshotStore(cfg.Camera.Snapshots, nil),
-		capture: make(chan chan captureResult, 4),
+		cfg: cfg, log: log, bb: bb, box: box, head: head, sink: sink,
+		snaps:    newSnapshotStore(cfg.Camera.Snapshots, nil),
+		recent:   newRecent(cfg.Recent),
+		requests: make(chan embedRequest),
+		capture:  make(chan chan captureResult, 4),
 	}
 	if p.cfg.Threshold == nil {
 		p.cfg.Threshold = func() float64 { return 0 }
@@ -176,8 +152,8 @@ func NewPipeline(cfg PipelineConfig, log *slog.Logger, bb *backbone.Backbone, bo
 	if head == nil {
 		p.head = func() *learner.Head { return nil }
 	}
-	if p.requests == nil {
-		p.requests = make(chan embedRequest)
+	if sink == nil {
+		p.sink = func([]Observation) {}
 	}
 	fail := func(err error) (*Pipeline, error) {
 		p.Close()
@@ -186,12 +162,8 @@ func NewPipeline(cfg PipelineConfig, log *slog.Logger, bb *backbone.Backbone, bo
 	if p.prep, err = camera.NewPreprocessor(spec); err != nil {
 		return fail(fmt.Errorf("backbone manifest: %w", err))
 	}
-	p.crop = crop
-	if crop == nil {
-		if p.crop, err = camera.NewPreprocessor(spec); err != nil {
-			return fail(err)
-		}
-		p.ownsCrop = true
+	if p.crop, err = camera.NewPreprocessor(spec); err != nil {
+		return fail(err)
 	}
 	if m := cfg.Camera.Motion; m.Enabled {
 		if p.gate, err = camera.NewMotionGate(camera.MotionConfig{Width: m.Width, PixelThreshold: m.PixelThreshold, MinArea: m.MinArea}); err != nil {
@@ -244,7 +216,7 @@ func (p *Pipeline) Close() {
 	if p.prep != nil {
 		p.prep.Close()
 	}
-	if p.ownsCrop && p.crop != nil {
+	if p.crop != nil {
 		p.crop.Close()
 	}
 	if p.gate != nil {
@@ -253,9 +225,9 @@ func (p *Pipeline) Close() {
 }
 
 // Stats returns the pipeline's counters.
-func (p *Pipeline) Stats() PipelineStats {
+func (p *Pipeline) Stats() protocol.PipelineStats {
 	c := &p.stats
-	return PipelineStats{
+	return protocol.PipelineStats{
 		Taken: c.taken.Load(), Still: c.still.Load(), Idle: c.idle.Load(), Inferred: c.inferred.Load(),
 		Crops: c.crops.Load(), Pets: c.pets.Load(), Sightings: c.sightings.Load(), Dropped: c.dropped.Load(),
 		Errors: c.errors.Load(), PrepNanos: c.prep.Load(), InferNs: c.infer.Load(), FinishNs: c.finish.Load(),
@@ -263,12 +235,46 @@ func (p *Pipeline) Stats() PipelineStats {
 	}
 }
 
-// Snapshot returns the snapshots of a recent sighting (see Agent.Snapshot).
-func (p *Pipeline) Snapshot(id string) (frame, crop []byte, ok bool) { return p.snaps.get(id) }
+// Snapshot returns the JPEG snapshots of a recent sighting: the frame
+// with every pet's box and name drawn on it, and the crop of the pet (for
+// a sighting without a box, the frame again). ok is false for an id that
+// is unknown or was pruned (camera.snapshots: max_count, max_age,
+// max_bytes). The slices are shared: do not modify them.
+func (p *Pipeline) Snapshot(id string) (img, crop []byte, ok bool) { return p.snaps.get(id) }
+
+// Recent returns a recent sighting's features and the JPEG to store with
+// a label, for the last cfg.Recent sightings; "latest" names the newest.
+func (p *Pipeline) Recent(id string) (Seen, bool) {
+	if id == "latest" {
+		id = p.recent.latest()
+	}
+	return p.recent.get(id)
+}
+
+// Embed runs the backbone on an image, between frames, and returns its
+// feature vector. It waits at most 30 s for the backbone.
+func (p *Pipeline) Embed(ctx context.Context, img *frame.Frame) ([]float32, error) {
+	r := embedRequest{img: img, reply: make(chan embedResult, 1)}
+	t := time.NewTimer(30 * time.Second)
+	defer t.Stop()
+	select {
+	case p.requests <- r:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-t.C:
+		return nil, errors.New("the backbone is busy")
+	}
+	select {
+	case out := <-r.reply:
+		return out.features, out.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
 
 // Capture classifies the next frame whatever the motion gate says, and
 // returns its (first) sighting.
-func (p *Pipeline) Capture(ctx context.Context) (*Sighting, error) {
+func (p *Pipeline) Capture(ctx context.Context) (*protocol.Sighting, error) {
 	reply := make(chan captureResult, 1)
 	select {
 	case p.capture <- reply:
@@ -379,7 +385,7 @@ func (p *Pipeline) infer(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case r := <-p.requests:
-			feats, err := p.embedRequest(&r.frame, &reqIn, &reqRes)
+			feats, err := p.embedRequest(r.img, &reqIn, &reqRes)
 			r.reply <- embedResult{feats, err}
 		case j := <-p.toInfer:
 			start := time.Now()
@@ -484,7 +490,7 @@ func (p *Pipeline) finish(ctx context.Context) {
 		marks := make([]camera.Mark, len(j.items))
 		obs := make([]Observation, len(j.items))
 		for i, it := range j.items {
-			s := Sighting{Label: Unknown, Scores: map[string]float64{}, TS: timestamp(j.frame.Time), Frame: j.frame.Seq}
+			s := protocol.Sighting{Label: protocol.Unknown, Scores: map[string]float64{}, TS: protocol.Timestamp(j.frame.Time), Frame: j.frame.Seq}
 			s.ID = fmt.Sprintf("%s-%d", p.cfg.IDPrefix, p.seq.Add(1))
 			if h != nil {
 				pr, err := h.Classify(it.features, p.cfg.Threshold())
@@ -499,10 +505,10 @@ func (p *Pipeline) finish(ctx context.Context) {
 				}
 			}
 			if it.det != nil {
-				s.Box = &SightingBox{X: it.rect.Min.X, Y: it.rect.Min.Y, W: it.rect.Dx(), H: it.rect.Dy(),
+				s.Box = &protocol.SightingBox{X: it.rect.Min.X, Y: it.rect.Min.Y, W: it.rect.Dx(), H: it.rect.Dy(),
 					ImageW: j.frame.Width, ImageH: j.frame.Height, Class: it.det.Label, Score: round4(float64(it.det.Score))}
 				text := fmt.Sprintf("%s %.2f", it.det.Label, it.det.Score)
-				if s.Label != Unknown {
+				if s.Label != protocol.Unknown {
 					text = fmt.Sprintf("%s %.2f", s.Label, s.Confidence)
 				}
 				marks[i] = camera.Mark{Rect: it.rect, Label: text}
@@ -510,6 +516,9 @@ func (p *Pipeline) finish(ctx context.Context) {
 			obs[i] = Observation{Sighting: s, Features: it.features, At: j.frame.Time, Infer: j.infer}
 		}
 		p.encode(j, marks, obs)
+		for _, o := range obs {
+			p.recent.add(Seen{ID: o.Sighting.ID, Features: o.Features, JPEG: o.JPEG, At: o.At})
+		}
 		p.stats.sightings.Add(uint64(len(obs)))
 		p.sink(obs)
 		if j.capture != nil {
@@ -554,13 +563,13 @@ func (p *Pipeline) encode(j *job, marks []camera.Mark, obs []Observation) {
 		var cropSnap []byte
 		switch {
 		case it.det == nil:
-			obs[i].JPEG, err = camera.EncodeJPEG(&j.frame, p.cfg.SampleSize, 85)
+			obs[i].JPEG, err = camera.EncodeJPEG(&j.frame, p.cfg.SampleSize, camera.JPEGQuality)
 			cropSnap = frameSnap
-		case keep && max(it.crop.Dx(), it.crop.Dy()) <= min(p.cfg.SampleSize, snap.Size) && snap.Quality == 85:
-			obs[i].JPEG, err = camera.CropJPEG(&j.frame, it.crop, 0, 85)
+		case keep && max(it.crop.Dx(), it.crop.Dy()) <= min(p.cfg.SampleSize, snap.Size) && snap.Quality == camera.JPEGQuality:
+			obs[i].JPEG, err = camera.CropJPEG(&j.frame, it.crop, 0, camera.JPEGQuality)
 			cropSnap = obs[i].JPEG
 		default:
-			obs[i].JPEG, err = camera.CropJPEG(&j.frame, it.crop, p.cfg.SampleSize, 85)
+			obs[i].JPEG, err = camera.CropJPEG(&j.frame, it.crop, p.cfg.SampleSize, camera.JPEGQuality)
 			if err == nil && keep {
 				cropSnap, err = camera.CropJPEG(&j.frame, it.crop, snap.Size, snap.Quality)
 			}
@@ -603,103 +612,11 @@ func (p *Pipeline) logDrops(ctx context.Context) {
 	}
 }
 
-// CaptureConfig is the capture's part of the camera configuration.
-func CaptureConfig(c CameraConfig) camera.CaptureConfig {
-	return camera.CaptureConfig{
-		Source: c.Source, Loop: c.Loop, MaxFPS: c.MaxFPS, RetryMax: c.RetryMax, Nice: sideNice,
-		Options: camera.SourceOptions{
-			FolderFPS: c.FolderFPS, Width: c.Device.Width, Height: c.Device.Height, FPS: c.Device.FPS, PixelFormat: c.Device.PixelFormat,
-		},
-	}
+type captureResult struct {
+	sighting *protocol.Sighting
+	err      error
 }
-
-// inference runs the agent's pipeline.
-func (a *Agent) inference(ctx context.Context) error {
-	defer a.pipe.Close()
-	return a.pipe.Run(ctx)
-}
-
-// observe publishes the sightings of a frame, remembers them for
-// labelling, and announces the pets they name.
-func (a *Agent) observe(obs []Observation) {
-	for _, o := range obs {
-		s := o.Sighting
-		a.mu.Lock()
-		a.sightings++
-		ms := float64(o.Infer.Microseconds()) / 1000
-		if a.embedAvgMS == 0 {
-			a.embedAvgMS = ms
-		} else {
-			a.embedAvgMS = 0.9*a.embedAvgMS + 0.1*ms
-		}
-		a.mu.Unlock()
-		a.recent.add(recentSighting{id: s.ID, features: o.Features, jpeg: o.JPEG, at: o.At})
-		a.log.Debug("sighting", "id", s.ID, "label", s.Label, "confidence", s.Confidence, "box", s.Box != nil, "infer", o.Infer.Round(time.Microsecond))
-		a.bus.PublishSighting(s)
-		a.metrics.sightings.WithLabelValues(s.Label).Inc()
-	}
-	if len(obs) > 0 {
-		a.metrics.inference.Observe(obs[0].Infer.Seconds())
-		a.announce(obs)
-	}
-}
-
-// PipelineStats returns the camera pipeline's counters (frames gated,
-// inferred, dropped; pets found).
-func (a *Agent) PipelineStats() PipelineStats { return a.pipe.Stats() }
-
-// CameraStatus returns the capture's state: up or down, reopening, the
-// last error.
-func (a *Agent) CameraStatus() camera.Status { return a.capture.Status() }
 
 func round4(x float64) float64 {
 	return float64(int64(x*10000+0.5)) / 10000
-}
-
-// recentSightings keeps the features and frames of the last sightings so
-// that they can be labelled by id.
-type recentSightings struct {
-	mu    sync.Mutex
-	max   int
-	order []string
-	byID  map[string]recentSighting
-}
-
-type recentSighting struct {
-	id       string
-	features []float32
-	jpeg     []byte
-	at       time.Time
-}
-
-func newRecentSightings(n int) *recentSightings {
-	return &recentSightings{max: n, byID: make(map[string]recentSighting, n)}
-}
-
-func (r *recentSightings) add(s recentSighting) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.order) == r.max {
-		delete(r.byID, r.order[0])
-		r.order = r.order[1:]
-	}
-	r.order = append(r.order, s.id)
-	r.byID[s.id] = s
-}
-
-// latest is the id of the newest sighting, or "".
-func (r *recentSightings) latest() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.order) == 0 {
-		return ""
-	}
-	return r.order[len(r.order)-1]
-}
-
-func (r *recentSightings) get(id string) (recentSighting, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s, ok := r.byID[id]
-	return s, ok
 }

@@ -1,4 +1,4 @@
-package agent
+package pipeline
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whiskercam/whisker/agent/protocol"
 	"github.com/whiskercam/whisker/camera/frame"
 
 	"github.com/whiskercam/whisker/camera"
@@ -100,16 +101,14 @@ func petVideo(t *testing.T, fps float64) (path string, catOnly, both, empty [2]i
 	return path, [2]int{0, k}, [2]int{k, 2 * k}, [2]int{2 * k, 3 * k}
 }
 
-func testPipelineConfig() PipelineConfig {
-	cfg := Default()
-	return PipelineConfig{Camera: cfg.Camera, Threshold: func() float64 { return 0.6 }, SampleSize: 320, IDPrefix: "t"}
+func testPipelineConfig() Config {
+	return Config{Camera: DefaultCamera(), Threshold: func() float64 { return 0.6 }, SampleSize: 320, IDPrefix: "t", Recent: 300}
 }
 
 // runPipeline runs a pipeline on the frames of src until they are all
-// through, and returns what the sink saw. With paced, a capture reads src
-// at its own rate and the mailbox drops what the pipeline cannot take;
-// otherwise every frame is handed over once the previous one was taken.
-func runPipeline(t *testing.T, pcfg PipelineConfig, manifest, src string, paced bool, during func(p *Pipeline)) ([]Observation, *Pipeline) {
+// through, and returns what the sink saw. Every frame is handed over once
+// the previous one was taken, so none is dropped however slow the machine.
+func runPipeline(t *testing.T, pcfg Config, manifest, src string, during func(p *Pipeline)) ([]Observation, *Pipeline) {
 	t.Helper()
 	bb, err := backbone.Open(manifest, backbone.Options{Threads: 2})
 	if err != nil {
@@ -120,12 +119,11 @@ func runPipeline(t *testing.T, pcfg PipelineConfig, manifest, src string, paced 
 	box := camera.NewMailbox()
 	var mu sync.Mutex
 	var got []Observation
-	reqs := make(chan embedRequest)
-	p, err := NewPipeline(pcfg, log, bb, box, nil, func(obs []Observation) {
+	p, err := New(pcfg, log, bb, box, nil, func(obs []Observation) {
 		mu.Lock()
 		got = append(got, obs...)
 		mu.Unlock()
-	}, nil, reqs)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,13 +131,7 @@ func runPipeline(t *testing.T, pcfg PipelineConfig, manifest, src string, paced 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	if paced {
-		if err := camera.NewCapture(camera.CaptureConfig{Source: src}, log, box, nil).Run(ctx); err != nil {
-			t.Fatal(err)
-		}
-	} else {
-		feed(t, src, box, p)
-	}
+	feed(t, src, box, p)
 	if during != nil {
 		during(p)
 	}
@@ -167,7 +159,8 @@ func runPipeline(t *testing.T, pcfg PipelineConfig, manifest, src string, paced 
 }
 
 // feed puts every frame of a video into the mailbox once the pipeline has
-// taken the one before.
+// taken the one before, time-stamped as the video's own clock says (so
+// that the motion gate's idle interval counts video time).
 func feed(t *testing.T, path string, box *camera.Mailbox, p *Pipeline) {
 	t.Helper()
 	src, err := camera.OpenSource(path, camera.SourceOptions{})
@@ -175,9 +168,13 @@ func feed(t *testing.T, path string, box *camera.Mailbox, p *Pipeline) {
 		t.Fatal(err)
 	}
 	defer src.Close()
+	if src.FPS() <= 0 {
+		t.Fatalf("%s has no frame rate", path)
+	}
+	start := time.Now()
 	var f frame.Frame
 	for seq := uint64(1); src.Read(&f) == nil; seq++ {
-		f.Seq, f.Time = seq, time.Now()
+		f.Seq, f.Time = seq, start.Add(time.Duration(float64(seq-1)/src.FPS()*float64(time.Second)))
 		box.Put(&f)
 		deadline := time.Now().Add(30 * time.Second)
 		for p.Stats().Taken < seq {
@@ -204,7 +201,7 @@ func TestPipelineGivesOneSightingPerPet(t *testing.T) {
 	video, catOnly, both, empty := petVideo(t, 3)
 	pcfg := testPipelineConfig()
 	pcfg.Camera.Motion.Enabled = false
-	obs, p := runPipeline(t, pcfg, testenv.DetectorBackbone(t), video, false, nil)
+	obs, p := runPipeline(t, pcfg, testenv.DetectorBackbone(t), video, nil)
 	st := p.Stats()
 	t.Logf("stats %+v; %d sightings", st, len(obs))
 	if !st.Detecting || st.Inferred != 9 || st.Crops != 9 || st.Sightings != 12 || st.Dropped != 0 {
@@ -220,7 +217,7 @@ func TestPipelineGivesOneSightingPerPet(t *testing.T) {
 		var classes []string
 		for _, o := range os {
 			s := o.Sighting
-			if len(o.Features) != 1280 || len(o.JPEG) == 0 || s.Label != Unknown || s.ID == "" {
+			if len(o.Features) != 1280 || len(o.JPEG) == 0 || s.Label != protocol.Unknown || s.ID == "" {
 				t.Errorf("frame %d: sighting %+v with %d features, %d JPEG bytes", f, s, len(o.Features), len(o.JPEG))
 			}
 			if s.Box == nil {
@@ -302,19 +299,16 @@ func TestPipelineGatesStillFramesAndServesRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	var feats []float32
-	obs, p := runPipeline(t, pcfg, testenv.BackboneManifest(t), still, true, func(p *Pipeline) {
-		r := embedRequest{frame: photo, reply: make(chan embedResult, 1)}
-		p.requests <- r
-		res := <-r.reply
-		if res.err != nil {
-			t.Error(res.err)
+	obs, p := runPipeline(t, pcfg, testenv.BackboneManifest(t), still, func(p *Pipeline) {
+		var err error
+		if feats, err = p.Embed(context.Background(), &photo); err != nil {
+			t.Error(err)
 		}
-		feats = res.features
 	})
 	st := p.Stats()
 	t.Logf("stats %+v", st)
-	// 60 frames over 3 s: the first, and one a second after it.
-	if st.Taken < 50 || st.Inferred < 2 || st.Inferred > 4 || st.Idle < 1 || st.Still < st.Taken-4 || st.Detecting || !st.MotionOn {
+	// 60 frames over 3 s of video: the first, and one a second after it.
+	if st.Taken != 60 || st.Inferred < 2 || st.Inferred > 4 || st.Idle < 1 || st.Still < st.Taken-4 || st.Detecting || !st.MotionOn {
 		t.Errorf("stats %+v", st)
 	}
 	if len(obs) != int(st.Inferred) {
@@ -338,7 +332,7 @@ func TestPipelineGatesStillFramesAndServesRequests(t *testing.T) {
 // frame) with a bare loop of Invoke on the same model and threads (the
 // agent's default). `whisker bench pipeline` prints the fuller table.
 func BenchmarkPipelineAgainstBareInvoke(b *testing.B) {
-	bb, err := backbone.Open(testenv.DetectorBackbone(b), backbone.Options{Threads: Default().BackboneThreads()})
+	bb, err := backbone.Open(testenv.DetectorBackbone(b), backbone.Options{Threads: backbone.DefaultThreads()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -372,7 +366,7 @@ func BenchmarkPipelineAgainstBareInvoke(b *testing.B) {
 		pcfg.Camera.Motion.Enabled = false
 		pcfg.Camera.Detect.Embed = "region"
 		box := camera.NewMailbox()
-		p, err := NewPipeline(pcfg, slog.New(slog.DiscardHandler), bb, box, nil, func([]Observation) {}, nil, nil)
+		p, err := New(pcfg, slog.New(slog.DiscardHandler), bb, box, nil, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

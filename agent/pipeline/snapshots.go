@@ -1,4 +1,4 @@
-package agent
+package pipeline
 
 import (
 	"sync"
@@ -95,13 +95,4 @@ func (s *snapshotStore) remove(id string) {
 			return
 		}
 	}
-}
-
-// Snapshot returns the JPEG snapshots of a recent sighting: the frame with
-// the sighting's box drawn on it, and the crop of the pet (for a sighting
-// without a box, the frame again). ok is false for an id that is unknown
-// or was pruned (camera.snapshots: max_count, max_age, max_bytes). The
-// slices are shared: do not modify them.
-func (a *Agent) Snapshot(id string) (frame, crop []byte, ok bool) {
-	return a.pipe.Snapshot(id)
 }

@@ -1,6 +1,6 @@
 //go:build soak && matprofile
 
-package agent
+package pipeline
 
 import (
 	"context"
@@ -65,11 +65,9 @@ func TestSoak(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	box := camera.NewMailbox()
 	var sightings atomic.Uint64
-	recent := newRecentSightings(300)
-	p, err := NewPipeline(pcfg, log, bb, box, nil, func(o Observation) {
-		sightings.Add(1)
-		recent.add(recentSighting{id: o.Sighting.ID, features: o.Features, jpeg: o.JPEG, at: o.At})
-	}, nil, nil)
+	p, err := New(pcfg, log, bb, box, nil, func(obs []Observation) {
+		sightings.Add(uint64(len(obs)))
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,14 +87,13 @@ func TestSoak(t *testing.T) {
 				return
 			case <-tick.C:
 			}
-			r := embedRequest{frame: dog.Clone(), reply: make(chan embedResult, 1)}
-			select {
-			case p.requests <- r:
-				if res := <-r.reply; res.err != nil || len(res.features) != 1280 {
-					t.Errorf("embedding request: %v, %d features", res.err, len(res.features))
-				}
-			case <-ctx.Done():
+			img := dog.Clone()
+			feats, err := p.Embed(ctx, &img)
+			if ctx.Err() != nil {
 				return
+			}
+			if err != nil || len(feats) != 1280 {
+				t.Errorf("embedding request: %v, %d features", err, len(feats))
 			}
 		}
 	}()

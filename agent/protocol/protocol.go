@@ -19,8 +19,6 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/whiskercam/whisker/learner"
 )
 
 // PayloadVersion is the version of the JSON payloads. Requests may carry
@@ -51,6 +49,12 @@ type LabelCount struct {
 }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidTopicPrefix says whether p can start topics: not empty, without
+// wildcards, and without a leading or trailing '/'.
+func ValidTopicPrefix(p string) bool {
+	return p != "" && !strings.ContainsAny(p, "+#\x00") && !strings.HasPrefix(p, "/") && !strings.HasSuffix(p, "/")
+}
 
 // ValidID says whether s can name a device or a household: 1-64 letters,
 // digits, '-' or '_' (it is part of MQTT topics).
@@ -131,10 +135,10 @@ type Result struct {
 	Bytes         int           `json:"bytes,omitempty"`
 	Update        *UpdateStatus `json:"update,omitempty"`
 	// For commands and labels (the label counts after storing):
-	Labels []learner.LabelCount `json:"labels,omitempty"`
-	Train  *TrainResult         `json:"train,omitempty"`
-	Stats  *Stats               `json:"stats,omitempty"`
-	TS     string               `json:"ts"`
+	Labels []LabelCount `json:"labels,omitempty"`
+	Train  *TrainResult `json:"train,omitempty"`
+	Stats  *Stats       `json:"stats,omitempty"`
+	TS     string       `json:"ts"`
 }
 
 // TrainResult reports a training run.

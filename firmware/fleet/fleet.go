@@ -22,9 +22,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/whiskercam/whisker/agent/protocol"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/whiskercam/whisker/agent"
 	"github.com/whiskercam/whisker/firmware/bundle"
 )
 
@@ -71,8 +72,8 @@ var ErrStopped = errors.New("rollout stopped at the first failure")
 
 type tracker struct {
 	mu      sync.Mutex
-	status  map[string]agent.Status
-	results map[string]chan agent.Result
+	status  map[string]protocol.Status
+	results map[string]chan protocol.Result
 }
 
 // Rollout runs a staged rollout and returns every device's result, in
@@ -106,7 +107,7 @@ func Rollout(ctx context.Context, o Options) ([]Result, error) {
 	}
 	fmt.Fprintf(o.Out, "bundle %s: version %s, sha256 %s\n", filepath.Base(o.Bundle), m.Version, sha[:16])
 
-	tr := &tracker{status: map[string]agent.Status{}, results: map[string]chan agent.Result{}}
+	tr := &tracker{status: map[string]protocol.Status{}, results: map[string]chan protocol.Result{}}
 	client, err := connect(ctx, o, tr)
 	if err != nil {
 		return nil, err
@@ -217,8 +218,8 @@ func (t *tracker) version(dev string) string {
 }
 
 func connect(ctx context.Context, o Options, tr *tracker) (paho.Client, error) {
-	statusTopic := o.Prefix + "/+/" + agent.TopicStatus
-	resultTopic := o.Prefix + "/+/" + agent.TopicResult
+	statusTopic := o.Prefix + "/+/" + protocol.TopicStatus
+	resultTopic := o.Prefix + "/+/" + protocol.TopicResult
 	ready := make(chan error, 1)
 	opts := paho.NewClientOptions().AddBroker(o.Broker).SetClientID("whisker-fleet-" + randomID()).
 		SetUsername(o.Username).SetPassword(o.Password).SetCleanSession(true).SetAutoReconnect(true).
@@ -230,16 +231,16 @@ func connect(ctx context.Context, o Options, tr *tracker) (paho.Client, error) {
 				}
 				dev := parts[len(parts)-2]
 				switch parts[len(parts)-1] {
-				case agent.TopicStatus:
-					var st agent.Status
+				case protocol.TopicStatus:
+					var st protocol.Status
 					if json.Unmarshal(msg.Payload(), &st) != nil {
 						return
 					}
 					tr.mu.Lock()
 					tr.status[dev] = st
 					tr.mu.Unlock()
-				case agent.TopicResult:
-					var r agent.Result
+				case protocol.TopicResult:
+					var r protocol.Result
 					if json.Unmarshal(msg.Payload(), &r) != nil {
 						return
 					}
@@ -284,7 +285,7 @@ func updateOne(ctx context.Context, c paho.Client, tr *tracker, o Options, dev, 
 		return "failed: device is not online"
 	}
 	reqID := "fleet-" + randomID()
-	results := make(chan agent.Result, 4)
+	results := make(chan protocol.Result, 4)
 	tr.mu.Lock()
 	tr.results[reqID] = results
 	tr.mu.Unlock()
@@ -300,7 +301,7 @@ func updateOne(ctx context.Context, c paho.Client, tr *tracker, o Options, dev, 
 		cmd["path"] = source
 	}
 	payload, _ := json.Marshal(cmd)
-	if tok := c.Publish(o.Prefix+"/"+dev+"/"+agent.TopicCmd, 1, false, payload); !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
+	if tok := c.Publish(o.Prefix+"/"+dev+"/"+protocol.TopicCmd, 1, false, payload); !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
 		return fmt.Sprintf("failed: could not send the update: %v", tok.Error())
 	}
 	deadline := time.NewTimer(o.Timeout)

@@ -15,9 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whiskercam/whisker/agent/protocol"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/whiskercam/whisker/agent"
 	"github.com/whiskercam/whisker/firmware/bundle"
 	"github.com/whiskercam/whisker/firmware/fleet"
 	"github.com/whiskercam/whisker/internal/testenv"
@@ -98,13 +99,13 @@ func supervise(t *testing.T, bin, config, logPath string) *supervised {
 	return s
 }
 
-func statuses(t *testing.T, broker string) func() map[string]agent.Status {
+func statuses(t *testing.T, broker string) func() map[string]protocol.Status {
 	var mu sync.Mutex
-	seen := map[string]agent.Status{}
+	seen := map[string]protocol.Status{}
 	c := paho.NewClient(paho.NewClientOptions().AddBroker(broker).SetClientID("fleet-test-watch").
 		SetOnConnectHandler(func(c paho.Client) {
 			c.Subscribe("whisker/+/status", 1, func(_ paho.Client, m paho.Message) {
-				var st agent.Status
+				var st protocol.Status
 				if json.Unmarshal(m.Payload(), &st) == nil {
 					mu.Lock()
 					seen[strings.Split(m.Topic(), "/")[1]] = st
@@ -116,10 +117,10 @@ func statuses(t *testing.T, broker string) func() map[string]agent.Status {
 		t.Fatal(tok.Error())
 	}
 	t.Cleanup(func() { c.Disconnect(100) })
-	return func() map[string]agent.Status {
+	return func() map[string]protocol.Status {
 		mu.Lock()
 		defer mu.Unlock()
-		out := map[string]agent.Status{}
+		out := map[string]protocol.Status{}
 		for k, v := range seen {
 			out[k] = v
 		}
@@ -248,11 +249,23 @@ homeassistant: {enabled: false}
 	if !strings.Contains(res[0].Result, "rolled back") || res[1].Result != "skipped" || res[2].Result != "skipped" {
 		t.Fatalf("results %+v", res)
 	}
-	time.Sleep(time.Second)
-	for _, d := range devices {
-		st := seen()[d]
-		if st.State != "online" || st.Firmware == nil || st.Firmware.Version != "1.1.0" {
-			t.Errorf("%s after the failed rollout: %+v %+v\n%s", d, st.State, st.Firmware, dump())
+	// Every device comes back online on the version it had.
+	back := func() bool {
+		for _, d := range devices {
+			st := seen()[d]
+			if st.State != "online" || st.Firmware == nil || st.Firmware.Version != "1.1.0" {
+				return false
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(30 * time.Second); !back(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			for _, d := range devices {
+				st := seen()[d]
+				t.Errorf("%s after the failed rollout: %+v %+v", d, st.State, st.Firmware)
+			}
+			t.Fatalf("not every device is back on 1.1.0 within 30 s\n%s", dump())
 		}
 	}
 }

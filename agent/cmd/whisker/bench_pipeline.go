@@ -16,6 +16,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/whiskercam/whisker/agent/pipeline"
+	"github.com/whiskercam/whisker/agent/protocol"
+
 	"github.com/whiskercam/whisker/camera/frame"
 
 	"github.com/spf13/cobra"
@@ -71,7 +74,7 @@ fetches. Timings depend on what else runs: run it on a quiet machine.`,
 				o.manifest = filepath.Join(o.deps, "models", "backbone-detect.manifest.json")
 			}
 			if o.threads <= 0 {
-				o.threads = agent.Default().BackboneThreads()
+				o.threads = backbone.DefaultThreads()
 			}
 			if o.profile != "" {
 				pf, err := os.Create(o.profile)
@@ -310,21 +313,22 @@ func bareLoop(ctx context.Context, bb *backbone.Backbone, video string, seconds 
 // agent does (default configuration, with the given embedding mode, gate
 // and rate cap), and returns the counters over the measured seconds after
 // a warm-up of 3 s.
-func runBenchPipeline(ctx context.Context, bb *backbone.Backbone, video, embed string, gate bool, maxFPS, seconds float64) (agent.PipelineStats, benchRun, error) {
+func runBenchPipeline(ctx context.Context, bb *backbone.Backbone, video, embed string, gate bool, maxFPS, seconds float64) (protocol.PipelineStats, benchRun, error) {
 	cfg := agent.Default()
-	cfg.Camera.Source, cfg.Camera.Loop, cfg.Camera.MaxFPS = video, true, maxFPS
-	cfg.Camera.Motion.Enabled = gate
-	cfg.Camera.Detect.Embed = embed
+	cam := cfg.Camera
+	cam.Source, cam.Loop, cam.MaxFPS = video, true, maxFPS
+	cam.Motion.Enabled = gate
+	cam.Detect.Embed = embed
 	log := slog.New(slog.DiscardHandler)
 	box := camera.NewMailbox()
 	var published atomic.Uint64
-	p, err := agent.NewPipeline(agent.PipelineConfig{Camera: cfg.Camera, SampleSize: cfg.Learner.SnapshotSize, IDPrefix: "bench"},
-		log, bb, box, nil, func(obs []agent.Observation) { published.Add(uint64(len(obs))) }, nil, nil)
+	p, err := pipeline.New(pipeline.Config{Camera: cam, SampleSize: cfg.Learner.SnapshotSize, IDPrefix: "bench", Recent: cfg.Learner.Recent},
+		log, bb, box, nil, func(obs []pipeline.Observation) { published.Add(uint64(len(obs))) })
 	if err != nil {
-		return agent.PipelineStats{}, benchRun{}, err
+		return protocol.PipelineStats{}, benchRun{}, err
 	}
 	defer p.Close()
-	capture := camera.NewCapture(agent.CaptureConfig(cfg.Camera), log, box, nil)
+	capture := camera.NewCapture(cam.Capture(), log, box, nil)
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{}, 2)
 	go func() { capture.Run(rctx); done <- struct{}{} }()
@@ -333,16 +337,16 @@ func runBenchPipeline(ctx context.Context, bb *backbone.Backbone, video, embed s
 	select {
 	case <-time.After(3 * time.Second):
 	case <-ctx.Done():
-		return agent.PipelineStats{}, benchRun{}, ctx.Err()
+		return protocol.PipelineStats{}, benchRun{}, ctx.Err()
 	}
 	s0, t0, c0 := p.Stats(), time.Now(), cpuSeconds()
 	select {
 	case <-time.After(time.Duration(seconds * float64(time.Second))):
 	case <-ctx.Done():
-		return agent.PipelineStats{}, benchRun{}, ctx.Err()
+		return protocol.PipelineStats{}, benchRun{}, ctx.Err()
 	}
 	s1, secs, cpu := p.Stats(), time.Since(t0).Seconds(), cpuSeconds()-c0
-	st := agent.PipelineStats{
+	st := protocol.PipelineStats{
 		Taken: s1.Taken - s0.Taken, Still: s1.Still - s0.Still, Inferred: s1.Inferred - s0.Inferred,
 		Crops: s1.Crops - s0.Crops, Pets: s1.Pets - s0.Pets, Sightings: s1.Sightings - s0.Sightings, Dropped: s1.Dropped - s0.Dropped,
 		PrepNanos: s1.PrepNanos - s0.PrepNanos, InferNs: s1.InferNs - s0.InferNs, FinishNs: s1.FinishNs - s0.FinishNs,

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/whiskercam/whisker/agent/protocol"
+
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/spf13/cobra"
 
@@ -85,22 +87,22 @@ func runDemo(ctx context.Context, out io.Writer, cfg agent.Config, watch time.Du
 		time.Sleep(50 * time.Millisecond)
 	}
 	prefix := cfg.MQTT.TopicPrefix + "/" + cfg.Device + "/"
-	sightings := make(chan agent.Sighting, 1024)
-	results := make(chan agent.Result, 64)
+	sightings := make(chan protocol.Sighting, 1024)
+	results := make(chan protocol.Result, 64)
 	opts := paho.NewClientOptions().AddBroker(a.BrokerURL()).SetClientID("whisker-demo-user").
 		SetOnConnectHandler(func(c paho.Client) {
 			c.Subscribe(prefix+"#", 1, func(_ paho.Client, m paho.Message) {
 				switch strings.TrimPrefix(m.Topic(), prefix) {
-				case agent.TopicSighting:
-					var s agent.Sighting
+				case protocol.TopicSighting:
+					var s protocol.Sighting
 					if json.Unmarshal(m.Payload(), &s) == nil {
 						select {
 						case sightings <- s:
 						default:
 						}
 					}
-				case agent.TopicResult:
-					var r agent.Result
+				case protocol.TopicResult:
+					var r protocol.Result
 					if json.Unmarshal(m.Payload(), &r) == nil {
 						results <- r
 					}
@@ -120,7 +122,7 @@ func runDemo(ctx context.Context, out io.Writer, cfg agent.Config, watch time.Du
 	what := map[string]string{demo.Cat: "the cat", demo.Dog: "the dog", demo.Empty: "the empty lawn"}
 
 	fmt.Fprintln(out, "1. No labels yet: every sighting is \"unknown\". Waiting for the cat and the dog to appear...")
-	picked := map[string][]agent.Sighting{}
+	picked := map[string][]protocol.Sighting{}
 	wait := time.Duration(slow * float64(90*time.Second))
 	timeout := time.After(wait)
 	for len(picked[demo.Cat]) < 2 || len(picked[demo.Dog]) < 2 || len(picked[demo.Empty]) < 2 {
@@ -145,7 +147,7 @@ func runDemo(ctx context.Context, out io.Writer, cfg agent.Config, watch time.Du
 			n++
 			req := map[string]string{"request_id": fmt.Sprintf("demo-%d", n), "sighting_id": s.ID, "label": names[subj]}
 			payload, _ := json.Marshal(req)
-			c.Publish(prefix+agent.TopicLabel, 1, false, payload)
+			c.Publish(prefix+protocol.TopicLabel, 1, false, payload)
 			select {
 			case r := <-results:
 				status := "stored"

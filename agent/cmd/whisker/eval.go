@@ -79,9 +79,8 @@ ask it over MQTT with the stats command.`,
 					return err
 				}
 			}
-			tc := trainerConfig(cfg)
 			r, err := learner.Evaluate(cmd.Context(), d, identity, learner.EvalConfig{
-				Train: tc.Train, Select: learner.SelectConfig{Folds: folds}, Repeats: repeats, Seed: 1,
+				Train: cfg.Trainer(identity).Train, Select: learner.SelectConfig{Folds: folds}, Repeats: repeats, Seed: 1,
 			})
 			if errors.Is(err, learner.ErrTooFewClasses) || errors.Is(err, learner.ErrTooFewForCV) {
 				var have []string

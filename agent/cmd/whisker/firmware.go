@@ -8,9 +8,10 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/whiskercam/whisker/agent/ota"
+
 	"github.com/spf13/cobra"
 
-	"github.com/whiskercam/whisker/agent"
 	"github.com/whiskercam/whisker/firmware/bundle"
 	"github.com/whiskercam/whisker/firmware/update"
 	"github.com/whiskercam/whisker/internal/atomicfile"
@@ -58,7 +59,7 @@ switch slots and roll back.`,
 				args = append(args, "--config", cfgPath)
 			}
 			args = append(args, extra...)
-			env := append(os.Environ(), agent.EnvBooted+"=1", agent.EnvSlot+"="+slot)
+			env := append(os.Environ(), ota.EnvBooted+"=1", ota.EnvSlot+"="+slot)
 			log.Info("starting the agent", "slot", slotLabel(slot), "binary", bin)
 			return syscall.Exec(bin, args, env)
 		},

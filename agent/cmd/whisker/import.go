@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/whiskercam/whisker/agent/protocol"
+
 	"github.com/spf13/cobra"
 
 	"github.com/whiskercam/whisker/agent"
@@ -47,13 +49,6 @@ func (p *learnerPaths) load() (agent.Config, error) {
 	return cfg, nil
 }
 
-func trainerConfig(cfg agent.Config) learner.TrainerConfig {
-	return learner.TrainerConfig{
-		HeadPath: filepath.Join(cfg.StateDir, "head.json"),
-		Train:    learner.TrainConfig{C: cfg.Learner.C, Balanced: cfg.Learner.Balanced},
-	}
-}
-
 // importBatch is how many samples one store transaction (one fsync) holds.
 const importBatch = 32
 
@@ -89,7 +84,7 @@ while it runs.`,
 				return err
 			}
 			if label != "" {
-				if err := agent.CheckLabelName(label); err != nil {
+				if err := protocol.CheckLabelName(label); err != nil {
 					return fmt.Errorf("--label: %w", err)
 				}
 			}
@@ -99,7 +94,7 @@ while it runs.`,
 			}
 			var todo []embedder.ImageFile
 			for _, f := range files {
-				if err := agent.CheckLabelName(f.Label); err != nil {
+				if err := protocol.CheckLabelName(f.Label); err != nil {
 					skipped = append(skipped, embedder.Skipped{Path: f.Path, Reason: "folder name is not a label: " + err.Error()})
 					continue
 				}
@@ -201,7 +196,7 @@ while it runs.`,
 				return nil
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-			tr := learner.NewTrainer(trainerConfig(cfg), store, emb.Identity(), log)
+			tr := learner.NewTrainer(cfg.Trainer(emb.Identity()), store, emb.Identity(), log)
 			rep := tr.Retrain()
 			if errors.Is(rep.Err, learner.ErrTooFewClasses) {
 				fmt.Fprintln(out, "No head trained yet: it needs samples of at least two labels.")

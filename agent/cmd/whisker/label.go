@@ -14,10 +14,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/whiskercam/whisker/agent/protocol"
+
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-
-	"github.com/whiskercam/whisker/agent"
 )
 
 // clientFlags say where the agent is; they default to what the agent's
@@ -38,12 +38,12 @@ func (f *clientFlags) add(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "how long to wait for the agent's answer")
 }
 
-func (f *clientFlags) dial(ctx context.Context) (*agent.Client, error) {
+func (f *clientFlags) dial(ctx context.Context) (*protocol.Client, error) {
 	cfg, _, err := loadConfig(f.config)
 	if err != nil {
 		return nil, err
 	}
-	cc := agent.ClientConfig{
+	cc := protocol.ClientConfig{
 		Broker: cfg.MQTT.Broker, Prefix: cfg.MQTT.TopicPrefix, Device: cfg.Device,
 		Username: cfg.MQTT.Username, Password: cfg.MQTT.Password, TLS: cfg.MQTT.TLS,
 	}
@@ -63,11 +63,11 @@ func (f *clientFlags) dial(ctx context.Context) (*agent.Client, error) {
 	set(&cc.TLS.CAFile, f.ca)
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	return agent.Dial(dctx, cc)
+	return protocol.Dial(dctx, cc)
 }
 
 // request sends one request and prints the answer; a refusal is an error.
-func (f *clientFlags) request(cmd *cobra.Command, topic string, req map[string]any, show func(io.Writer, agent.Result)) error {
+func (f *clientFlags) request(cmd *cobra.Command, topic string, req map[string]any, show func(io.Writer, protocol.Result)) error {
 	cl, err := f.dial(cmd.Context())
 	if err != nil {
 		return err
@@ -86,7 +86,7 @@ func (f *clientFlags) request(cmd *cobra.Command, topic string, req map[string]a
 	return nil
 }
 
-func showLabels(w io.Writer, res agent.Result) {
+func showLabels(w io.Writer, res protocol.Result) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "LABEL\tSAMPLES")
 	for _, l := range res.Labels {
@@ -112,7 +112,7 @@ broker on 127.0.0.1:1883); flags override them.`,
   whisker label forget Misty`,
 	}
 	f.add(cmd.PersistentFlags())
-	done := func(w io.Writer, res agent.Result) {
+	done := func(w io.Writer, res protocol.Result) {
 		dup := ""
 		if res.Duplicate {
 			dup = " (already stored by an earlier try)"
@@ -126,7 +126,7 @@ broker on 127.0.0.1:1883); flags override them.`,
 			Short: "Label the frame of a sighting (its id is on the sighting topic, and in 'whisker label watch')",
 			Args:  cobra.ExactArgs(2),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return f.request(cmd, agent.TopicLabel, map[string]any{"sighting_id": args[0], "label": args[1]}, done)
+				return f.request(cmd, protocol.TopicLabel, map[string]any{"sighting_id": args[0], "label": args[1]}, done)
 			},
 		},
 		&cobra.Command{
@@ -139,7 +139,7 @@ broker on 127.0.0.1:1883); flags override them.`,
 					return err
 				}
 				req := map[string]any{"image": base64.StdEncoding.EncodeToString(data), "label": args[1]}
-				return f.request(cmd, agent.TopicLabel, req, done)
+				return f.request(cmd, protocol.TopicLabel, req, done)
 			},
 		},
 		&cobra.Command{
@@ -147,7 +147,7 @@ broker on 127.0.0.1:1883); flags override them.`,
 			Short: "List labels with their sample counts",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return f.request(cmd, agent.TopicCmd, map[string]any{"cmd": "labels"}, showLabels)
+				return f.request(cmd, protocol.TopicCmd, map[string]any{"cmd": "labels"}, showLabels)
 			},
 		},
 		&cobra.Command{
@@ -155,8 +155,8 @@ broker on 127.0.0.1:1883); flags override them.`,
 			Short: "Rename a label (all its samples)",
 			Args:  cobra.ExactArgs(2),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return f.request(cmd, agent.TopicCmd, map[string]any{"cmd": "rename", "label": args[0], "to": args[1]},
-					func(w io.Writer, res agent.Result) {
+				return f.request(cmd, protocol.TopicCmd, map[string]any{"cmd": "rename", "label": args[0], "to": args[1]},
+					func(w io.Writer, res protocol.Result) {
 						fmt.Fprintf(w, "renamed %d samples from %q to %q\n", res.Changed, res.Label, res.To)
 						showLabels(w, res)
 					})
@@ -184,7 +184,7 @@ func forgetCmd(f *clientFlags) *cobra.Command {
 			default:
 				return errors.New("give a label name or --sample ID")
 			}
-			return f.request(cmd, agent.TopicCmd, req, func(w io.Writer, res agent.Result) {
+			return f.request(cmd, protocol.TopicCmd, req, func(w io.Writer, res protocol.Result) {
 				fmt.Fprintf(w, "forgot %d sample(s) of %q\n", res.Changed, res.Label)
 				showLabels(w, res)
 			})
@@ -210,8 +210,8 @@ func watchCmd(f *clientFlags) *cobra.Command {
 			if !asJSON {
 				fmt.Fprintf(w, "%-12s %-18s %-12s %-10s %s\n", "TIME", "SIGHTING", "LABEL", "CONFIDENCE", "SCORES")
 			}
-			cl.Watch(cmd.Context(), func(s agent.Sighting) {
-				if named && s.Label == agent.Unknown {
+			cl.Watch(cmd.Context(), func(s protocol.Sighting) {
+				if named && s.Label == protocol.Unknown {
 					return
 				}
 				if asJSON {
@@ -258,7 +258,7 @@ func ctlCmd() *cobra.Command {
   whisker ctl snapshot latest -o latest.jpg`,
 	}
 	f.add(cmd.PersistentFlags())
-	printJSON := func(w io.Writer, res agent.Result) {
+	printJSON := func(w io.Writer, res protocol.Result) {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		enc.Encode(res)
@@ -267,7 +267,7 @@ func ctlCmd() *cobra.Command {
 		return &cobra.Command{
 			Use: name, Short: short, Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return f.request(cmd, agent.TopicCmd, map[string]any{"cmd": name}, printJSON)
+				return f.request(cmd, protocol.TopicCmd, map[string]any{"cmd": name}, printJSON)
 			},
 		}
 	}
@@ -292,7 +292,7 @@ func ctlCmd() *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("threshold %q: %w", args[0], err)
 				}
-				return f.request(cmd, agent.TopicCmd, map[string]any{"cmd": "threshold", "value": v}, func(w io.Writer, res agent.Result) {
+				return f.request(cmd, protocol.TopicCmd, map[string]any{"cmd": "threshold", "value": v}, func(w io.Writer, res protocol.Result) {
 					fmt.Fprintf(w, "threshold set to %g\n", res.Threshold)
 				})
 			},

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/whiskercam/whisker/camera/frame"
+	"github.com/whiskercam/whisker/firmware/model"
 
 	"github.com/spf13/cobra"
 
@@ -79,7 +80,12 @@ func TestImportThenEval(t *testing.T) {
 	if !strings.Contains(out, "Imported 8 new samples") || !strings.Contains(out, "Tigger               8") {
 		t.Errorf("import --label:\n%s", out)
 	}
-	head, err := learner.LoadHead(filepath.Join(state, "head.json"), "")
+	man, err := model.ReadManifest(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The head is where the agent reads it.
+	head, err := learner.LoadHead(learner.HeadPath(state, man.Identity), man.Identity)
 	if err != nil || len(head.Classes) != 3 || head.Calibration == nil {
 		t.Fatalf("head after import: %+v, %v", head, err)
 	}

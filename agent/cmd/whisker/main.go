@@ -9,9 +9,10 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/whiskercam/whisker/agent/ota"
+
 	"github.com/spf13/cobra"
 
-	"github.com/whiskercam/whisker/agent"
 	"github.com/whiskercam/whisker/learner/backbone"
 )
 
@@ -20,8 +21,8 @@ var version = "dev"
 
 func main() {
 	if err := run(); err != nil {
-		if errors.Is(err, agent.ErrRestart) {
-			os.Exit(agent.RestartExitCode)
+		if errors.Is(err, ota.ErrRestart) {
+			os.Exit(ota.RestartExitCode)
 		}
 		fmt.Fprintln(os.Stderr, "whisker:", err)
 		os.Exit(1)

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/whiskercam/whisker/agent/ota"
+
 	"github.com/spf13/cobra"
 
 	"github.com/whiskercam/whisker/agent"
@@ -82,7 +84,7 @@ Flags override the file. See docs/mqtt.md for the topics and payloads.`,
 				return err
 			}
 			err = a.Run(cmd.Context())
-			if errors.Is(err, agent.ErrRestart) {
+			if errors.Is(err, ota.ErrRestart) {
 				log.Info("stopped to restart into other firmware")
 				return err
 			}
