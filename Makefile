@@ -80,7 +80,7 @@ demo: deps ## Scripted demo: start the agent, label sightings over MQTT, show na
 
 ##@ Test
 .PHONY: test
-test: deps ## Set up, then run all tests (real TFLite, OpenCV and mosquitto) with -race
+test: deps vet-tags ## Set up, then vet every build tag and run all tests (real TFLite, OpenCV and mosquitto) with -race
 	$(GO) test -tags '$(GOTAGS)' -race -count=1 -timeout 20m $(PKGS)
 
 .PHONY: test-short
@@ -90,6 +90,10 @@ test-short: check-deps ## Run the tests without re-checking dependencies
 .PHONY: vet
 vet: check-deps ## go vet
 	$(GO) vet -tags '$(GOTAGS)' $(PKGS)
+
+.PHONY: vet-tags
+vet-tags: check-deps ## go vet under every build tag the tree uses (delegates, soak, cross)
+	@GOTAGS='$(GOTAGS)' scripts/vet-tags.sh
 
 .PHONY: bench
 bench: deps ## Go benchmarks of the backbone, head and store
@@ -223,9 +227,12 @@ backbone-detect: build ## Cut the detector into a backbone that also detects (bo
 bench-pipeline: deps ## Camera pipeline table: throughput vs bare Invoke, preprocessing, motion gate CPU, detections
 	$(WHISKER) bench pipeline
 
+# How long `make soak` runs (SOAK=1m for a short one).
+SOAK ?= 10m
+
 .PHONY: soak
-soak: deps ## 10-minute soak of a looping video: open Mats (gocv matprofile) and goroutines must not grow
-	$(GO) test -tags '$(GOTAGS) matprofile soak' -race -run '^TestSoak$$' -count=1 -timeout 30m -v ./agent/
+soak: deps ## Soak of a looping video for SOAK (10m): open Mats (gocv matprofile) and goroutines must not grow
+	WHISKER_SOAK=$(SOAK) $(GO) test -tags '$(GOTAGS) matprofile soak' -race -run '^TestSoak$$' -count=1 -timeout 3h -v ./agent/pipeline/
 
 ##@ Other
 .PHONY: clean
