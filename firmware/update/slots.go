@@ -238,6 +238,29 @@ func (l Layout) VerifySlot(slot string, opt bundle.CheckOptions) error {
 	return nil
 }
 
+// SlotKeys lists, for each part of a slot, the keys its manifest is
+// signed with (whether trusted or not): what a key rotation must cover
+// before an old key is removed.
+func (l Layout) SlotKeys(slot string) (map[string][]string, error) {
+	parts, err := os.ReadDir(filepath.Join(l.slotDir(slot), "parts"))
+	if err != nil {
+		return nil, fmt.Errorf("slot %s: %w", slot, err)
+	}
+	keys := map[string][]string{}
+	for _, p := range parts {
+		sig, err := os.ReadFile(filepath.Join(l.PartDir(slot, p.Name()), bundle.SignatureName))
+		if err != nil {
+			return nil, fmt.Errorf("slot %s, part %s: %w", slot, p.Name(), err)
+		}
+		ids, err := bundle.SignatureKeyIDs(sig)
+		if err != nil {
+			return nil, fmt.Errorf("slot %s, part %s: %w", slot, p.Name(), err)
+		}
+		keys[p.Name()] = ids
+	}
+	return keys, nil
+}
+
 // File returns the path of a kind's file in a slot, if the slot has it.
 func (l Layout) File(slot, kind string) (string, bool) {
 	if slot == "" {
