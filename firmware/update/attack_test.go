@@ -378,3 +378,30 @@ func TestSignedReports(t *testing.T) {
 		t.Fatalf("attest without a key: %v", err)
 	}
 }
+
+// A new version whose slot does not verify at its first start is rolled
+// back to the committed slot: an update outcome, not a fallback.
+func TestUnverifiablePendingSlotIsARollback(t *testing.T) {
+	k := newKit(t)
+	l := Layout{Dir: filepath.Join(k.dir, "fw")}
+	p1, sha1 := k.makeSigned(t, bundleSpec{version: "1.1.0"})
+	good := installCommit(t, l, k.opts, p1, sha1, "r1")
+	p2, sha2 := k.makeSigned(t, bundleSpec{version: "1.2.0"})
+	slot, v, _ := l.Stage(p2, k.opts, Hooks{})
+	l.Activate(slot, SlotInfo{Version: v.Manifest.Version, Bundle: sha2}, Hooks{})
+	agent, _ := l.File(slot, bundle.KindAgent)
+	os.WriteFile(agent, []byte("#!/bin/sh\nexit 1\n"), 0o755)
+	r, err := l.BootWith(BootOptions{Check: k.opts, MaxAttempts: 2})
+	if err != nil || r.Slot != good || r.Fallback != nil || l.Fallback() != nil {
+		t.Fatalf("boot: %+v %v", r, err)
+	}
+	if st, _ := l.ReadState(); st.Last == nil || st.Last.Result != "rolled_back" || st.Pending != nil {
+		t.Fatalf("outcome %+v", st.Last)
+	}
+	// The committed slot itself tampered with: that is a fallback.
+	agent, _ = l.File(good, bundle.KindAgent)
+	os.WriteFile(agent, []byte("#!/bin/sh\nexit 1\n"), 0o755)
+	if r, _ := l.BootWith(BootOptions{Check: k.opts, MaxAttempts: 2}); r.Slot != "" || r.Fallback == nil || r.Fallback.From != good {
+		t.Fatalf("tampered committed slot: %+v", r)
+	}
+}

@@ -137,16 +137,23 @@ func (l Layout) BootWith(o BootOptions) (BootResult, error) {
 			if err := l.switchTo(fb.To); err != nil {
 				return BootResult{}, err
 			}
+			res = BootResult{Slot: fb.To, Fallback: fb}
 			if p := st.Pending; p != nil && p.Slot == cur {
 				reason := "slot does not verify"
 				st.Last = &Outcome{Version: p.Version, Bundle: p.Bundle, Request: p.Request, Result: "rolled_back", Reason: reason, At: now}
 				st.Pending = nil
 				st.Report = l.signReport(st, attest.Report{RequestID: p.Request, Event: attest.EventRolledBack, Bundle: p.Bundle,
 					Version: p.Version, Running: st.running(fb.To), Reason: reason})
+				if fb.To == st.Committed {
+					// A new version rolled back to the known-good one: an
+					// update outcome, not a degraded device.
+					res.Fallback = nil
+				}
 			}
-			st.Fallback = fb
+			if res.Fallback != nil {
+				st.Fallback = res.Fallback
+			}
 			dirty = true
-			res = BootResult{Slot: fb.To, Fallback: fb}
 		}
 	}
 	if res.Fallback == nil && st.Fallback != nil && st.Fallback.To == cur {
