@@ -322,3 +322,24 @@ func TestRetriesAndHosts(t *testing.T) {
 		}
 	}
 }
+
+// Whatever path localName accepts names something inside the directory.
+func FuzzLocalName(f *testing.F) {
+	for _, s := range []string{"/srv/bundles/a.wsk", "a.wsk", "../etc/shadow", "/srv/bundles/../x", "file:///srv/bundles/b", "/srv/bundles", "/srv/bundlesx/a", "./../a"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, source string) {
+		const dir = "/srv/bundles"
+		rel, err := localName(source, dir)
+		if err != nil {
+			if !errors.Is(err, ErrLocalPath) {
+				t.Fatalf("%q: %v", source, err)
+			}
+			return
+		}
+		full := filepath.Join(dir, rel)
+		if !strings.HasPrefix(full, dir+"/") || filepath.IsAbs(rel) || rel == ".." || strings.HasPrefix(rel, "../") {
+			t.Fatalf("%q accepted as %q (%s)", source, rel, full)
+		}
+	})
+}
