@@ -71,7 +71,8 @@ const (
 )
 
 // FetchOptions say where a bundle may come from and how long it may take.
-// The zero value of each field but MaxSize means its default.
+// A zero duration means its default; Retries is taken as it is (the
+// agent's configuration defaults it to DefaultRetries).
 type FetchOptions struct {
 	// MaxSize refuses larger bundles (update.max_size).
 	MaxSize int64
@@ -89,7 +90,7 @@ type FetchOptions struct {
 	// (update.download_timeout, default 30m).
 	Timeout time.Duration
 	// Retries is how many more tries follow a failed one (update.retries,
-	// default 3; -1 for none); each resumes where the last stopped.
+	// 0 to MaxRetries); each resumes where the last stopped.
 	Retries int
 	// RetryDelay is the pause before the first retry, doubled each time
 	// (default 2s).
@@ -106,12 +107,6 @@ func (o FetchOptions) withDefaults() FetchOptions {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
 	}
-	switch {
-	case o.Retries < 0:
-		o.Retries = 0
-	case o.Retries == 0:
-		o.Retries = DefaultRetries
-	}
 	if o.RetryDelay <= 0 {
 		o.RetryDelay = DefaultRetryDelay
 	}
@@ -125,12 +120,16 @@ func (o FetchOptions) Validate() error {
 		return fmt.Errorf("update.max_size: %d must be positive", o.MaxSize)
 	case o.LocalDir != "" && !filepath.IsAbs(o.LocalDir):
 		return fmt.Errorf("update.local_dir: %q must be an absolute path", o.LocalDir)
-	case o.IdleTimeout < 0 || o.Timeout < 0 || o.RetryDelay < 0:
-		return errors.New("update.idle_timeout, update.download_timeout: must not be negative")
+	case o.IdleTimeout < 0:
+		return fmt.Errorf("update.idle_timeout: %v must not be negative", o.IdleTimeout)
+	case o.Timeout < 0:
+		return fmt.Errorf("update.download_timeout: %v must not be negative", o.Timeout)
+	case o.RetryDelay < 0:
+		return fmt.Errorf("retry delay %v must not be negative", o.RetryDelay)
 	case o.IdleTimeout > 0 && o.Timeout > 0 && o.IdleTimeout > o.Timeout:
 		return fmt.Errorf("update.idle_timeout: %v is longer than update.download_timeout %v", o.IdleTimeout, o.Timeout)
-	case o.Retries > MaxRetries:
-		return fmt.Errorf("update.retries: %d is more than %d", o.Retries, MaxRetries)
+	case o.Retries < 0 || o.Retries > MaxRetries:
+		return fmt.Errorf("update.retries: %d must be between 0 and %d", o.Retries, MaxRetries)
 	}
 	for _, h := range o.AllowHosts {
 		if h == "" || strings.ContainsAny(h, "/@ ") {
@@ -162,7 +161,7 @@ func (l Layout) FetchBundle(ctx context.Context, source, sha string, o FetchOpti
 // Layout.FetchBundle, which reads only from FetchOptions.LocalDir and
 // gives one answer for every path that does not hold the bundle.
 func Fetch(ctx context.Context, source, dir, sha string, maxSize int64, progress Progress) (string, error) {
-	return fetch(ctx, source, dir, sha, FetchOptions{MaxSize: maxSize, Progress: progress}.withDefaults(), true)
+	return fetch(ctx, source, dir, sha, FetchOptions{MaxSize: maxSize, Retries: DefaultRetries, Progress: progress}.withDefaults(), true)
 }
 
 func isURL(source string) bool {

@@ -315,7 +315,7 @@ func TestRetriesAndHosts(t *testing.T) {
 			t.Errorf("%s with %v: %v", tc.url, tc.allow, err)
 		}
 	}
-	for _, bad := range []FetchOptions{{MaxSize: 0}, {MaxSize: 1, LocalDir: "relative"}, {MaxSize: 1, Retries: 99},
+	for _, bad := range []FetchOptions{{MaxSize: 0}, {MaxSize: 1, LocalDir: "relative"}, {MaxSize: 1, Retries: 99}, {MaxSize: 1, Retries: -1},
 		{MaxSize: 1, IdleTimeout: time.Hour, Timeout: time.Minute}, {MaxSize: 1, AllowHosts: []string{"http://x/"}}} {
 		if bad.Validate() == nil {
 			t.Errorf("%+v validated", bad)
