@@ -86,8 +86,13 @@ type Manifest struct {
 	MinAgentVersion string `json:"min_agent_version,omitempty"`
 	// Backbone is the identity of the backbone in the bundle, if any.
 	Backbone string `json:"backbone,omitempty"`
-	Files    []File `json:"files"`
-	Notes    string `json:"notes,omitempty"`
+	// DowngradeFrom makes the bundle a deliberate downgrade: a device
+	// installs it, although its version is older, only while it runs
+	// exactly this version. Without it a device installs only versions
+	// newer than any it has committed, so an old bundle cannot be replayed.
+	DowngradeFrom string `json:"downgrade_from,omitempty"`
+	Files         []File `json:"files"`
+	Notes         string `json:"notes,omitempty"`
 }
 
 // Has reports whether the bundle carries a kind of payload.
@@ -95,12 +100,41 @@ func (m *Manifest) Has(kind string) bool {
 	return slices.ContainsFunc(m.Files, func(f File) bool { return f.Kind == kind })
 }
 
-// Signature is the content of manifest.sig.
-type Signature struct {
+// Sig is one ed25519 signature of the manifest, naming its key by id.
+type Sig struct {
 	KeyID     string `json:"key_id"`
 	Algorithm string `json:"algorithm"`
 	Signature []byte `json:"signature"`
 }
+
+// Signature is the content of manifest.sig: a signature, and optionally
+// more of the same manifest by other keys (a bundle signed by an old and a
+// new key while a fleet rotates keys). Devices that predate Also read only
+// the first.
+type Signature struct {
+	Sig
+	Also []Sig `json:"also,omitempty"`
+}
+
+// maxSignatures bounds the signatures a device looks at.
+const maxSignatures = 8
+
+// UntrustedError is a bundle or slot signed only by keys a device does not
+// trust; it names them.
+type UntrustedError struct {
+	KeyIDs  []string // the keys that signed
+	Trusted []string // the keys the device trusts
+}
+
+func (e *UntrustedError) Error() string {
+	trusted := "none"
+	if len(e.Trusted) > 0 {
+		trusted = strings.Join(e.Trusted, ", ")
+	}
+	return fmt.Sprintf("%v (key %s; trusted: %s)", ErrUntrusted, strings.Join(e.KeyIDs, ", "), trusted)
+}
+
+func (e *UntrustedError) Unwrap() error { return ErrUntrusted }
 
 func (m *Manifest) validate() error {
 	if m.Format != Format {
@@ -138,6 +172,16 @@ func (m *Manifest) validate() error {
 	if m.Has(KindAgent) && (m.Target.OS == "" || m.Target.Arch == "") {
 		return fmt.Errorf("%w: a bundle with an agent binary must name its target OS and architecture", ErrCorrupt)
 	}
+	if m.DowngradeFrom != "" {
+		from, err := ParseVersion(m.DowngradeFrom)
+		if err != nil {
+			return fmt.Errorf("%w: downgrade_from: %v", ErrCorrupt, err)
+		}
+		to, _ := ParseVersion(m.Version)
+		if !to.Less(from) {
+			return fmt.Errorf("%w: a downgrade from %s must have an older version, not %s", ErrCorrupt, m.DowngradeFrom, m.Version)
+		}
+	}
 	return nil
 }
 
@@ -154,14 +198,18 @@ type CreateOptions struct {
 	TargetArch      string
 	MinAgentVersion string
 	Backbone        string
-	Notes           string
-	Key             ed25519.PrivateKey
+	// DowngradeFrom marks a deliberate downgrade from that version.
+	DowngradeFrom string
+	Notes         string
+	Key           ed25519.PrivateKey
+	// AlsoKeys sign the manifest too (key rotation).
+	AlsoKeys []ed25519.PrivateKey
 }
 
 // Create writes a signed bundle to w.
 func Create(w io.Writer, inputs []Input, opt CreateOptions) (*Manifest, error) {
 	m := &Manifest{Format: Format, Version: opt.Version, Created: time.Now().UTC().Format(time.RFC3339),
-		MinAgentVersion: opt.MinAgentVersion, Backbone: opt.Backbone, Notes: opt.Notes}
+		MinAgentVersion: opt.MinAgentVersion, Backbone: opt.Backbone, DowngradeFrom: opt.DowngradeFrom, Notes: opt.Notes}
 	datas := map[string][]byte{}
 	for _, in := range inputs {
 		name, ok := FileNames[in.Kind]
@@ -196,8 +244,20 @@ func Create(w io.Writer, inputs []Input, opt CreateOptions) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	sig, err := json.Marshal(Signature{KeyID: KeyID(opt.Key.Public().(ed25519.PublicKey)), Algorithm: "ed25519",
-		Signature: ed25519.Sign(opt.Key, manifest)})
+	if len(opt.Key) != ed25519.PrivateKeySize {
+		return nil, errors.New("no signing key")
+	}
+	s := Signature{Sig: sign(opt.Key, manifest)}
+	for _, k := range opt.AlsoKeys {
+		if len(k) != ed25519.PrivateKeySize {
+			return nil, errors.New("a further signing key is not an ed25519 private key")
+		}
+		s.Also = append(s.Also, sign(k, manifest))
+	}
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	sig, err := json.Marshal(s)
 	if err != nil {
 		return nil, err
 	}
@@ -239,34 +299,101 @@ type CheckOptions struct {
 // Verified is a bundle that passed every check.
 type Verified struct {
 	Manifest *Manifest
-	KeyID    string
-	raw      []byte // the manifest as signed
+	KeyID    string   // the first trusted key whose signature verified
+	KeyIDs   []string // every trusted key whose signature verified
+	raw      []byte   // the manifest as signed
 }
 
-// VerifyManifest checks a manifest's signature and what it claims; the
-// payload is checked by Extract.
+func sign(key ed25519.PrivateKey, manifest []byte) Sig {
+	return Sig{KeyID: KeyID(key.Public().(ed25519.PublicKey)), Algorithm: "ed25519", Signature: ed25519.Sign(key, manifest)}
+}
+
+// all lists the signatures, first one first.
+func (s *Signature) all() []Sig { return append([]Sig{s.Sig}, s.Also...) }
+
+// check refuses a signature file a device would not read.
+func (s *Signature) check() error {
+	all := s.all()
+	if len(all) > maxSignatures {
+		return fmt.Errorf("%w: %d signatures, at most %d are read", ErrSignature, len(all), maxSignatures)
+	}
+	seen := map[string]bool{}
+	for _, g := range all {
+		if g.Algorithm != "ed25519" || len(g.Signature) != ed25519.SignatureSize {
+			return fmt.Errorf("%w: signature algorithm %q with %d bytes", ErrSignature, g.Algorithm, len(g.Signature))
+		}
+		if seen[g.KeyID] {
+			return fmt.Errorf("%w: key %s signs twice", ErrSignature, g.KeyID)
+		}
+		seen[g.KeyID] = true
+	}
+	return nil
+}
+
+// parseSignature reads manifest.sig strictly.
+func parseSignature(sig []byte) (*Signature, error) {
+	if len(sig) > maxManifest {
+		return nil, fmt.Errorf("%w: signature file of %d bytes", ErrCorrupt, len(sig))
+	}
+	var s Signature
+	dec := json.NewDecoder(bytes.NewReader(sig))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return nil, fmt.Errorf("%w: signature file: %v", ErrCorrupt, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: signature file: data after the signature", ErrCorrupt)
+	}
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// SignatureKeyIDs lists the keys a manifest.sig names, without checking
+// anything else (for tools that say which keys a slot depends on).
+func SignatureKeyIDs(sig []byte) ([]string, error) {
+	s, err := parseSignature(sig)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, g := range s.all() {
+		ids = append(ids, g.KeyID)
+	}
+	return ids, nil
+}
+
+// VerifyManifest checks a manifest's signatures and what it claims; the
+// payload is checked by Extract. At least one signature must be by a
+// trusted key, and every signature by a trusted key must verify;
+// signatures by other keys are ignored.
 func VerifyManifest(manifest, sig []byte, opt CheckOptions) (*Verified, error) {
 	if len(manifest) > maxManifest {
 		return nil, fmt.Errorf("%w: manifest of %d bytes", ErrCorrupt, len(manifest))
 	}
-	var s Signature
-	if err := json.Unmarshal(sig, &s); err != nil {
-		return nil, fmt.Errorf("%w: signature file: %v", ErrCorrupt, err)
+	s, err := parseSignature(sig)
+	if err != nil {
+		return nil, err
 	}
-	if s.Algorithm != "ed25519" || len(s.Signature) != ed25519.SignatureSize {
-		return nil, fmt.Errorf("%w: signature algorithm %q with %d bytes", ErrSignature, s.Algorithm, len(s.Signature))
-	}
-	var key ed25519.PublicKey
+	trusted := map[string]ed25519.PublicKey{}
 	for _, k := range opt.Trusted {
-		if KeyID(k) == s.KeyID {
-			key = k
+		trusted[KeyID(k)] = k
+	}
+	var verified, named []string
+	for _, g := range s.all() {
+		named = append(named, g.KeyID)
+		key, ok := trusted[g.KeyID]
+		if !ok {
+			continue
 		}
+		if !ed25519.Verify(key, manifest, g.Signature) {
+			return nil, fmt.Errorf("%w: the manifest was changed after signing, or signed by another key claiming id %s", ErrSignature, g.KeyID)
+		}
+		verified = append(verified, g.KeyID)
 	}
-	if key == nil {
-		return nil, fmt.Errorf("%w (key %s; trusted: %s)", ErrUntrusted, s.KeyID, keyIDs(opt.Trusted))
-	}
-	if !ed25519.Verify(key, manifest, s.Signature) {
-		return nil, fmt.Errorf("%w: the manifest was changed after signing, or signed by another key claiming id %s", ErrSignature, s.KeyID)
+	if len(verified) == 0 {
+		return nil, &UntrustedError{KeyIDs: named, Trusted: keyIDList(opt.Trusted)}
 	}
 	var m Manifest
 	dec := json.NewDecoder(bytes.NewReader(manifest))
@@ -297,18 +424,15 @@ func VerifyManifest(manifest, sig []byte, opt CheckOptions) (*Verified, error) {
 			return nil, fmt.Errorf("%w: it needs agent %s or newer, this one is %s", ErrVersion, m.MinAgentVersion, opt.AgentVersion)
 		}
 	}
-	return &Verified{Manifest: &m, KeyID: s.KeyID, raw: manifest}, nil
+	return &Verified{Manifest: &m, KeyID: verified[0], KeyIDs: verified, raw: manifest}, nil
 }
 
-func keyIDs(keys []ed25519.PublicKey) string {
-	if len(keys) == 0 {
-		return "none"
-	}
+func keyIDList(keys []ed25519.PublicKey) []string {
 	ids := make([]string, len(keys))
 	for i, k := range keys {
 		ids[i] = KeyID(k)
 	}
-	return strings.Join(ids, ", ")
+	return ids
 }
 
 // Open reads and checks a bundle file's manifest and signature.
@@ -355,20 +479,48 @@ func readManifest(tr *tar.Reader, opt CheckOptions) (v *Verified, manifest, sig 
 // file is written, synced and checked against its size and sha256; on any
 // error the caller discards dir.
 func Extract(path, dir string, opt CheckOptions) (*Verified, error) {
-	f, err := os.Open(path)
+	v, manifest, sig, err := walk(path, opt, func(spec File, r io.Reader) error {
+		return writeChecked(filepath.Join(dir, spec.Name), r, spec)
+	})
 	if err != nil {
 		return nil, err
+	}
+	for name, data := range map[string][]byte{ManifestName: manifest, SignatureName: sig} {
+		if err := writeSynced(filepath.Join(dir, name), data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+// VerifyFile checks a bundle completely, as Extract does, without writing
+// anything.
+func VerifyFile(path string, opt CheckOptions) (*Verified, error) {
+	v, _, _, err := walk(path, opt, func(spec File, r io.Reader) error {
+		return hashChecked(r, spec)
+	})
+	return v, err
+}
+
+// walk verifies a bundle's manifest, then hands each payload entry to
+// payload, which must read and check it; every listed file must come once.
+func walk(path string, opt CheckOptions, payload func(File, io.Reader) error) (v *Verified, manifest, sig []byte, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	defer f.Close()
 	if st, err := f.Stat(); err != nil {
-		return nil, err
+		return nil, nil, nil, err
+	} else if !st.Mode().IsRegular() {
+		return nil, nil, nil, fmt.Errorf("%w: not a regular file", ErrCorrupt)
 	} else if st.Size() > MaxBundleSize {
-		return nil, fmt.Errorf("%w: %d bytes is over the %d-byte limit", ErrCorrupt, st.Size(), MaxBundleSize)
+		return nil, nil, nil, fmt.Errorf("%w: %d bytes is over the %d-byte limit", ErrCorrupt, st.Size(), MaxBundleSize)
 	}
 	tr := tar.NewReader(f)
-	v, manifest, sig, err := readManifest(tr, opt)
+	v, manifest, sig, err = readManifest(tr, opt)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	want := map[string]File{}
 	for _, f := range v.Manifest.Files {
@@ -380,18 +532,18 @@ func Extract(path, dir string, opt CheckOptions) (*Verified, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+			return nil, nil, nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
 		}
 		spec, ok := want[hdr.Name]
 		if !ok || hdr.Typeflag != tar.TypeReg {
-			return nil, fmt.Errorf("%w: unexpected entry %q", ErrCorrupt, hdr.Name)
+			return nil, nil, nil, fmt.Errorf("%w: unexpected entry %q", ErrCorrupt, hdr.Name)
 		}
 		delete(want, hdr.Name)
 		if hdr.Size != spec.Size {
-			return nil, fmt.Errorf("%w: %s is %d bytes, the manifest says %d", ErrCorrupt, hdr.Name, hdr.Size, spec.Size)
+			return nil, nil, nil, fmt.Errorf("%w: %s is %d bytes, the manifest says %d", ErrCorrupt, hdr.Name, hdr.Size, spec.Size)
 		}
-		if err := writeChecked(filepath.Join(dir, spec.Name), tr, spec); err != nil {
-			return nil, err
+		if err := payload(spec, tr); err != nil {
+			return nil, nil, nil, err
 		}
 	}
 	if len(want) > 0 {
@@ -400,14 +552,90 @@ func Extract(path, dir string, opt CheckOptions) (*Verified, error) {
 			missing = append(missing, n)
 		}
 		slices.Sort(missing)
-		return nil, fmt.Errorf("%w: missing %s (truncated?)", ErrCorrupt, strings.Join(missing, ", "))
+		return nil, nil, nil, fmt.Errorf("%w: missing %s (truncated?)", ErrCorrupt, strings.Join(missing, ", "))
 	}
-	for name, data := range map[string][]byte{ManifestName: manifest, SignatureName: sig} {
-		if err := writeSynced(filepath.Join(dir, name), data, 0o644); err != nil {
+	return v, manifest, sig, nil
+}
+
+// AddSignature writes to out a copy of the bundle at path whose manifest
+// is signed by key as well. The bundle must first verify completely
+// against opt: nobody signs what they have not checked.
+func AddSignature(path string, out io.Writer, key ed25519.PrivateKey, opt CheckOptions) (*Verified, error) {
+	if len(key) != ed25519.PrivateKeySize {
+		return nil, errors.New("no signing key")
+	}
+	v, err := VerifyFile(path, opt)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	_, manifest, sigData, err := readManifest(tr, opt)
+	if err != nil {
+		return nil, err
+	}
+	s, err := parseSignature(sigData)
+	if err != nil {
+		return nil, err
+	}
+	id := KeyID(key.Public().(ed25519.PublicKey))
+	for _, g := range s.all() {
+		if g.KeyID == id {
+			return nil, fmt.Errorf("the bundle is already signed by key %s", id)
+		}
+	}
+	s.Also = append(s.Also, sign(key, manifest))
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	newSig, err := json.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	tw := tar.NewWriter(out)
+	for _, e := range []struct {
+		name string
+		data []byte
+	}{{ManifestName, manifest}, {SignatureName, newSig}} {
+		if err := tw.WriteHeader(&tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.data)), Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(e.data); err != nil {
 			return nil, err
 		}
 	}
-	return v, nil
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: hdr.Name, Mode: hdr.Mode, Size: hdr.Size, Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
+			return nil, err
+		}
+		if _, err := io.Copy(tw, io.LimitReader(tr, hdr.Size)); err != nil {
+			return nil, err
+		}
+	}
+	return v, tw.Close()
+}
+
+func hashChecked(r io.Reader, spec File) error {
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(r, spec.Size))
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, spec.Name, err)
+	}
+	if n != spec.Size || hex.EncodeToString(h.Sum(nil)) != spec.SHA256 {
+		return fmt.Errorf("%w: %s does not match its sha256 in the manifest", ErrCorrupt, spec.Name)
+	}
+	return nil
 }
 
 func writeChecked(path string, r io.Reader, spec File) error {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -179,4 +180,156 @@ func FuzzExtract(f *testing.F) {
 			t.Fatalf("extracted but does not verify: %v (%+v)", err, v.Manifest)
 		}
 	})
+}
+
+// A bundle signed by an old and a new key installs on devices that trust
+// either; a device that trusts neither names both keys.
+func TestSignedByTwoKeys(t *testing.T) {
+	f := newFixture(t)
+	newPub, newKey, _ := ed25519.GenerateKey(nil)
+	path := filepath.Join(f.dir, "both.wsk")
+	out, _ := os.Create(path)
+	if _, err := Create(out, f.inputs, CreateOptions{Version: "1.3.0", TargetOS: "linux", TargetArch: "arm64", Key: f.key, AlsoKeys: []ed25519.PrivateKey{newKey}}); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	for _, tc := range []struct {
+		name    string
+		trusted []ed25519.PublicKey
+		ids     []string
+	}{
+		{"old key only", []ed25519.PublicKey{f.pub}, []string{KeyID(f.pub)}},
+		{"new key only", []ed25519.PublicKey{newPub}, []string{KeyID(newPub)}},
+		{"both", []ed25519.PublicKey{newPub, f.pub}, []string{KeyID(f.pub), KeyID(newPub)}},
+	} {
+		opt := f.opts()
+		opt.Trusted = tc.trusted
+		v, err := Extract(path, t.TempDir(), opt)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if strings.Join(v.KeyIDs, ",") != strings.Join(tc.ids, ",") {
+			t.Errorf("%s: verified by %v, want %v", tc.name, v.KeyIDs, tc.ids)
+		}
+	}
+	strangerPub, _, _ := ed25519.GenerateKey(nil)
+	opt := f.opts()
+	opt.Trusted = []ed25519.PublicKey{strangerPub}
+	_, err := Extract(path, t.TempDir(), opt)
+	var ue *UntrustedError
+	if !errors.As(err, &ue) || !errors.Is(err, ErrUntrusted) || len(ue.KeyIDs) != 2 || !strings.Contains(err.Error(), KeyID(newPub)) {
+		t.Fatalf("trusting neither: %v", err)
+	}
+}
+
+// A signature by a trusted key that does not verify is refused even when
+// another trusted signature does: the file was tampered with.
+func TestSignatureRefusals(t *testing.T) {
+	f := newFixture(t)
+	manifest := []byte(`{"format":1,"version":"1.0.0","created":"x","target":{"os":"linux","arch":"arm64"},"files":[{"name":"head.json","kind":"head","size":3,"sha256":"` + strings.Repeat("a", 64) + `","mode":420}]}`)
+	newPub, newKey, _ := ed25519.GenerateKey(nil)
+	good := sign(f.key, manifest)
+	other := sign(newKey, manifest)
+	bad := other
+	bad.Signature = bytes.Clone(other.Signature)
+	bad.Signature[0] ^= 1
+	enc := func(s Signature) []byte {
+		b, _ := json.Marshal(s)
+		return b
+	}
+	opt := f.opts()
+	opt.Trusted = []ed25519.PublicKey{f.pub, newPub}
+	many := Signature{Sig: good}
+	for range maxSignatures {
+		_, k, _ := ed25519.GenerateKey(nil)
+		many.Also = append(many.Also, sign(k, manifest))
+	}
+	for _, tc := range []struct {
+		name string
+		sig  []byte
+		want error
+	}{
+		{"a trusted signature that fails", enc(Signature{Sig: good, Also: []Sig{bad}}), ErrSignature},
+		{"the same key twice", enc(Signature{Sig: good, Also: []Sig{good}}), ErrSignature},
+		{"too many signatures", enc(many), ErrSignature},
+		{"unknown field", []byte(`{"key_id":"x","algorithm":"ed25519","signature":"","extra":1}`), ErrCorrupt},
+		{"trailing data", append(enc(Signature{Sig: good}), []byte(`{}`)...), ErrCorrupt},
+	} {
+		if _, err := VerifyManifest(manifest, tc.sig, opt); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	// The single-signature file of earlier bundles still verifies.
+	old, _ := json.Marshal(map[string]any{"key_id": good.KeyID, "algorithm": "ed25519", "signature": good.Signature})
+	if _, err := VerifyManifest(manifest, old, opt); err != nil {
+		t.Fatalf("single signature: %v", err)
+	}
+}
+
+func TestAddSignature(t *testing.T) {
+	f := newFixture(t)
+	newPub, newKey, _ := ed25519.GenerateKey(nil)
+	var out bytes.Buffer
+	// Only a bundle that verifies gets a further signature.
+	strangerPub, _, _ := ed25519.GenerateKey(nil)
+	opt := f.opts()
+	opt.Trusted = []ed25519.PublicKey{strangerPub}
+	if _, err := AddSignature(f.bundle, &out, newKey, opt); !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("signing an unverified bundle: %v", err)
+	}
+	if _, err := AddSignature(f.bundle, &out, newKey, f.opts()); err != nil {
+		t.Fatal(err)
+	}
+	resigned := filepath.Join(f.dir, "resigned.wsk")
+	os.WriteFile(resigned, out.Bytes(), 0o644)
+	opt = f.opts()
+	opt.Trusted = []ed25519.PublicKey{newPub}
+	v, err := Extract(resigned, t.TempDir(), opt)
+	if err != nil || v.Manifest.Version != "1.2.0" {
+		t.Fatalf("re-signed bundle with the new key: %v", err)
+	}
+	if _, err := VerifyFile(resigned, f.opts()); err != nil {
+		t.Fatalf("re-signed bundle with the old key: %v", err)
+	}
+	out.Reset()
+	if _, err := AddSignature(resigned, &out, newKey, f.opts()); err == nil {
+		t.Fatal("signed twice by the same key")
+	}
+}
+
+func TestDowngradeFlag(t *testing.T) {
+	f := newFixture(t)
+	for _, tc := range []struct {
+		version, from string
+		ok            bool
+	}{
+		{"1.0.0", "1.1.0", true},
+		{"1.1.0", "1.1.0", false},
+		{"1.2.0", "1.1.0", false},
+		{"1.0.0", "soon", false},
+	} {
+		var b bytes.Buffer
+		_, err := Create(&b, f.inputs, CreateOptions{Version: tc.version, DowngradeFrom: tc.from, TargetOS: "linux", TargetArch: "arm64", Key: f.key})
+		if (err == nil) != tc.ok {
+			t.Errorf("version %s downgrading from %s: %v", tc.version, tc.from, err)
+		}
+	}
+}
+
+// VerifyFile refuses what Extract refuses, and a FIFO or device without
+// reading it.
+func TestVerifyFile(t *testing.T) {
+	f := newFixture(t)
+	if v, err := VerifyFile(f.bundle, f.opts()); err != nil || v.Manifest.Version != "1.2.0" {
+		t.Fatalf("good bundle: %v", err)
+	}
+	data, _ := os.ReadFile(f.bundle)
+	tampered := filepath.Join(f.dir, "t.wsk")
+	os.WriteFile(tampered, bytes.Replace(data, []byte("modelmodel"), []byte("modelMODEL"), 1), 0o644)
+	if _, err := VerifyFile(tampered, f.opts()); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("tampered: %v", err)
+	}
+	if _, err := VerifyFile("/dev/zero", f.opts()); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("/dev/zero: %v", err)
+	}
 }

@@ -2,6 +2,14 @@
 // a canary first, then batches, waiting for each device to report the new
 // version healthy (committed) before going on, and stopping at the first
 // failure.
+//
+// Anyone who can publish on the broker can publish a device's status, so a
+// rollout believes success only from a report signed by the device's own
+// key, enrolled at install (package attest), for the request it sent.
+// Failures are believed from anyone: a forged failure can only stop a
+// rollout, never push a version further. A deployment whose broker lets
+// each camera write only its own topics may trust the broker instead
+// (Options.TrustBroker).
 package fleet
 
 import (
@@ -26,6 +34,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/whiskercam/whisker/firmware/attest"
 	"github.com/whiskercam/whisker/firmware/bundle"
 )
 
@@ -54,6 +63,15 @@ type Options struct {
 	Timeout time.Duration // per device, default 5 minutes
 	DryRun  bool
 
+	// DeviceKeys are the enrolled keys of the devices: a device counts as
+	// updated only on a report signed by its key for this rollout's
+	// request. Devices without one are not updated.
+	DeviceKeys attest.Keyring
+	// TrustBroker believes unsigned statuses instead, for a broker whose
+	// ACLs let each camera alone write its own topics. One of the two is
+	// required.
+	TrustBroker bool
+
 	Out io.Writer // progress lines
 }
 
@@ -70,10 +88,31 @@ type Result struct {
 // ErrStopped is returned when a stage failed and the rollout stopped.
 var ErrStopped = errors.New("rollout stopped at the first failure")
 
+// ErrNoTrust is returned when a rollout has neither device keys nor leave
+// to trust the broker.
+var ErrNoTrust = errors.New("no way to tell a camera's report from a forgery")
+
+// Status is a device's status message as the rollout reads it: the agent's
+// status with the signed report of its last update step.
+type Status struct {
+	protocol.Status
+	UpdateReport *attest.Envelope `json:"update_report,omitempty"`
+}
+
+// Answer is a result message as the rollout reads it.
+type Answer struct {
+	protocol.Result
+	UpdateReport *attest.Envelope `json:"update_report,omitempty"`
+}
+
+// maxMessage bounds a status or result message the rollout decodes.
+const maxMessage = 64 << 10
+
 type tracker struct {
 	mu      sync.Mutex
-	status  map[string]protocol.Status
-	results map[string]chan protocol.Result
+	status  map[string]Status
+	seq     map[string]int // status messages seen per device
+	results map[string]chan Answer
 }
 
 // Rollout runs a staged rollout and returns every device's result, in
@@ -97,6 +136,20 @@ func Rollout(ctx context.Context, o Options) ([]Result, error) {
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
+	switch {
+	case len(o.DeviceKeys) == 0 && !o.TrustBroker:
+		return nil, fmt.Errorf("%w: give the devices' enrolled keys (--device-keys), or --trust-broker when broker ACLs let each camera alone write its own topics", ErrNoTrust)
+	case len(o.DeviceKeys) > 0 && o.TrustBroker:
+		return nil, errors.New("device keys and trusting the broker exclude each other")
+	}
+	for _, d := range o.Devices {
+		if !attest.ValidDevice(d) {
+			return nil, fmt.Errorf("device id %q: must be 1-64 letters, digits, '-' or '_'", d)
+		}
+		if len(o.DeviceKeys) > 0 && o.DeviceKeys[d] == nil {
+			return nil, fmt.Errorf("%s: %w", d, attest.ErrNotEnrolled)
+		}
+	}
 	m, err := readManifest(o.Bundle)
 	if err != nil {
 		return nil, err
@@ -106,8 +159,13 @@ func Rollout(ctx context.Context, o Options) ([]Result, error) {
 		return nil, err
 	}
 	fmt.Fprintf(o.Out, "bundle %s: version %s, sha256 %s\n", filepath.Base(o.Bundle), m.Version, sha[:16])
+	if o.TrustBroker {
+		fmt.Fprintln(o.Out, "trusting the broker: any client that may publish a camera's status can make it look updated")
+	} else {
+		fmt.Fprintf(o.Out, "believing only reports signed by the cameras' enrolled keys (%d enrolled)\n", len(o.DeviceKeys))
+	}
 
-	tr := &tracker{status: map[string]protocol.Status{}, results: map[string]chan protocol.Result{}}
+	tr := &tracker{status: map[string]Status{}, seq: map[string]int{}, results: map[string]chan Answer{}}
 	client, err := connect(ctx, o, tr)
 	if err != nil {
 		return nil, err
@@ -124,12 +182,21 @@ func Rollout(ctx context.Context, o Options) ([]Result, error) {
 	tr.mu.Lock()
 	devices := slices.Clone(o.Devices)
 	if len(devices) == 0 {
+		var unenrolled []string
 		for id, st := range tr.status {
-			if st.State == "online" {
+			switch {
+			case st.State != "online":
+			case len(o.DeviceKeys) > 0 && o.DeviceKeys[id] == nil:
+				unenrolled = append(unenrolled, id)
+			default:
 				devices = append(devices, id)
 			}
 		}
 		sort.Strings(devices)
+		if len(unenrolled) > 0 {
+			sort.Strings(unenrolled)
+			fmt.Fprintf(o.Out, "left out, no enrolled key: %s\n", strings.Join(unenrolled, ", "))
+		}
 	}
 	tr.mu.Unlock()
 	if len(devices) == 0 {
@@ -230,17 +297,21 @@ func connect(ctx context.Context, o Options, tr *tracker) (paho.Client, error) {
 					return
 				}
 				dev := parts[len(parts)-2]
+				if !attest.ValidDevice(dev) || len(msg.Payload()) > maxMessage {
+					return
+				}
 				switch parts[len(parts)-1] {
 				case protocol.TopicStatus:
-					var st protocol.Status
+					var st Status
 					if json.Unmarshal(msg.Payload(), &st) != nil {
 						return
 					}
 					tr.mu.Lock()
 					tr.status[dev] = st
+					tr.seq[dev]++
 					tr.mu.Unlock()
 				case protocol.TopicResult:
-					var r protocol.Result
+					var r Answer
 					if json.Unmarshal(msg.Payload(), &r) != nil {
 						return
 					}
@@ -285,7 +356,7 @@ func updateOne(ctx context.Context, c paho.Client, tr *tracker, o Options, dev, 
 		return "failed: device is not online"
 	}
 	reqID := "fleet-" + randomID()
-	results := make(chan protocol.Result, 4)
+	results := make(chan Answer, 4)
 	tr.mu.Lock()
 	tr.results[reqID] = results
 	tr.mu.Unlock()
@@ -304,6 +375,14 @@ func updateOne(ctx context.Context, c paho.Client, tr *tracker, o Options, dev, 
 	if tok := c.Publish(o.Prefix+"/"+dev+"/"+protocol.TopicCmd, 1, false, payload); !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
 		return fmt.Sprintf("failed: could not send the update: %v", tok.Error())
 	}
+	if o.TrustBroker {
+		return awaitBroker(ctx, tr, o, dev, reqID, sha, results)
+	}
+	return awaitSigned(ctx, tr, o, dev, reqID, sha, results)
+}
+
+// awaitBroker believes the device's status as published.
+func awaitBroker(ctx context.Context, tr *tracker, o Options, dev, reqID, sha string, results chan Answer) string {
 	deadline := time.NewTimer(o.Timeout)
 	defer deadline.Stop()
 	poll := time.NewTicker(200 * time.Millisecond)
@@ -340,6 +419,78 @@ func updateOne(ctx context.Context, c paho.Client, tr *tracker, o Options, dev, 
 					return "failed: " + u.Error
 				}
 			}
+		}
+	}
+}
+
+// awaitSigned believes success only from a report signed by the device's
+// enrolled key for this request; a failure it believes from anyone.
+func awaitSigned(ctx context.Context, tr *tracker, o Options, dev, reqID, sha string, results chan Answer) string {
+	deadline := time.NewTimer(o.Timeout)
+	defer deadline.Stop()
+	poll := time.NewTicker(100 * time.Millisecond)
+	defer poll.Stop()
+	ignored := 0
+	// judge reads one message's claims; it returns an outcome when the
+	// message settles the update.
+	judge := func(env *attest.Envelope, claimsSuccess bool) string {
+		if env == nil {
+			if claimsSuccess {
+				ignored++
+			}
+			return ""
+		}
+		r, err := o.DeviceKeys.Verify(dev, env)
+		if err != nil {
+			ignored++
+			return ""
+		}
+		if r.RequestID != reqID || r.Bundle != sha {
+			if claimsSuccess {
+				ignored++ // a genuine report of another update, replayed
+			}
+			return ""
+		}
+		switch {
+		case r.Succeeded(reqID, sha):
+			return "ok"
+		case r.Event == attest.EventRolledBack:
+			return "failed: rolled back (" + r.Reason + ")"
+		case r.Event == attest.EventFailed:
+			return "failed: " + r.Reason
+		}
+		return ""
+	}
+	seen := -1 // the status at hand is judged too
+	for {
+		select {
+		case <-ctx.Done():
+			return "failed: " + ctx.Err().Error()
+		case <-deadline.C:
+			msg := fmt.Sprintf("failed: no report signed by %s's key within %v", dev, o.Timeout)
+			if ignored > 0 {
+				msg += fmt.Sprintf(" (%d unsigned or unverifiable claims of success ignored)", ignored)
+			}
+			return msg
+		case r := <-results:
+			if !r.Ok {
+				return "failed: " + r.Error
+			}
+			if out := judge(r.UpdateReport, r.Update != nil && r.Update.State == "committed"); out != "" {
+				return out
+			}
+		case <-poll.C:
+		}
+		tr.mu.Lock()
+		st, seq := tr.status[dev], tr.seq[dev]
+		tr.mu.Unlock()
+		if seq == seen {
+			continue
+		}
+		seen = seq
+		claims := st.Update != nil && st.Update.State == "committed" && st.Update.Bundle == sha
+		if out := judge(st.UpdateReport, claims); out != "" {
+			return out
 		}
 	}
 }

@@ -152,6 +152,9 @@ func TestStagedRollout(t *testing.T) {
 		return path
 	}
 	goodBundle, badBundle := makeBundle("1.1.0", good), makeBundle("1.2.0", bad)
+	// The factory version, validly signed: once 1.1.0 is committed it is an
+	// old bundle that must not be installed again.
+	replay := makeBundle("1.0.0", factory)
 
 	camera := filepath.Join(dir, "camera")
 	os.Mkdir(camera, 0o755)
@@ -207,9 +210,11 @@ homeassistant: {enabled: false}
 		var out bytes.Buffer
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
+		// These agents publish no signed reports: the rollout trusts the
+		// broker (forgery_test.go shows what signed reports change).
 		res, err := fleet.Rollout(ctx, fleet.Options{
 			Broker: mosq.URL(), Bundle: path, Serve: "127.0.0.1:0", Canary: 1, Batch: 2,
-			Timeout: 90 * time.Second, Discover: time.Second, Out: &out,
+			Timeout: 90 * time.Second, Discover: time.Second, Out: &out, TrustBroker: true,
 		})
 		var table bytes.Buffer
 		fleet.WriteTable(&table, res)
@@ -219,7 +224,7 @@ homeassistant: {enabled: false}
 
 	// Dry run: a plan, nothing sent.
 	var plan bytes.Buffer
-	res, err := fleet.Rollout(context.Background(), fleet.Options{Broker: mosq.URL(), Bundle: goodBundle, DryRun: true, Discover: time.Second, Out: &plan})
+	res, err := fleet.Rollout(context.Background(), fleet.Options{Broker: mosq.URL(), Bundle: goodBundle, DryRun: true, Discover: time.Second, Out: &plan, TrustBroker: true})
 	if err != nil || len(res) != 3 || res[0].Result != "dry run" || res[0].Stage != 1 || res[2].Stage != 2 {
 		t.Fatalf("dry run: %v %+v", err, res)
 	}
@@ -237,6 +242,18 @@ homeassistant: {enabled: false}
 	for _, d := range devices {
 		if st := seen()[d]; st.Firmware == nil || st.Firmware.Version != "1.1.0" || st.Version != "1.1.0" {
 			t.Errorf("%s runs %+v %+v", d, st.Firmware, st.Version)
+		}
+	}
+
+	// The replayed 1.0.0: the canary refuses it, the rollout stops, and
+	// every camera still runs 1.1.0.
+	res, err = rollout(replay)
+	if !errors.Is(err, fleet.ErrStopped) || !strings.Contains(res[0].Result, "not newer") || res[1].Result != "skipped" {
+		t.Fatalf("replay of 1.0.0: %v %+v\n%s", err, res, dump())
+	}
+	for _, d := range devices {
+		if st := seen()[d]; st.Firmware == nil || st.Firmware.Version != "1.1.0" {
+			t.Errorf("%s after the replay: %+v", d, st.Firmware)
 		}
 	}
 

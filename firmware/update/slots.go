@@ -17,6 +17,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/whiskercam/whisker/firmware/attest"
 	"github.com/whiskercam/whisker/firmware/bundle"
 	"github.com/whiskercam/whisker/internal/atomicfile"
 )
@@ -49,13 +50,25 @@ func (h Hooks) step(s string) {
 // stateFormat is the version of state.json.
 const stateFormat = 1
 
-// State is the slots' bookkeeping, in <dir>/state.json.
+// State is the slots' bookkeeping, in <dir>/state.json. The
+// anti-rollback floor is kept apart, in <dir>/floor (see Floor).
 type State struct {
 	Format    int                 `json:"format"`
 	Committed string              `json:"committed,omitempty"` // the slot known good
 	Pending   *Pending            `json:"pending,omitempty"`
 	Slots     map[string]SlotInfo `json:"slots,omitempty"`
 	Last      *Outcome            `json:"last,omitempty"`
+	// Installed is the version of the installed binary, as `whisker boot`
+	// last saw it: what the device runs when no slot is committed.
+	Installed string `json:"installed,omitempty"`
+	// Staged is the slot Stage filled last, not yet activated.
+	Staged *Staged `json:"staged,omitempty"`
+	// Fallback is set while boot runs something other than the slot it
+	// should, because that slot did not verify.
+	Fallback *Fallback `json:"fallback,omitempty"`
+	// Report is the last update step, signed by the device's key (absent
+	// when no key is enrolled), for the agent to publish.
+	Report *attest.Envelope `json:"report,omitempty"`
 }
 
 // SlotInfo describes what a slot holds.
@@ -63,6 +76,17 @@ type SlotInfo struct {
 	Version  string `json:"version"`
 	Bundle   string `json:"bundle"` // sha256 of the bundle file
 	Backbone string `json:"backbone,omitempty"`
+	// Request is the id of the update request that installed the slot;
+	// the signed reports of the update carry it.
+	Request string `json:"request,omitempty"`
+}
+
+// Staged is a slot filled by Stage, waiting for Activate.
+type Staged struct {
+	Slot          string    `json:"slot"`
+	Version       string    `json:"version"`
+	DowngradeFrom string    `json:"downgrade_from,omitempty"`
+	At            time.Time `json:"at"`
 }
 
 // Pending is a slot on probation.
@@ -71,6 +95,7 @@ type Pending struct {
 	Previous string    `json:"previous"` // "" means the installed binary
 	Version  string    `json:"version"`
 	Bundle   string    `json:"bundle"`
+	Request  string    `json:"request,omitempty"`
 	Since    time.Time `json:"since"`
 	Attempts int       `json:"attempts"`
 }
@@ -79,16 +104,28 @@ type Pending struct {
 type Outcome struct {
 	Version string    `json:"version"`
 	Bundle  string    `json:"bundle"`
+	Request string    `json:"request,omitempty"`
 	Result  string    `json:"result"` // committed, rolled_back, failed
 	Reason  string    `json:"reason,omitempty"`
 	At      time.Time `json:"at"`
 }
+
+// Errors that refuse an update before anything changes.
+var (
+	// ErrBusy: a new version is on probation; it must be committed or
+	// rolled back before the next update.
+	ErrBusy = errors.New("an update is already on probation")
+	// ErrNotStaged: Activate was asked for a slot Stage did not fill.
+	ErrNotStaged = errors.New("slot was not staged")
+)
 
 // Layout is a device's firmware directory:
 //
 //	<dir>/slots/a, <dir>/slots/b   each part in parts/<part>/ with its signed manifest
 //	<dir>/current -> slots/a       the slot to run
 //	<dir>/state.json
+//	<dir>/floor                    the anti-rollback floor
+//	<dir>/device.key               the device's report-signing key, if enrolled
 //	<dir>/downloads/
 type Layout struct {
 	Dir string
@@ -130,7 +167,8 @@ func (l Layout) ReadState() (*State, error) {
 	return &s, nil
 }
 
-// WriteState stores state.json atomically.
+// WriteState stores state.json atomically (write, fsync, rename, fsync
+// the directory).
 func (l Layout) WriteState(s *State) error {
 	s.Format = stateFormat
 	data, err := json.MarshalIndent(s, "", "  ")
@@ -200,6 +238,29 @@ func (l Layout) VerifySlot(slot string, opt bundle.CheckOptions) error {
 	return nil
 }
 
+// SlotKeys lists, for each part of a slot, the keys its manifest is
+// signed with (whether trusted or not): what a key rotation must cover
+// before an old key is removed.
+func (l Layout) SlotKeys(slot string) (map[string][]string, error) {
+	parts, err := os.ReadDir(filepath.Join(l.slotDir(slot), "parts"))
+	if err != nil {
+		return nil, fmt.Errorf("slot %s: %w", slot, err)
+	}
+	keys := map[string][]string{}
+	for _, p := range parts {
+		sig, err := os.ReadFile(filepath.Join(l.PartDir(slot, p.Name()), bundle.SignatureName))
+		if err != nil {
+			return nil, fmt.Errorf("slot %s, part %s: %w", slot, p.Name(), err)
+		}
+		ids, err := bundle.SignatureKeyIDs(sig)
+		if err != nil {
+			return nil, fmt.Errorf("slot %s, part %s: %w", slot, p.Name(), err)
+		}
+		keys[p.Name()] = ids
+	}
+	return keys, nil
+}
+
 // File returns the path of a kind's file in a slot, if the slot has it.
 func (l Layout) File(slot, kind string) (string, bool) {
 	if slot == "" {
@@ -210,18 +271,58 @@ func (l Layout) File(slot, kind string) (string, bool) {
 	return p, err == nil
 }
 
-// Stage extracts a bundle into the slot not in use, carrying forward the
-// parts of the current slot that the bundle does not replace. It returns
-// the staged slot. The current slot is not touched.
-func (l Layout) Stage(bundlePath string, opt bundle.CheckOptions, hooks Hooks) (string, *bundle.Verified, error) {
-	cur := l.Current()
-	target := SlotA
-	if cur == SlotA {
-		target = SlotB
+// target is the slot an update may fill: never the committed one, which
+// stays the known-good fallback.
+func (l Layout) target(st *State) (string, error) {
+	if st.Committed != "" {
+		t := other(st.Committed)
+		if cur := l.Current(); cur == t {
+			return "", fmt.Errorf("slot %s runs but slot %s is the committed one; boot the device before updating", cur, st.Committed)
+		}
+		return t, nil
 	}
+	if l.Current() == SlotA {
+		return SlotB, nil
+	}
+	return SlotA, nil
+}
+
+// Stage extracts a bundle into the slot that is not committed, carrying
+// forward the parts of the running slot that the bundle does not replace.
+// It returns the staged slot. It refuses while an update is on probation
+// (ErrBusy) and a bundle that is not newer than every version the device
+// has committed, unless the bundle is a signed downgrade from the version
+// the device runs (ErrNotNewer, ErrDowngrade). The running and the
+// committed slots are not touched.
+func (l Layout) Stage(bundlePath string, opt bundle.CheckOptions, hooks Hooks) (string, *bundle.Verified, error) {
+	st, err := l.ReadState()
+	if err != nil {
+		return "", nil, err
+	}
+	if p := st.Pending; p != nil {
+		return "", nil, fmt.Errorf("%w: version %s in slot %s must be committed or rolled back first", ErrBusy, p.Version, p.Slot)
+	}
+	// The signed manifest first: refuse an old bundle before extracting it.
+	head, err := bundle.Open(bundlePath, opt)
+	if err != nil {
+		return "", nil, err
+	}
+	floor, err := l.Floor()
+	if err != nil {
+		return "", nil, err
+	}
+	if err := admit(st, floor, head.Manifest.Version, head.Manifest.DowngradeFrom); err != nil {
+		return "", nil, err
+	}
+	target, err := l.target(st)
+	if err != nil {
+		return "", nil, err
+	}
+	cur := l.Current()
 	if err := os.MkdirAll(filepath.Join(l.Dir, "slots"), 0o755); err != nil {
 		return "", nil, err
 	}
+	l.removeStale()
 	tmp, err := os.MkdirTemp(filepath.Join(l.Dir, "slots"), ".stage-")
 	if err != nil {
 		return "", nil, err
@@ -234,6 +335,9 @@ func (l Layout) Stage(bundlePath string, opt bundle.CheckOptions, hooks Hooks) (
 	v, err := bundle.Extract(bundlePath, extracted, opt)
 	if err != nil {
 		return "", nil, err
+	}
+	if v.Manifest.Version != head.Manifest.Version || v.Manifest.DowngradeFrom != head.Manifest.DowngradeFrom {
+		return "", nil, fmt.Errorf("%w: the bundle changed while it was read", bundle.ErrCorrupt)
 	}
 	hooks.step(StepVerified)
 	slot := filepath.Join(tmp, "slot")
@@ -284,20 +388,54 @@ func (l Layout) Stage(bundlePath string, opt bundle.CheckOptions, hooks Hooks) (
 	if err := l.VerifySlot(target, opt); err != nil {
 		return "", nil, fmt.Errorf("staged slot does not verify: %w", err)
 	}
+	st.Staged = &Staged{Slot: target, Version: v.Manifest.Version, DowngradeFrom: v.Manifest.DowngradeFrom, At: time.Now().UTC()}
+	if err := l.WriteState(st); err != nil {
+		return "", nil, err
+	}
 	hooks.step(StepStaged)
 	return target, v, nil
 }
 
+// removeStale removes what an interrupted Stage left in slots/.
+func (l Layout) removeStale() {
+	stale, _ := filepath.Glob(filepath.Join(l.Dir, "slots", ".stage-*"))
+	for _, p := range stale {
+		os.RemoveAll(p)
+	}
+}
+
 // Activate puts a staged slot on probation and switches to it. The agent
-// must then restart from the new slot and Commit within its deadline.
+// must then restart from the new slot and Commit within its deadline. The
+// slot must be the one Stage filled last, with info.Version; the version
+// rules of Stage are checked again.
 func (l Layout) Activate(slot string, info SlotInfo, hooks Hooks) error {
 	st, err := l.ReadState()
 	if err != nil {
 		return err
 	}
+	if p := st.Pending; p != nil {
+		return fmt.Errorf("%w: version %s in slot %s", ErrBusy, p.Version, p.Slot)
+	}
+	if slot == st.Committed {
+		return fmt.Errorf("slot %s holds the committed version; it is never overwritten", slot)
+	}
+	sg := st.Staged
+	if sg == nil || sg.Slot != slot || sg.Version != info.Version {
+		return fmt.Errorf("%w: %s with version %s", ErrNotStaged, slot, info.Version)
+	}
+	floor, err := l.Floor()
+	if err != nil {
+		return err
+	}
+	if err := admit(st, floor, sg.Version, sg.DowngradeFrom); err != nil {
+		return err
+	}
 	prev := l.Current()
 	st.Slots[slot] = info
-	st.Pending = &Pending{Slot: slot, Previous: prev, Version: info.Version, Bundle: info.Bundle, Since: time.Now().UTC()}
+	st.Pending = &Pending{Slot: slot, Previous: prev, Version: info.Version, Bundle: info.Bundle, Request: info.Request, Since: time.Now().UTC()}
+	st.Staged = nil
+	st.Report = l.signReport(st, attest.Report{RequestID: info.Request, Event: attest.EventSwitching, Bundle: info.Bundle,
+		Version: info.Version, Running: attest.Running{Slot: slot, Version: info.Version, Bundle: info.Bundle}})
 	if err := l.WriteState(st); err != nil {
 		return err
 	}
@@ -306,10 +444,13 @@ func (l Layout) Activate(slot string, info SlotInfo, hooks Hooks) error {
 		return err
 	}
 	hooks.step(StepSwitched)
+	// Only the bundles of the two slots stay.
+	l.Prune()
 	return nil
 }
 
-// Commit marks the pending slot good.
+// Commit marks the pending slot good, raises the anti-rollback floor to
+// its version and clears a boot fallback.
 func (l Layout) Commit(hooks Hooks) (*Outcome, error) {
 	st, err := l.ReadState()
 	if err != nil {
@@ -318,10 +459,19 @@ func (l Layout) Commit(hooks Hooks) (*Outcome, error) {
 	if st.Pending == nil {
 		return st.Last, nil
 	}
-	st.Committed = st.Pending.Slot
-	st.Last = &Outcome{Version: st.Pending.Version, Bundle: st.Pending.Bundle, Result: "committed", At: time.Now().UTC()}
+	p := st.Pending
+	st.Committed = p.Slot
+	st.Last = &Outcome{Version: p.Version, Bundle: p.Bundle, Request: p.Request, Result: "committed", At: time.Now().UTC()}
 	st.Pending = nil
+	st.Fallback = nil
+	st.Report = l.signReport(st, attest.Report{RequestID: p.Request, Event: attest.EventCommitted, Bundle: p.Bundle,
+		Version: p.Version, Running: attest.Running{Slot: p.Slot, Version: p.Version, Bundle: p.Bundle}})
 	if err := l.WriteState(st); err != nil {
+		return nil, err
+	}
+	// After the state: a power cut in between leaves the committed slot's
+	// version, which counts towards the floor anyway.
+	if err := l.raiseFloor(p.Version); err != nil {
 		return nil, err
 	}
 	hooks.step(StepCommitted)
@@ -341,68 +491,20 @@ func (l Layout) Rollback(reason string) (*Outcome, error) {
 	if err := l.switchTo(p.Previous); err != nil {
 		return nil, err
 	}
-	st.Last = &Outcome{Version: p.Version, Bundle: p.Bundle, Result: "rolled_back", Reason: reason, At: time.Now().UTC()}
+	st.Last = &Outcome{Version: p.Version, Bundle: p.Bundle, Request: p.Request, Result: "rolled_back", Reason: reason, At: time.Now().UTC()}
 	st.Pending = nil
+	st.Report = l.signReport(st, attest.Report{RequestID: p.Request, Event: attest.EventRolledBack, Bundle: p.Bundle,
+		Version: p.Version, Running: st.running(p.Previous), Reason: reason})
 	return st.Last, l.WriteState(st)
 }
 
-// Boot decides what a device runs: it is called on every start, before
-// the agent, and never fails for lack of a good slot (it falls back to
-// the installed binary, slot ""). It counts start attempts of a pending
-// slot and rolls back after maxAttempts, drops a pending mark whose switch
-// never happened, and refuses a slot that does not verify.
-func (l Layout) Boot(opt bundle.CheckOptions, maxAttempts int, log func(string, ...any)) (string, error) {
-	st, err := l.ReadState()
-	if err != nil {
-		log("firmware state unreadable (%v); starting the installed binary", err)
-		return "", nil
+// running describes a slot for a report.
+func (st *State) running(slot string) attest.Running {
+	if slot == "" {
+		return attest.Running{Version: st.Installed}
 	}
-	cur := l.Current()
-	if p := st.Pending; p != nil {
-		switch {
-		case p.Slot != cur:
-			log("update to %s was interrupted before the switch; staying on %s", p.Version, slotName(cur))
-			st.Last = &Outcome{Version: p.Version, Bundle: p.Bundle, Result: "failed", Reason: "interrupted before the switch", At: time.Now().UTC()}
-			st.Pending = nil
-		case p.Attempts >= maxAttempts:
-			log("slot %s (%s) failed to become healthy in %d starts; rolling back to %s", cur, p.Version, p.Attempts, slotName(p.Previous))
-			if err := l.switchTo(p.Previous); err != nil {
-				return "", err
-			}
-			st.Last = &Outcome{Version: p.Version, Bundle: p.Bundle, Result: "rolled_back",
-				Reason: fmt.Sprintf("did not become healthy in %d starts", p.Attempts), At: time.Now().UTC()}
-			st.Pending = nil
-			cur = p.Previous
-		default:
-			p.Attempts++
-		}
-		if err := l.WriteState(st); err != nil {
-			return "", err
-		}
-	}
-	if cur == "" {
-		return "", nil
-	}
-	if err := l.VerifySlot(cur, opt); err != nil {
-		log("slot %s does not verify (%v)", cur, err)
-		fallback := ""
-		if o := other(cur); l.VerifySlot(o, opt) == nil && st.Slots[o].Version != "" && (st.Committed == o) {
-			fallback = o
-		}
-		log("switching to %s", slotName(fallback))
-		if err := l.switchTo(fallback); err != nil {
-			return "", err
-		}
-		if st.Pending != nil && st.Pending.Slot == cur {
-			st.Last = &Outcome{Version: st.Pending.Version, Bundle: st.Pending.Bundle, Result: "rolled_back", Reason: "slot does not verify", At: time.Now().UTC()}
-			st.Pending = nil
-			if err := l.WriteState(st); err != nil {
-				return "", err
-			}
-		}
-		return fallback, nil
-	}
-	return cur, nil
+	info := st.Slots[slot]
+	return attest.Running{Slot: slot, Version: info.Version, Bundle: info.Bundle}
 }
 
 func slotName(s string) string {

@@ -175,7 +175,8 @@ func crashingUpdate(step string) int {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		}
 	}}
-	path, err := Fetch(context.Background(), os.Getenv("WHISKER_TEST_BUNDLE"), l.Downloads(), os.Getenv("WHISKER_TEST_SHA"), 1<<30, nil)
+	src := os.Getenv("WHISKER_TEST_BUNDLE")
+	path, err := l.FetchBundle(context.Background(), src, os.Getenv("WHISKER_TEST_SHA"), FetchOptions{MaxSize: 1 << 30, LocalDir: filepath.Dir(src)})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -240,10 +241,14 @@ func TestKillAtEachStepLeavesABootableVerifiedSlot(t *testing.T) {
 	}
 }
 
-// flakyServer serves a file but cuts the first response in half.
-func flakyServer(t *testing.T, data []byte) (*httptest.Server, *atomic.Int32) {
+// flakyServer serves a file but cuts the first response in half; it
+// records the Range header of each request.
+func flakyServer(t *testing.T, data []byte) (*httptest.Server, *atomic.Int32, *atomic.Value) {
 	var calls atomic.Int32
+	var lastRange atomic.Value
+	lastRange.Store("")
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		lastRange.Store(r.Header.Get("Range"))
 		if calls.Add(1) == 1 {
 			w.Header().Set("Content-Length", fmt.Sprint(len(data)))
 			w.Write(data[:len(data)/2])
@@ -255,37 +260,57 @@ func flakyServer(t *testing.T, data []byte) (*httptest.Server, *atomic.Int32) {
 		http.ServeContent(w, r, "b.wsk", time.Now(), bytes.NewReader(data))
 	}))
 	t.Cleanup(srv.Close)
-	return srv, &calls
+	return srv, &calls, &lastRange
 }
 
 func TestFetchResumesAndChecksHash(t *testing.T) {
 	k := newKit(t)
 	path, sha := k.makeBundle(t, "1.1.0", true)
 	data, _ := os.ReadFile(path)
-	srv, calls := flakyServer(t, data)
-	dir := t.TempDir()
-	if _, err := Fetch(context.Background(), srv.URL, dir, sha, 1<<30, nil); err == nil {
+	ctx := context.Background()
+
+	// A cut download without retries fails and leaves nothing.
+	srv, _, _ := flakyServer(t, data)
+	l := Layout{Dir: t.TempDir()}
+	if _, err := l.FetchBundle(ctx, srv.URL, sha, FetchOptions{MaxSize: 1 << 30, Retries: 0}); err == nil {
 		t.Fatal("a cut download succeeded")
 	}
-	part, _ := os.Stat(filepath.Join(dir, sha+".wsk.part"))
-	if part == nil || part.Size() != int64(len(data)/2) {
-		t.Fatalf("partial file %v", part)
-	}
-	got, err := Fetch(context.Background(), srv.URL, dir, sha, 1<<30, nil)
+	assertEmpty(t, l.Downloads())
+
+	// With a retry it resumes where the cut left it.
+	srv, calls, lastRange := flakyServer(t, data)
+	got, err := l.FetchBundle(ctx, srv.URL, sha, FetchOptions{MaxSize: 1 << 30, Retries: 1, RetryDelay: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(got); !bytes.Equal(b, data) || calls.Load() != 2 {
 		t.Fatalf("resumed download differs (calls %d)", calls.Load())
 	}
+	if want := fmt.Sprintf("bytes=%d-", len(data)/2); lastRange.Load() != want {
+		t.Fatalf("second try asked for %q, want %q", lastRange.Load(), want)
+	}
 
-	// A wrong expected hash: refused, nothing kept.
+	// A wrong expected hash: refused, nothing kept, and the answer does
+	// not carry the hash of what was served.
 	other := strings.Repeat("0", 64)
-	if _, err := Fetch(context.Background(), path, t.TempDir(), other, 1<<30, nil); !errors.Is(err, ErrHash) {
+	l2 := Layout{Dir: t.TempDir()}
+	_, err = l2.FetchBundle(ctx, srv.URL, other, FetchOptions{MaxSize: 1 << 30})
+	if !errors.Is(err, ErrHash) || strings.Contains(err.Error(), sha[:8]) {
 		t.Fatalf("hash mismatch: %v", err)
 	}
+	assertEmpty(t, l2.Downloads())
 	// Over the size limit.
-	if _, err := Fetch(context.Background(), srv.URL, t.TempDir(), sha, 100, nil); err == nil || !strings.Contains(err.Error(), "limit") {
+	if _, err := l2.FetchBundle(ctx, srv.URL, sha, FetchOptions{MaxSize: 100}); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("size limit: %v", err)
+	}
+	assertEmpty(t, l2.Downloads())
+}
+
+// assertEmpty fails if dir holds anything.
+func assertEmpty(t *testing.T, dir string) {
+	t.Helper()
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		t.Errorf("%s was left in %s", e.Name(), dir)
 	}
 }

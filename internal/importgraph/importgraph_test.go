@@ -19,7 +19,7 @@ const module = "github.com/whiskercam/whisker/"
 // agent but its command.
 var allowed = map[string][]string{
 	"agent/cmd/whisker": {"agent", "agent/ota", "agent/pipeline", "agent/protocol", "camera", "camera/frame",
-		"firmware/bundle", "firmware/fleet", "firmware/model", "firmware/update", "internal/atomicfile", "internal/demo",
+		"firmware/attest", "firmware/bundle", "firmware/fleet", "firmware/model", "firmware/update", "internal/atomicfile", "internal/demo",
 		"learner", "learner/backbone", "learner/bench", "learner/detect", "learner/embedder", "learner/plots"},
 	"agent": {"agent/homeassistant", "agent/ota", "agent/pipeline", "agent/protocol", "camera", "internal/atomicfile", "internal/wait",
 		"learner", "learner/backbone", "learner/embedder"},
@@ -39,8 +39,9 @@ var allowed = map[string][]string{
 	"firmware/model":           {"firmware/tfl", "internal/atomicfile"},
 	"firmware/model/modeltest": {"firmware/model", "firmware/tfl"},
 	"firmware/bundle":          {},
-	"firmware/update":          {"firmware/bundle", "internal/atomicfile"},
-	"firmware/fleet":           {"agent/protocol", "firmware/bundle"},
+	"firmware/update":          {"firmware/bundle", "firmware/attest", "internal/atomicfile"},
+	"firmware/fleet":           {"agent/protocol", "firmware/bundle", "firmware/attest"},
+	"firmware/attest":          {"firmware/bundle"},
 	"internal/atomicfile":      {},
 	"internal/wait":            {},
 	"internal/demo":            {"camera", "camera/frame"},
