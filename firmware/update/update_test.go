@@ -34,31 +34,54 @@ func newKit(t testing.TB) *kit {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k.key, _ = bundle.LoadPrivateKey(filepath.Join(k.dir, "k.key"))
+	if k.key, err = bundle.LoadPrivateKey(filepath.Join(k.dir, "k.key")); err != nil {
+		t.Fatal(err)
+	}
 	k.opts = bundle.CheckOptions{Trusted: []ed25519.PublicKey{k.pub}}
 	return k
 }
 
 // makeBundle packs an agent "binary" and optionally a backbone.
 func (k *kit) makeBundle(t testing.TB, version string, withBackbone bool) (string, string) {
+	t.Helper()
 	src := filepath.Join(k.dir, "src-"+version)
-	os.MkdirAll(src, 0o755)
-	os.WriteFile(filepath.Join(src, "whisker"), []byte("#!/bin/sh\necho "+version+"\n"), 0o755)
+	must(t, os.MkdirAll(src, 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "whisker"), []byte("#!/bin/sh\necho "+version+"\n"), 0o755))
 	inputs := []bundle.Input{{Kind: bundle.KindAgent, Path: filepath.Join(src, "whisker")}}
 	if withBackbone {
-		os.WriteFile(filepath.Join(src, "bb.tflite"), bytes.Repeat([]byte(version), 500), 0o644)
-		os.WriteFile(filepath.Join(src, "bb.json"), []byte(`{"v":"`+version+`"}`), 0o644)
+		must(t, os.WriteFile(filepath.Join(src, "bb.tflite"), bytes.Repeat([]byte(version), 500), 0o644))
+		must(t, os.WriteFile(filepath.Join(src, "bb.json"), []byte(`{"v":"`+version+`"}`), 0o644))
 		inputs = append(inputs, bundle.Input{Kind: bundle.KindBackbone, Path: filepath.Join(src, "bb.tflite")},
 			bundle.Input{Kind: bundle.KindBackboneManifest, Path: filepath.Join(src, "bb.json")})
 	}
 	path := filepath.Join(k.dir, version+".wsk")
-	f, _ := os.Create(path)
+	f, err := os.Create(path)
+	must(t, err)
 	if _, err := bundle.Create(f, inputs, bundle.CreateOptions{Version: version, Key: k.key}); err != nil {
 		t.Fatal(err)
 	}
-	f.Close()
-	sha, _ := bundle.FileSHA256(path)
+	must(t, f.Close())
+	sha, err := bundle.FileSHA256(path)
+	must(t, err)
 	return path, sha
+}
+
+// must stops the test on a setup step's error.
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// bootAndCommit starts the staged version once and commits it, as a
+// healthy agent would.
+func bootAndCommit(t testing.TB, l Layout, k *kit) {
+	t.Helper()
+	_, err := l.Boot(k.opts, 2, nolog)
+	must(t, err)
+	_, err = l.Commit(Hooks{})
+	must(t, err)
 }
 
 func install(t testing.TB, l Layout, k *kit, path, sha, version string, hooks Hooks) string {
@@ -112,8 +135,7 @@ func TestUnhealthySlotRollsBack(t *testing.T) {
 	l := Layout{Dir: filepath.Join(k.dir, "fw")}
 	p1, sha1 := k.makeBundle(t, "1.1.0", true)
 	good := install(t, l, k, p1, sha1, "1.1.0", Hooks{})
-	l.Boot(k.opts, 2, nolog)
-	l.Commit(Hooks{})
+	bootAndCommit(t, l, k)
 	p2, sha2 := k.makeBundle(t, "1.2.0", false)
 	bad := install(t, l, k, p2, sha2, "1.2.0", Hooks{})
 	// The new slot crashes on every start: two tries, then back.
@@ -129,7 +151,8 @@ func TestUnhealthySlotRollsBack(t *testing.T) {
 	// The agent-initiated rollback (no sightings in time) does the same.
 	p3, sha3 := k.makeBundle(t, "1.3.0", false)
 	install(t, l, k, p3, sha3, "1.3.0", Hooks{})
-	l.Boot(k.opts, 2, nolog)
+	_, err := l.Boot(k.opts, 2, nolog)
+	must(t, err)
 	if _, err := l.Rollback("no sightings within 2m0s"); err != nil {
 		t.Fatal(err)
 	}
@@ -143,10 +166,12 @@ func TestTamperedSlotIsNotRun(t *testing.T) {
 	l := Layout{Dir: filepath.Join(k.dir, "fw")}
 	p1, sha1 := k.makeBundle(t, "1.1.0", true)
 	s := install(t, l, k, p1, sha1, "1.1.0", Hooks{})
-	l.Boot(k.opts, 2, nolog)
-	l.Commit(Hooks{})
-	agent, _ := l.File(s, bundle.KindAgent)
-	os.WriteFile(agent, []byte("#!/bin/sh\nrm -rf /\n"), 0o755)
+	bootAndCommit(t, l, k)
+	agent, ok := l.File(s, bundle.KindAgent)
+	if !ok {
+		t.Fatal("no agent in the slot")
+	}
+	must(t, os.WriteFile(agent, []byte("#!/bin/sh\nrm -rf /\n"), 0o755))
 	if got, _ := l.Boot(k.opts, 2, nolog); got != "" {
 		t.Fatalf("boots tampered slot %q", got)
 	}
@@ -192,7 +217,10 @@ func crashingUpdate(step string) int {
 		return 2
 	}
 	// The new version boots and proves healthy.
-	l.Boot(opts, 3, nolog)
+	if _, err := l.Boot(opts, 3, nolog); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
 	if _, err := l.Commit(hooks); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -207,8 +235,7 @@ func TestKillAtEachStepLeavesABootableVerifiedSlot(t *testing.T) {
 			l := Layout{Dir: filepath.Join(k.dir, "fw")}
 			p1, sha1 := k.makeBundle(t, "1.1.0", true)
 			good := install(t, l, k, p1, sha1, "1.1.0", Hooks{})
-			l.Boot(k.opts, 2, nolog)
-			l.Commit(Hooks{})
+			bootAndCommit(t, l, k)
 			p2, sha2 := k.makeBundle(t, "1.2.0", false)
 
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -266,7 +293,8 @@ func flakyServer(t *testing.T, data []byte) (*httptest.Server, *atomic.Int32, *a
 func TestFetchResumesAndChecksHash(t *testing.T) {
 	k := newKit(t)
 	path, sha := k.makeBundle(t, "1.1.0", true)
-	data, _ := os.ReadFile(path)
+	data, err := os.ReadFile(path)
+	must(t, err)
 	ctx := context.Background()
 
 	// A cut download without retries fails and leaves nothing.
