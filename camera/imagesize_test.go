@@ -19,6 +19,8 @@ import (
 	"testing"
 
 	"gocv.io/x/gocv"
+
+	"github.com/whiskercam/whisker/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the image fixtures in testdata/images and the fuzz seeds in testdata/fuzz")
@@ -543,4 +545,18 @@ func palettePNG(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// Real photographs (from Debian packages, as make deps fetches them) are
+// accepted: the strict JPEG walk does not refuse what cameras and editors
+// write.
+func TestRealPhotosAreAccepted(t *testing.T) {
+	for _, name := range []string{"dog.jpg", "eagle.jpg", "horses.jpg", "person.jpg", "chelsea.png", "coffee.png", "grass.png"} {
+		f, err := ReadImage(testenv.Photo(t, name))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		t.Logf("%s: %dx%d", name, f.Width, f.Height)
+	}
 }
