@@ -106,7 +106,7 @@ func (s *Store) inUse() (int64, error) {
 
 // Compact rewrites the store into a file that holds only its live data,
 // so that the space of deleted samples goes back to the file system.
-// Writes wait while it runs; reads too while the file is swapped.
+// Writes wait while it runs; reads only while the files are swapped.
 func (s *Store) Compact() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -151,26 +151,33 @@ func (s *Store) compact() (err error) {
 	if free, err := s.freeSpace(dirOf(s.path)); err == nil && free >= 0 && free < inUse+inUse/8+1<<20 {
 		return fmt.Errorf("compaction needs about %d bytes free, %s has %d", inUse+inUse/8+1<<20, dirOf(s.path), free)
 	}
-	s.swap.Lock()
-	defer s.swap.Unlock()
+	// Writers wait on s.mu while the copy is made; readers go on.
 	before, _ := os.Stat(s.path)
 	tmp := compactPath(s.path)
 	os.Remove(tmp)
-	dst, err := bolt.Open(tmp, 0o600, s.boltOptions())
-	if err != nil {
-		return fmt.Errorf("compact %s: %w", s.path, err)
-	}
-	err = bolt.Compact(dst, s.db, 32<<20)
-	if err == nil {
-		err = dst.Sync()
-	}
-	if cerr := dst.Close(); err == nil {
-		err = cerr
-	}
+	err = func() error {
+		s.swap.RLock()
+		defer s.swap.RUnlock()
+		dst, err := bolt.Open(tmp, 0o600, s.boltOptions())
+		if err != nil {
+			return err
+		}
+		err = bolt.Compact(dst, s.db, 32<<20)
+		if err == nil {
+			err = dst.Sync()
+		}
+		if cerr := dst.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}()
 	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("compact %s: %w", s.path, err)
 	}
+	// Readers wait while the files are swapped.
+	s.swap.Lock()
+	defer s.swap.Unlock()
 	if err := s.db.Close(); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("compact %s: close: %w", s.path, err)

@@ -155,3 +155,62 @@ func TestCompactionSurvivesKill(t *testing.T) {
 	}
 	t.Logf("%d of 6 kills left a copy behind, removed at the next open", leftovers)
 }
+
+// Reads and writes from other goroutines go on while the store compacts
+// (run with -race).
+func TestStoreUsedWhileCompacting(t *testing.T) {
+	s := openTemp(t)
+	for i := range 50 {
+		if _, _, err := s.Add(bigSample(fmt.Sprint("pet", i%3), fmt.Sprint("r", i), 32<<10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan struct{})
+	errs := make(chan error, 2)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				errs <- nil
+				return
+			default:
+			}
+			if _, err := s.Counts(""); err != nil {
+				errs <- err
+				return
+			}
+			if _, err := s.Get(uint64(1 + i%50)); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				errs <- nil
+				return
+			default:
+			}
+			if _, _, err := s.Add(bigSample("new", fmt.Sprint("w", i), 1<<10)); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	for range 5 {
+		if err := s.Compact(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := s.DiskStatus(); st.Samples < 50 || st.LastCompaction.IsZero() {
+		t.Fatalf("status %+v", st)
+	}
+}
