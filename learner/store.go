@@ -231,8 +231,10 @@ func (s *Store) boltOptions() *bolt.Options {
 	return o
 }
 
-// Close closes the database.
+// Close closes the database, after any write or compaction under way.
 func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.swap.Lock()
 	defer s.swap.Unlock()
 	return s.db.Close()
