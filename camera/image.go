@@ -109,7 +109,8 @@ func DecodeImageLimits(data []byte, lim ImageLimits) (Frame, error) {
 }
 
 // ReadImage reads an image file into a BGR frame, within
-// DefaultImageLimits: a larger file is refused without being read.
+// DefaultImageLimits: a larger file is refused after reading one byte more
+// than the limit, never in full.
 func ReadImage(path string) (Frame, error) {
 	data, err := readLimited(path, DefaultImageLimits().MaxBytes)
 	if err != nil {
