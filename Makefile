@@ -104,10 +104,19 @@ bench-learner: deps ## Learner benchmark tables: few-shot accuracy against sciki
 	$(WHISKER) bench learner --deps $(DEPS)
 
 .PHONY: fuzz
-fuzz: deps ## Fuzz the decoders of outside input, 30 s each
-	@for t in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+# Go 1.26's fuzz coordinator can report "context deadline exceeded" when
+# -fuzztime runs out while a worker is busy (minimising a new input on a
+# loaded machine); that is a failure only when a failing input was written.
+fuzz: deps ## Fuzz the decoders of outside input (image sizing included), 30 s each
+	@set -o pipefail; out=$$(mktemp); trap 'rm -f $$out' EXIT; \
+	for t in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
 	  for f in $$(grep -h '^func Fuzz' $$t/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
-	    echo "==> $$t $$f"; $(GO) test -tags '$(GOTAGS)' -run '^$$' -fuzz "^$$f$$" -fuzztime 30s $$t || exit 1; \
+	    echo "==> $$t $$f"; \
+	    if ! $(GO) test -tags '$(GOTAGS)' -run '^$$' -fuzz "^$$f$$" -fuzztime 30s $$t 2>&1 | tee $$out; then \
+	      if tail -n 5 $$out | grep -q 'context deadline exceeded' && ! grep -q 'Failing input written' $$out; then \
+	        echo "    no failing input: the fuzz coordinator overran its own deadline; not a failure"; \
+	      else exit 1; fi; \
+	    fi; \
 	  done; done
 
 ##@ Install

@@ -6,19 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"io"
 	"os"
 
 	"gocv.io/x/gocv"
 )
 
-// ErrNotImage is returned for bytes no image decoder accepts.
+// ErrNotImage is returned for bytes no image decoder accepts, and (with
+// ErrImageTooLarge or ErrImageFormat) for images refused before decoding.
 var ErrNotImage = errors.New("not a readable image")
 
-// MaxImageBytes bounds the images DecodeImage accepts.
-const MaxImageBytes = 32 << 20
-
-// maxPixels bounds decoded image sizes (a small file can claim a huge one).
-const maxPixels = 50_000_000
+// errDecodedSizeDiffers marks an image OpenCV decoded at another size than
+// SizeImage read: a hole in the sizing, which the fuzz test looks for.
+var errDecodedSizeDiffers = errors.New("decoded size differs from the header")
 
 // frameFromMat copies an 8-bit BGR (or grey, or BGRA) Mat into dst,
 // reusing dst's buffer.
@@ -76,17 +76,20 @@ func matFromFrame(f *frame.Frame) (gocv.Mat, error) {
 	return gocv.NewMatFromBytes(f.Height, f.Width, gocv.MatTypeCV8UC3, f.Data[:f.Height*f.Stride])
 }
 
-// DecodeImage decodes a JPEG, PNG or other image OpenCV reads into a BGR frame.
+// DecodeImage decodes a JPEG, PNG, BMP or WebP image into a BGR frame,
+// within DefaultImageLimits.
 func DecodeImage(data []byte) (frame.Frame, error) {
+	return DecodeImageLimits(data, DefaultImageLimits())
+}
+
+// DecodeImageLimits decodes a JPEG, PNG, BMP or WebP image into a BGR
+// frame. The image is sized (SizeImage) before any byte reaches OpenCV;
+// what cannot be sized with certainty, or is over the limits, is refused.
+func DecodeImageLimits(data []byte, lim ImageLimits) (frame.Frame, error) {
 	var f frame.Frame
-	if len(data) == 0 {
-		return f, fmt.Errorf("%w: empty", ErrNotImage)
-	}
-	if len(data) > MaxImageBytes {
-		return f, fmt.Errorf("%w: %d bytes is over the %d-byte limit", ErrNotImage, len(data), MaxImageBytes)
-	}
-	if w, h, ok := peekSize(data); ok && int64(w)*int64(h) > maxPixels {
-		return f, fmt.Errorf("%w: %dx%d pixels is too large", ErrNotImage, w, h)
+	info, err := SizeImage(data, lim)
+	if err != nil {
+		return f, err
 	}
 	m, err := gocv.IMDecode(data, gocv.IMReadColor)
 	if err != nil {
@@ -94,7 +97,12 @@ func DecodeImage(data []byte) (frame.Frame, error) {
 	}
 	defer m.Close()
 	if m.Empty() {
-		return f, ErrNotImage
+		return f, fmt.Errorf("%w: %s of %dx%d does not decode", ErrNotImage, info.Format, info.Width, info.Height)
+	}
+	// OpenCV turns a JPEG upright by its EXIF orientation: the sides may swap.
+	w, h := m.Cols(), m.Rows()
+	if !(w == info.Width && h == info.Height) && !(info.Format == FormatJPEG && w == info.Height && h == info.Width) {
+		return f, fmt.Errorf("%w: %w: %s header says %dx%d, OpenCV decoded %dx%d", ErrNotImage, errDecodedSizeDiffers, info.Format, info.Width, info.Height, w, h)
 	}
 	if err := frameFromMat(m, &f); err != nil {
 		return f, err
@@ -102,9 +110,11 @@ func DecodeImage(data []byte) (frame.Frame, error) {
 	return f, nil
 }
 
-// ReadImage reads an image file into a BGR frame.
+// ReadImage reads an image file into a BGR frame, within
+// DefaultImageLimits: a larger file is refused after reading one byte more
+// than the limit, never in full.
 func ReadImage(path string) (frame.Frame, error) {
-	data, err := os.ReadFile(path)
+	data, err := readLimited(path, DefaultImageLimits().MaxBytes)
 	if err != nil {
 		return frame.Frame{}, err
 	}
@@ -113,6 +123,23 @@ func ReadImage(path string) (frame.Frame, error) {
 		return f, fmt.Errorf("%s: %w", path, err)
 	}
 	return f, nil
+}
+
+// readLimited reads a file of at most limit bytes.
+func readLimited(path string, limit int) ([]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	data, err := io.ReadAll(io.LimitReader(fh, int64(limit)+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(data) > limit {
+		return nil, fmt.Errorf("%s: %w: %w: over the %d-byte limit", path, ErrNotImage, ErrImageTooLarge, limit)
+	}
+	return data, nil
 }
 
 // JPEGQuality is the quality of the JPEGs Whisker keeps: the picture
@@ -155,37 +182,4 @@ func WriteImage(path string, f *frame.Frame) error {
 		return fmt.Errorf("write image %s failed", path)
 	}
 	return nil
-}
-
-// peekSize reads the pixel size from PNG and JPEG headers without decoding.
-func peekSize(b []byte) (w, h int, ok bool) {
-	// PNG: signature, then the IHDR chunk.
-	if len(b) >= 24 && string(b[1:4]) == "PNG" {
-		w = int(b[16])<<24 | int(b[17])<<16 | int(b[18])<<8 | int(b[19])
-		h = int(b[20])<<24 | int(b[21])<<16 | int(b[22])<<8 | int(b[23])
-		return w, h, true
-	}
-	// JPEG: walk the markers to a start-of-frame.
-	if len(b) < 4 || b[0] != 0xFF || b[1] != 0xD8 {
-		return 0, 0, false
-	}
-	i := 2
-	for i+9 < len(b) {
-		if b[i] != 0xFF {
-			return 0, 0, false
-		}
-		marker := b[i+1]
-		if marker == 0xD8 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7) {
-			i += 2
-			continue
-		}
-		seg := int(b[i+2])<<8 | int(b[i+3])
-		if marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC {
-			h = int(b[i+5])<<8 | int(b[i+6])
-			w = int(b[i+7])<<8 | int(b[i+8])
-			return w, h, true
-		}
-		i += 2 + seg
-	}
-	return 0, 0, false
 }

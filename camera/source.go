@@ -254,7 +254,7 @@ func redact(s string) string {
 }
 
 // imageExts are the file types a folder source reads.
-var imageExts = []string{".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+var imageExts = []string{".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 // IsImageFile says whether a file name has an image extension.
 func IsImageFile(name string) bool {
@@ -292,7 +292,10 @@ func (s *folderSource) Read(dst *frame.Frame) error {
 	for s.next < len(s.files) {
 		path := s.files[s.next]
 		s.next++
-		data, err := os.ReadFile(path)
+		data, err := readLimited(path, MaxImageBytes)
+		if errors.Is(err, ErrNotImage) {
+			continue // too large to be an image this package reads; skip it
+		}
 		if err != nil {
 			return fmt.Errorf("image folder: %w", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -37,7 +38,7 @@ func encodeResult(answer []byte) []byte {
 // RecordedAnswer returns the answer recorded for a request id.
 func (s *Store) RecordedAnswer(reqID string) ([]byte, bool, error) {
 	var out []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b, _ := resultBucket(tx)
 		if b == nil {
 			return nil
@@ -54,14 +55,14 @@ func (s *Store) RecordedAnswer(reqID string) ([]byte, bool, error) {
 // under reqID. If reqID was recorded before, change does not run and the
 // earlier answer is returned with ErrDuplicate. change receives the
 // transaction's view of the store; answer builds the answer to record from
-// change's result.
+// change's result. A BeginRisky mark of reqID is cleared with the change.
 func (s *Store) ApplyOnce(reqID string, change func(*Tx) (any, error), answer func(any) ([]byte, error)) ([]byte, error) {
 	if reqID == "" {
 		return nil, errors.New("request id is empty")
 	}
 	var out []byte
 	dup := false
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx, d *delta) error {
 		b, err := resultBucket(tx)
 		if err != nil {
 			return err
@@ -70,11 +71,14 @@ func (s *Store) ApplyOnce(reqID string, change func(*Tx) (any, error), answer fu
 			out, dup = append([]byte(nil), v[8:]...), true
 			return nil
 		}
-		res, err := change(&Tx{tx: tx})
+		res, err := change(&Tx{tx: tx, d: d})
 		if err != nil {
 			return err
 		}
 		if out, err = answer(res); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketRisky).Delete([]byte(reqID)); err != nil {
 			return err
 		}
 		return b.Put([]byte(reqID), encodeResult(out))
@@ -89,10 +93,13 @@ func (s *Store) ApplyOnce(reqID string, change func(*Tx) (any, error), answer fu
 }
 
 // Tx is a write transaction on the store, for ApplyOnce.
-type Tx struct{ tx *bolt.Tx }
+type Tx struct {
+	tx *bolt.Tx
+	d  *delta
+}
 
 // Relabel renames (or with to == "" deletes) every sample of a label.
-func (t *Tx) Relabel(from, to string) (int, error) { return relabelTx(t.tx, from, to) }
+func (t *Tx) Relabel(from, to string) (int, error) { return relabelTx(t.tx, t.d, from, to) }
 
 // Delete removes one sample and returns its label.
 func (t *Tx) Delete(id uint64) (string, error) {
@@ -105,14 +112,15 @@ func (t *Tx) Delete(id uint64) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	t.d.remove(smp, len(v))
 	return smp.Label, b.Delete(idKey(id))
 }
 
 // SetLabel gives one sample another label and returns the sample as it
 // was, with its features and without its JPEG.
 func (t *Tx) SetLabel(id uint64, label string) (Sample, error) {
-	if label == "" {
-		return Sample{}, errors.New("sample has no label")
+	if label == "" || len(label) > maxStringLen || !utf8.ValidString(label) {
+		return Sample{}, fmt.Errorf("%w: label is empty, over %d bytes or not UTF-8", ErrInvalidSample, maxStringLen)
 	}
 	b := t.tx.Bucket(bucketSamples)
 	v := b.Get(idKey(id))
@@ -124,36 +132,44 @@ func (t *Tx) SetLabel(id uint64, label string) (Sample, error) {
 		return Sample{}, err
 	}
 	old := smp
-	old.JPEG = nil
 	smp.Label = label
-	return old, b.Put(idKey(id), smp.encode())
+	nv := smp.encode()
+	t.d.remove(old, len(v))
+	t.d.add(smp, len(nv))
+	old.JPEG = nil
+	return old, b.Put(idKey(id), nv)
 }
 
-// PruneAnswers forgets answers older than the log's lifetime.
+// PruneAnswers forgets answers, and in-progress marks, older than the
+// log's lifetime.
 func (s *Store) PruneAnswers() (int, error) {
 	n := 0
 	cutoff := uint64(time.Now().Add(-requestLogTTL).UnixNano())
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx, d *delta) error {
 		b, err := resultBucket(tx)
 		if err != nil {
 			return err
 		}
-		var old [][]byte
-		err = b.ForEach(func(k, v []byte) error {
-			if len(v) < 8 || binary.BigEndian.Uint64(v) < cutoff {
-				old = append(old, append([]byte(nil), k...))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, k := range old {
-			if err := b.Delete(k); err != nil {
+		n = 0
+		for _, b := range []*bolt.Bucket{b, tx.Bucket(bucketRisky)} {
+			var old [][]byte
+			err = b.ForEach(func(k, v []byte) error {
+				if len(v) < 8 || binary.BigEndian.Uint64(v) < cutoff {
+					old = append(old, append([]byte(nil), k...))
+				}
+				return nil
+			})
+			if err != nil {
 				return err
 			}
+			for _, k := range old {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+			}
+			n += len(old)
 		}
-		n = len(old)
+		d.pruned = n > 0
 		return nil
 	})
 	return n, err

@@ -17,7 +17,7 @@ type Sample struct {
 	Label     string
 	Backbone  string
 	Time      time.Time
-	Source    string // where it came from: "sighting:ID", "image", "import:FILE"
+	Source    string // where it came from: "sighting:ID", "image", "import:FILE", "shared:CAMERA:ID"
 	RequestID string // the request that added it, for idempotent retries
 	Features  []float32
 	JPEG      []byte
@@ -158,17 +158,34 @@ func decodeSample(id uint64, b []byte, withJPEG bool) (Sample, error) {
 	return s, nil
 }
 
-// decodeLabel reads only a stored sample's label and backbone identity,
-// for counting without decoding vectors.
-func decodeLabel(id uint64, b []byte) (label, backbone string, err error) {
+// head is what decodeHead reads of a stored sample.
+type head struct {
+	label, backbone, source string
+	dim                     int
+}
+
+// decodeHead reads a stored sample's label, backbone identity, source and
+// feature count, for counting without decoding vectors.
+func decodeHead(id uint64, b []byte) (head, error) {
 	if len(b) < 3 || b[0] != 'W' || b[1] != 'S' || b[2] != sampleVersion {
-		return "", "", fmt.Errorf("%w: sample %d has no valid header", ErrCorrupt, id)
+		return head{}, fmt.Errorf("%w: sample %d has no valid header", ErrCorrupt, id)
 	}
 	r := &reader{b: b[3:]}
-	label = r.str("label")
-	backbone = r.str("backbone")
-	if r.err != nil {
-		return "", "", fmt.Errorf("sample %d: %w", id, r.err)
+	var h head
+	h.label = r.str("label")
+	h.backbone = r.str("backbone")
+	h.source = r.str("source")
+	r.str("request id")
+	if r.err == nil {
+		if len(r.b) < 8 {
+			r.fail("time truncated")
+		} else {
+			r.b = r.b[8:]
+		}
 	}
-	return label, backbone, nil
+	h.dim = int(r.uvarint("features", maxFeatureDim))
+	if r.err != nil {
+		return head{}, fmt.Errorf("sample %d: %w", id, r.err)
+	}
+	return h, nil
 }

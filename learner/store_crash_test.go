@@ -13,10 +13,14 @@ import (
 )
 
 // TestMain lets the test binary double as a process that writes a burst of
-// labels, for the test that kills it.
+// labels, for the test that kills it, and as the other child processes of
+// the store's tests (storeChild).
 func TestMain(m *testing.M) {
 	if path := os.Getenv("WHISKER_TEST_STORE_BURST"); path != "" {
 		os.Exit(runBurst(path))
+	}
+	if mode := os.Getenv("WHISKER_TEST_STORE_CHILD"); mode != "" {
+		os.Exit(storeChild(mode, os.Getenv("WHISKER_TEST_STORE_PATH")))
 	}
 	os.Exit(m.Run())
 }
@@ -42,6 +46,13 @@ func runBurst(path string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
+	}
+	// kill -9 keeps the page cache: this test alone cannot see a store
+	// that skips fsync. TestStoreCommitsFailWhenSyncsFail can; here the
+	// writer at least refuses to run with syncing turned off.
+	if err := syncedStore(s); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 3
 	}
 	for i := range burstLabels {
 		id, dup, err := s.Add(burstSample(i))
