@@ -53,12 +53,33 @@ type Config struct {
 	MinSightings  int           `yaml:"min_sightings"`
 	// MaxAttempts: starts of a new version before it is rolled back.
 	MaxAttempts int `yaml:"max_attempts"`
+	// LocalDir is the only directory a bundle is read from by path; ""
+	// refuses every path. Relative to the configuration file.
+	LocalDir string `yaml:"local_dir"`
+	// AllowHosts, if not empty, are the hosts (or host:port) a bundle URL
+	// and each of its redirects may name.
+	AllowHosts []string `yaml:"allow_hosts"`
+	// IdleTimeout cuts a download try that receives nothing this long;
+	// DownloadTimeout ends the whole fetch, retries included.
+	IdleTimeout     time.Duration `yaml:"idle_timeout"`
+	DownloadTimeout time.Duration `yaml:"download_timeout"`
+	// Retries are the further tries after a failed one, each resuming
+	// where the last stopped.
+	Retries int `yaml:"retries"`
 }
 
-// Default is no trusted keys (no updates), bundles up to 512 MiB, and two
-// minutes and two starts for a new version to prove itself.
+// Default is no trusted keys (no updates), bundles up to 512 MiB, two
+// minutes and two starts for a new version to prove itself, no bundles by
+// path, and the download limits of firmware/update.
 func Default() Config {
-	return Config{MaxSize: 512 << 20, HealthTimeout: 2 * time.Minute, MinSightings: 3, MaxAttempts: 2}
+	return Config{MaxSize: 512 << 20, HealthTimeout: 2 * time.Minute, MinSightings: 3, MaxAttempts: 2,
+		IdleTimeout: update.DefaultIdleTimeout, DownloadTimeout: update.DefaultTimeout, Retries: update.DefaultRetries}
+}
+
+// FetchOptions are the limits of a bundle download, from the configuration.
+func (c *Config) FetchOptions() update.FetchOptions {
+	return update.FetchOptions{MaxSize: c.MaxSize, LocalDir: c.LocalDir, AllowHosts: c.AllowHosts,
+		IdleTimeout: c.IdleTimeout, Timeout: c.DownloadTimeout, Retries: c.Retries}
 }
 
 // Validate names the first bad key (update.*) with its value.
@@ -75,6 +96,15 @@ func (c *Config) Validate() error {
 		return bad("min_sightings", c.MinSightings, "must be at least 1")
 	case c.MaxAttempts < 1 || c.MaxAttempts > 10:
 		return bad("max_attempts", c.MaxAttempts, "must be between 1 and 10")
+	// Zero would quietly mean firmware/update's default: say so instead.
+	case c.IdleTimeout <= 0:
+		return bad("idle_timeout", c.IdleTimeout, "must be above 0")
+	case c.DownloadTimeout <= 0:
+		return bad("download_timeout", c.DownloadTimeout, "must be above 0")
+	}
+	// The download options name their own keys (update.local_dir, ...).
+	if err := c.FetchOptions().Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
 	return nil
 }
