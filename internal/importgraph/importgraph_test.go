@@ -23,7 +23,7 @@ var allowed = map[string][]string{
 		"learner", "learner/backbone", "learner/bench", "learner/detect", "learner/embedder", "learner/plots"},
 	"agent": {"agent/homeassistant", "agent/ota", "agent/pipeline", "agent/protocol", "camera", "internal/atomicfile", "internal/wait",
 		"learner", "learner/backbone", "learner/embedder"},
-	"agent/protocol":           {},
+	"agent/protocol":           {"firmware/attest"},
 	"agent/pipeline":           {"agent/protocol", "camera", "camera/frame", "learner", "learner/backbone", "learner/detect"},
 	"agent/homeassistant":      {"agent/protocol", "learner"},
 	"agent/ota":                {"agent/protocol", "firmware/bundle", "firmware/model", "firmware/update"},
