@@ -26,7 +26,7 @@ var allowed = map[string][]string{
 	"agent/protocol":           {"firmware/attest"},
 	"agent/pipeline":           {"agent/protocol", "camera", "camera/frame", "learner", "learner/backbone", "learner/detect"},
 	"agent/homeassistant":      {"agent/protocol", "learner"},
-	"agent/ota":                {"agent/protocol", "firmware/bundle", "firmware/model", "firmware/update"},
+	"agent/ota":                {"agent/protocol", "firmware/attest", "firmware/bundle", "firmware/model", "firmware/update"},
 	"camera":                   {"camera/frame", "internal/wait"},
 	"camera/frame":             {},
 	"learner":                  {"internal/atomicfile"},
