@@ -482,9 +482,13 @@ type PipelineStats struct {
 	Detecting bool   `json:"detecting"` // pets are detected and cropped
 }
 
-// UpdateStatus is the update part of the status topic.
+// UpdateStatus is the update part of the status topic, and of the answers
+// to an update command.
 type UpdateStatus struct {
-	State    string  `json:"state"` // downloading, verifying, re-embedding, switching, probation, committed, rolled_back, failed
+	// State on the status: downloading, verifying, re-embedding,
+	// switching, probation, committed, rolled_back, failed. In answers
+	// also started, and current (the device already runs that bundle).
+	State    string  `json:"state"`
 	Version  string  `json:"version,omitempty"`
 	Bundle   string  `json:"bundle,omitempty"`
 	Progress float64 `json:"progress,omitempty"`
