@@ -233,7 +233,7 @@ func (a *Agent) status() protocol.Status {
 	st := protocol.Status{
 		State: "online", Device: a.cfg.Device, Version: a.version, Backbone: a.identity,
 		Camera: a.capture.Status().Source, TS: protocol.Timestamp(time.Now()),
-		Firmware: &fw, Update: a.ota.Status(),
+		Firmware: &fw, Update: a.ota.Status(), UpdateReport: a.ota.Report(),
 	}
 	if h := a.trainer.Head(); h != nil {
 		st.Labels = h.Classes

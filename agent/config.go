@@ -211,7 +211,7 @@ func Load(path string) (Config, error) {
 		return cfg, fmt.Errorf("%s: %w", path, err)
 	}
 	resolve := resolveAgainst(filepath.Dir(path))
-	paths := []*string{&cfg.StateDir, &cfg.Backbone, &cfg.MQTT.TLS.CAFile, &cfg.MQTT.TLS.CertFile, &cfg.MQTT.TLS.KeyFile}
+	paths := []*string{&cfg.StateDir, &cfg.Backbone, &cfg.MQTT.TLS.CAFile, &cfg.MQTT.TLS.CertFile, &cfg.MQTT.TLS.KeyFile, &cfg.Update.LocalDir}
 	// Only a file or folder source is a path; a device index, a URL or a
 	// GStreamer pipeline is not.
 	if kind, _, err := camera.ParseSource(cfg.Camera.Source); err == nil && (kind == camera.KindFile || kind == camera.KindFolder) {

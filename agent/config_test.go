@@ -20,7 +20,8 @@ func TestDefaultConfigIsValid(t *testing.T) {
 func TestLoadOverridesDefaultsAndResolvesPaths(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "w.yaml")
-	os.WriteFile(path, []byte("device: porch\ncamera:\n  source: video.avi\n  max_fps: 5\nlearner:\n  retrain_delay: 1s\n"), 0o600)
+	os.WriteFile(path, []byte("device: porch\ncamera:\n  source: video.avi\n  max_fps: 5\nlearner:\n  retrain_delay: 1s\n"+
+		"update:\n  trusted_keys: [keys/fleet.pub]\n  local_dir: bundles\n"), 0o600)
 	cfg, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -30,6 +31,12 @@ func TestLoadOverridesDefaultsAndResolvesPaths(t *testing.T) {
 	}
 	if cfg.Camera.Source != filepath.Join(dir, "video.avi") {
 		t.Errorf("source %q not resolved against the file's directory", cfg.Camera.Source)
+	}
+	if cfg.Update.LocalDir != filepath.Join(dir, "bundles") || cfg.Update.TrustedKeys[0] != filepath.Join(dir, "keys", "fleet.pub") {
+		t.Errorf("update paths not resolved against the file's directory: %q %q", cfg.Update.LocalDir, cfg.Update.TrustedKeys)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("loaded configuration: %v", err)
 	}
 	if cfg.MQTT.TopicPrefix != "whisker" || cfg.Learner.Threshold != 0 || cfg.Learner.AnnounceAgree != 3 {
 		t.Errorf("defaults lost: %+v", cfg)
@@ -47,6 +54,12 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"learner:\n  threshold: 1.5\n", "learner.threshold: 1.5"},
 		{"log:\n  level: loud\n", "log.level"},
 		{"learner:\n  retrain_delay: soon\n", "retrain_delay"},
+		{"update:\n  local_dir: bundles\n", `update.local_dir: "bundles" must be an absolute path`},
+		{"update:\n  allow_hosts: [\"http://cdn.example\"]\n", `update.allow_hosts: "http://cdn.example"`},
+		{"update:\n  idle_timeout: 0s\n", "update.idle_timeout: 0s must be above 0"},
+		{"update:\n  download_timeout: -1s\n", "update.download_timeout: -1s"},
+		{"update:\n  idle_timeout: 1h\n", "update.idle_timeout: 1h0m0s is longer than update.download_timeout"},
+		{"update:\n  retries: 11\n", "update.retries: 11"},
 	} {
 		cfg := Default()
 		err := Decode([]byte(tc.yaml), &cfg)

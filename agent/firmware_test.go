@@ -96,6 +96,7 @@ func TestBackboneUpgradeKeepsLabels(t *testing.T) {
 	cfg := testConfig(t, mosq.URL(), "upgrade")
 	cfg.Camera.MaxFPS = 4
 	cfg.Update.TrustedKeys = []string{keyBase + ".pub"}
+	cfg.Update.LocalDir = dir // where the bundle is put for the camera to read
 	cfg.Update.MinSightings = 2
 	cfg.Log.Level = "info"
 
@@ -298,6 +299,7 @@ func TestUpdateRefusalsLeaveTheRunningVersion(t *testing.T) {
 
 	cfg := testConfig(t, mosq.URL(), "refuse")
 	cfg.Update.TrustedKeys = []string{keyBase + ".pub"}
+	cfg.Update.LocalDir = dir
 	cfg.Log.Level = "warn"
 	startAgent(t, cfg)
 	cl := newClient(t, mosq.URL(), "whisker/refuse/")
@@ -310,8 +312,10 @@ func TestUpdateRefusalsLeaveTheRunningVersion(t *testing.T) {
 		{"tampered bundle", tampered, tamperedSHA, "sha256"},
 		{"unknown key", unknown, unknownSHA, "does not trust"},
 		{"wrong architecture", arm, armSHA, "linux/arm64"},
-		{"hash mismatch", good, strings.Repeat("0", 64), "hash mismatch"},
-		{"truncated download", truncated, goodSHA, "hash mismatch"},
+		// A local file that is not the bundle asked for gets the one
+		// answer of every such path, which names no hash.
+		{"hash mismatch", good, strings.Repeat("0", 64), update.ErrNoLocalBundle.Error()},
+		{"truncated download", truncated, goodSHA, update.ErrNoLocalBundle.Error()},
 	} {
 		id := fmt.Sprintf("bad-%d", i)
 		r := cl.request(protocol.TopicCmd, []byte(fmt.Sprintf(`{"request_id":%q,"cmd":"update","path":%q,"sha256":%q}`, id, tc.path, tc.sha)), id)

@@ -86,6 +86,8 @@ func newMetrics(a *Agent) *metrics {
 			func() float64 { return b2f(a.connected()) }),
 		gauge("whisker_camera_up", "1 while the camera delivers frames.",
 			func() float64 { return b2f(a.capture.Status().Up) }),
+		gauge("whisker_firmware_fallback", "1 while boot runs something other than the firmware slot that should run (firmware.fallback on the status topic).",
+			func() float64 { return b2f(a.ota.Fallback() != nil) }),
 		gauge("whisker_head_classes", "Classes of the current head (0: no head).",
 			func() float64 {
 				if h := a.trainer.Head(); h != nil {

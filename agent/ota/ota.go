@@ -15,11 +15,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/whiskercam/whisker/agent/protocol"
+	"github.com/whiskercam/whisker/firmware/attest"
 	"github.com/whiskercam/whisker/firmware/bundle"
 	"github.com/whiskercam/whisker/firmware/model"
 	"github.com/whiskercam/whisker/firmware/update"
@@ -53,12 +55,33 @@ type Config struct {
 	MinSightings  int           `yaml:"min_sightings"`
 	// MaxAttempts: starts of a new version before it is rolled back.
 	MaxAttempts int `yaml:"max_attempts"`
+	// LocalDir is the only directory a bundle is read from by path; ""
+	// refuses every path. Relative to the configuration file.
+	LocalDir string `yaml:"local_dir"`
+	// AllowHosts, if not empty, are the hosts (or host:port) a bundle URL
+	// and each of its redirects may name.
+	AllowHosts []string `yaml:"allow_hosts"`
+	// IdleTimeout cuts a download try that receives nothing this long;
+	// DownloadTimeout ends the whole fetch, retries included.
+	IdleTimeout     time.Duration `yaml:"idle_timeout"`
+	DownloadTimeout time.Duration `yaml:"download_timeout"`
+	// Retries are the further tries after a failed one, each resuming
+	// where the last stopped.
+	Retries int `yaml:"retries"`
 }
 
-// Default is no trusted keys (no updates), bundles up to 512 MiB, and two
-// minutes and two starts for a new version to prove itself.
+// Default is no trusted keys (no updates), bundles up to 512 MiB, two
+// minutes and two starts for a new version to prove itself, no bundles by
+// path, and the download limits of firmware/update.
 func Default() Config {
-	return Config{MaxSize: 512 << 20, HealthTimeout: 2 * time.Minute, MinSightings: 3, MaxAttempts: 2}
+	return Config{MaxSize: 512 << 20, HealthTimeout: 2 * time.Minute, MinSightings: 3, MaxAttempts: 2,
+		IdleTimeout: update.DefaultIdleTimeout, DownloadTimeout: update.DefaultTimeout, Retries: update.DefaultRetries}
+}
+
+// FetchOptions are the limits of a bundle download, from the configuration.
+func (c *Config) FetchOptions() update.FetchOptions {
+	return update.FetchOptions{MaxSize: c.MaxSize, LocalDir: c.LocalDir, AllowHosts: c.AllowHosts,
+		IdleTimeout: c.IdleTimeout, Timeout: c.DownloadTimeout, Retries: c.Retries}
 }
 
 // Validate names the first bad key (update.*) with its value.
@@ -75,6 +98,15 @@ func (c *Config) Validate() error {
 		return bad("min_sightings", c.MinSightings, "must be at least 1")
 	case c.MaxAttempts < 1 || c.MaxAttempts > 10:
 		return bad("max_attempts", c.MaxAttempts, "must be between 1 and 10")
+	// Zero would quietly mean firmware/update's default: say so instead.
+	case c.IdleTimeout <= 0:
+		return bad("idle_timeout", c.IdleTimeout, "must be above 0")
+	case c.DownloadTimeout <= 0:
+		return bad("download_timeout", c.DownloadTimeout, "must be above 0")
+	}
+	// The download options name their own keys (update.local_dir, ...).
+	if err := c.FetchOptions().Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
 	return nil
 }
@@ -153,7 +185,18 @@ func New(cfg Config, stateDir, version, identity string, log *slog.Logger, agent
 	case st.Last != nil:
 		u.set(protocol.UpdateStatus{State: st.Last.Result, Version: st.Last.Version, Bundle: st.Last.Bundle, Error: st.Last.Reason})
 	}
+	if fb := u.Fallback(); fb != nil {
+		log.Error("firmware fallback: not running the slot that should run", "from", slotLabel(fb.From), "version", fb.Version,
+			"running", slotLabel(fb.To), "reason", fb.Reason, "untrusted_keys", strings.Join(fb.UntrustedKeys, ","))
+	}
 	return u, nil
+}
+
+func slotLabel(s string) string {
+	if s == "" {
+		return "installed binary"
+	}
+	return s
 }
 
 // TrustedKeys are the keys bundles must be signed with.
@@ -180,15 +223,38 @@ func (u *Updater) Status() *protocol.UpdateStatus {
 	return &c
 }
 
-// Firmware describes what this process runs.
+// Firmware describes what this process runs, and the boot fallback in
+// force, if any.
 func (u *Updater) Firmware() protocol.FirmwareStatus {
-	fs := protocol.FirmwareStatus{Slot: u.slot, Version: u.version}
+	fs := protocol.FirmwareStatus{Slot: u.slot, Version: u.version, Fallback: u.Fallback()}
 	if st, err := u.layout.ReadState(); err == nil && u.slot != "" {
 		if info, ok := st.Slots[u.slot]; ok {
 			fs.Version, fs.Bundle = info.Version, info.Bundle
 		}
 	}
 	return fs
+}
+
+// Fallback is the boot fallback in force (the device runs something other
+// than the slot that should run), or nil.
+func (u *Updater) Fallback() *protocol.Fallback {
+	fb := u.layout.Fallback()
+	if fb == nil {
+		return nil
+	}
+	return &protocol.Fallback{From: fb.From, Version: fb.Version, To: fb.To, Reason: fb.Reason,
+		UntrustedKeys: fb.UntrustedKeys, At: protocol.Timestamp(fb.At)}
+}
+
+// Report is the last update step signed by the device's key, or nil (no
+// key, or no update yet).
+func (u *Updater) Report() *attest.Envelope {
+	env, err := u.layout.Report()
+	if err != nil {
+		u.log.Debug("signed update report", "err", err)
+		return nil
+	}
+	return env
 }
 
 // Probation runs while this slot is pending: it commits once the agent
@@ -253,14 +319,26 @@ func hooks(log *slog.Logger) update.Hooks {
 }
 
 // Start checks an update request and runs it in the background. The
-// outcome is answered through Agent.Finish under the same request id, and
-// a successful update restarts the agent into the new slot.
+// outcome is answered through Agent.Finish under the same request id, with
+// that step's report signed by the device's key when it has one, and a
+// successful update restarts the agent into the new slot. A request for
+// the bundle the device already runs, committed, is answered at once with
+// a signed report saying so.
 func (u *Updater) Start(ctx context.Context, req *protocol.CmdRequest) error {
 	if !u.booted {
 		return errors.New("updates need the agent to be started by `whisker boot` (as the systemd unit does), which can switch slots")
 	}
 	if len(u.opts.Trusted) == 0 {
 		return errors.New("no update.trusted_keys are configured, so no bundle can be trusted")
+	}
+	// One update at a time: a version on probation is settled first
+	// (refused here, before anything is fetched; Stage refuses it too).
+	st, err := u.layout.ReadState()
+	if err != nil {
+		return fmt.Errorf("update refused: firmware state: %w", err)
+	}
+	if p := st.Pending; p != nil {
+		return fmt.Errorf("update refused: %w: version %s in slot %s must be committed or rolled back first", update.ErrBusy, p.Version, p.Slot)
 	}
 	if !u.running.TryLock() {
 		return errors.New("an update is already in progress")
@@ -269,13 +347,25 @@ func (u *Updater) Start(ctx context.Context, req *protocol.CmdRequest) error {
 	if source == "" {
 		source = req.Path
 	}
+	id, sha := req.RequestID, req.SHA256
 	go func() {
-		res := protocol.Result{RequestID: req.RequestID, Cmd: req.Cmd, Topic: protocol.TopicCmd}
-		version, err := u.run(ctx, source, req.SHA256)
+		res := protocol.Result{RequestID: id, Cmd: req.Cmd, Topic: protocol.TopicCmd}
+		// Already running it, committed: nothing to fetch.
+		if env, err := u.layout.AttestCurrent(id, sha); err == nil {
+			u.running.Unlock()
+			fw := u.Firmware()
+			u.log.Info("update asks for the bundle this device runs; answered with a signed report", "version", fw.Version, "request_id", id)
+			res.Ok, res.UpdateReport, res.TS = true, env, protocol.Timestamp(time.Now())
+			res.Update = &protocol.UpdateStatus{State: "current", Version: fw.Version, Bundle: sha, At: res.TS}
+			u.agent.Finish(res)
+			return
+		}
+		version, err := u.run(ctx, id, source, sha)
 		res.TS = protocol.Timestamp(time.Now())
 		if err != nil {
-			u.log.Error("update failed; still running the current version", "err", err)
-			u.set(protocol.UpdateStatus{State: "failed", Bundle: req.SHA256, Error: err.Error()})
+			u.log.Error("update failed; still running the current version", "err", err, "request_id", id)
+			res.UpdateReport = u.attestFailed(id, sha, err)
+			u.set(protocol.UpdateStatus{State: "failed", Bundle: sha, Error: err.Error()})
 			res.Error = "update failed: " + err.Error()
 			u.running.Unlock() // over: the next update may start
 			u.agent.Finish(res)
@@ -283,24 +373,51 @@ func (u *Updater) Start(ctx context.Context, req *protocol.CmdRequest) error {
 		}
 		// Switched: no other update until the restart.
 		res.Ok = true
-		res.Update = &protocol.UpdateStatus{State: "switching", Version: version, Bundle: req.SHA256}
+		res.Update = &protocol.UpdateStatus{State: "switching", Version: version, Bundle: sha}
+		res.UpdateReport = u.Report()
 		u.agent.Finish(res)
 		u.agent.Restart()
 	}()
 	return nil
 }
 
-func (u *Updater) run(ctx context.Context, source, sha string) (string, error) {
+// attestFailed signs and stores that update id of bundle sha stopped
+// before the switch, and returns the report (nil when the device has no
+// key). An update that got as far as marking its slot pending is left to
+// boot, which reports how it ends.
+func (u *Updater) attestFailed(id, sha string, cause error) *attest.Envelope {
+	if st, err := u.layout.ReadState(); err == nil && st.Pending != nil && st.Pending.Request == id {
+		return u.Report()
+	}
+	env, err := u.layout.AttestFailed(id, sha, cause.Error())
+	if err != nil {
+		if !errors.Is(err, update.ErrNoDeviceKey) {
+			u.log.Error("the failed update's report is not signed", "err", err)
+		}
+		return nil
+	}
+	return env
+}
+
+func (u *Updater) run(ctx context.Context, id, source, sha string) (string, error) {
 	hk := hooks(u.log)
 	u.set(protocol.UpdateStatus{State: "downloading", Bundle: sha})
+	opts := u.cfg.FetchOptions()
 	last := time.Now()
-	path, err := update.Fetch(ctx, source, u.layout.Downloads(), sha, u.cfg.MaxSize, func(done, total int64) {
+	opts.Progress = func(done, total int64) {
 		if total > 0 && time.Since(last) > time.Second {
 			last = time.Now()
 			u.set(protocol.UpdateStatus{State: "downloading", Bundle: sha, Progress: round4(float64(done) / float64(total))})
 		}
-	})
+	}
+	path, err := u.layout.FetchBundle(ctx, source, sha, opts)
 	if err != nil {
+		var le *update.LocalError
+		if errors.As(err, &le) {
+			// Why the path does not hold the bundle stays on the device:
+			// the answer is the same for every such path.
+			u.log.Warn("no bundle at the local path", "path", source, "cause", le.Detail, "request_id", id)
+		}
 		return "", err
 	}
 	hk.Step(update.StepDownloaded)
@@ -310,7 +427,7 @@ func (u *Updater) run(ctx context.Context, source, sha string) (string, error) {
 		return "", err
 	}
 	version := v.Manifest.Version
-	info := update.SlotInfo{Version: version, Bundle: sha, Backbone: u.identity}
+	info := update.SlotInfo{Version: version, Bundle: sha, Backbone: u.identity, Request: id}
 	// A new backbone: re-embed every stored sample and train its head
 	// before the switch, so that no label is lost.
 	if manifest, ok := u.layout.File(slot, bundle.KindBackboneManifest); ok {
@@ -332,7 +449,7 @@ func (u *Updater) run(ctx context.Context, source, sha string) (string, error) {
 	if err := u.layout.Activate(slot, info, hk); err != nil {
 		return "", err
 	}
-	u.log.Info("update staged and activated; restarting into it", "version", version, "slot", slot)
+	u.log.Info("update staged and activated; restarting into it", "version", version, "slot", slot, "request_id", id)
 	return version, nil
 }
 

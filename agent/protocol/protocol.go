@@ -19,6 +19,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/whiskercam/whisker/firmware/attest"
 )
 
 // PayloadVersion is the version of the JSON payloads. Requests may carry
@@ -134,6 +136,10 @@ type Result struct {
 	SnapshotTopic string        `json:"snapshot_topic,omitempty"`
 	Bytes         int           `json:"bytes,omitempty"`
 	Update        *UpdateStatus `json:"update,omitempty"`
+	// UpdateReport is the update step this answer tells of, signed by the
+	// device's key (absent when the device has none): a rollout believes
+	// success only from it.
+	UpdateReport *attest.Envelope `json:"update_report,omitempty"`
 	// For commands and labels (the label counts after storing):
 	Labels []LabelCount `json:"labels,omitempty"`
 	Train  *TrainResult `json:"train,omitempty"`
@@ -215,7 +221,10 @@ type Status struct {
 	// update is going.
 	Firmware *FirmwareStatus `json:"firmware,omitempty"`
 	Update   *UpdateStatus   `json:"update,omitempty"`
-	TS       string          `json:"ts"`
+	// UpdateReport is the last step of an update, signed by the device's
+	// key (absent when the device has none or no update ran yet).
+	UpdateReport *attest.Envelope `json:"update_report,omitempty"`
+	TS           string           `json:"ts"`
 }
 
 // RequestError is a request the agent refuses, with the reason a person
@@ -473,9 +482,13 @@ type PipelineStats struct {
 	Detecting bool   `json:"detecting"` // pets are detected and cropped
 }
 
-// UpdateStatus is the update part of the status topic.
+// UpdateStatus is the update part of the status topic, and of the answers
+// to an update command.
 type UpdateStatus struct {
-	State    string  `json:"state"` // downloading, verifying, re-embedding, switching, probation, committed, rolled_back, failed
+	// State on the status: downloading, verifying, re-embedding,
+	// switching, probation, committed, rolled_back, failed. In answers
+	// also started, and current (the device already runs that bundle).
+	State    string  `json:"state"`
 	Version  string  `json:"version,omitempty"`
 	Bundle   string  `json:"bundle,omitempty"`
 	Progress float64 `json:"progress,omitempty"`
@@ -488,4 +501,21 @@ type FirmwareStatus struct {
 	Slot    string `json:"slot"` // "a", "b", or "" for the installed binary
 	Version string `json:"version"`
 	Bundle  string `json:"bundle,omitempty"`
+	// Fallback is set while the device runs something other than the
+	// slot that should run, because that slot did not verify.
+	Fallback *Fallback `json:"fallback,omitempty"`
+}
+
+// Fallback says that boot did not run the slot that should run: which
+// slot, what runs instead and why. It lasts until a new version is
+// committed or the slot verifies again.
+type Fallback struct {
+	From    string `json:"from"`              // the slot that should run
+	Version string `json:"version,omitempty"` // its version
+	To      string `json:"to"`                // what runs instead: a slot, or "" for the installed binary
+	Reason  string `json:"reason"`
+	// UntrustedKeys are the keys the refused slot is signed with when none
+	// of them is trusted any more.
+	UntrustedKeys []string `json:"untrusted_keys,omitempty"`
+	At            string   `json:"at,omitempty"`
 }

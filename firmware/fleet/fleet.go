@@ -29,6 +29,7 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/whiskercam/whisker/agent/protocol"
 
@@ -92,27 +93,14 @@ var ErrStopped = errors.New("rollout stopped at the first failure")
 // to trust the broker.
 var ErrNoTrust = errors.New("no way to tell a camera's report from a forgery")
 
-// Status is a device's status message as the rollout reads it: the agent's
-// status with the signed report of its last update step.
-type Status struct {
-	protocol.Status
-	UpdateReport *attest.Envelope `json:"update_report,omitempty"`
-}
-
-// Answer is a result message as the rollout reads it.
-type Answer struct {
-	protocol.Result
-	UpdateReport *attest.Envelope `json:"update_report,omitempty"`
-}
-
 // maxMessage bounds a status or result message the rollout decodes.
 const maxMessage = 64 << 10
 
 type tracker struct {
 	mu      sync.Mutex
-	status  map[string]Status
+	status  map[string]protocol.Status
 	seq     map[string]int // status messages seen per device
-	results map[string]chan Answer
+	results map[string]chan protocol.Result
 }
 
 // Rollout runs a staged rollout and returns every device's result, in
@@ -136,6 +124,8 @@ func Rollout(ctx context.Context, o Options) ([]Result, error) {
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
+	// The devices of a stage report concurrently; each line goes out whole.
+	o.Out = &lineWriter{w: o.Out}
 	switch {
 	case len(o.DeviceKeys) == 0 && !o.TrustBroker:
 		return nil, fmt.Errorf("%w: give the devices' enrolled keys (--device-keys), or --trust-broker when broker ACLs let each camera alone write its own topics", ErrNoTrust)
@@ -165,7 +155,7 @@ func Rollout(ctx context.Context, o Options) ([]Result, error) {
 		fmt.Fprintf(o.Out, "believing only reports signed by the cameras' enrolled keys (%d enrolled)\n", len(o.DeviceKeys))
 	}
 
-	tr := &tracker{status: map[string]Status{}, seq: map[string]int{}, results: map[string]chan Answer{}}
+	tr := &tracker{status: map[string]protocol.Status{}, seq: map[string]int{}, results: map[string]chan protocol.Result{}}
 	client, err := connect(ctx, o, tr)
 	if err != nil {
 		return nil, err
@@ -247,18 +237,17 @@ func Rollout(ctx context.Context, o Options) ([]Result, error) {
 		}
 		fmt.Fprintf(o.Out, "stage %d (%s): %s\n", si+1, kind, strings.Join(names, ", "))
 		var wg sync.WaitGroup
-		var outMu sync.Mutex // the stage's devices finish concurrently; their lines go out whole
 		for _, i := range stage {
 			wg.Add(1)
 			go func(i int) {
 				defer wg.Done()
 				start := time.Now()
-				outcome := updateOne(ctx, client, tr, o, devices[i], source, sha, m.Version)
+				// A failure is believed from anyone, with its words: keep
+				// them to one printable line.
+				outcome := clean(updateOne(ctx, client, tr, o, devices[i], source, sha, m.Version))
 				results[i].Result = outcome
 				results[i].Took = time.Since(start).Round(100 * time.Millisecond)
-				outMu.Lock()
 				fmt.Fprintf(o.Out, "  %s: %s (%v)\n", devices[i], outcome, results[i].Took)
-				outMu.Unlock()
 			}(i)
 		}
 		wg.Wait()
@@ -302,7 +291,7 @@ func connect(ctx context.Context, o Options, tr *tracker) (paho.Client, error) {
 				}
 				switch parts[len(parts)-1] {
 				case protocol.TopicStatus:
-					var st Status
+					var st protocol.Status
 					if json.Unmarshal(msg.Payload(), &st) != nil {
 						return
 					}
@@ -311,7 +300,7 @@ func connect(ctx context.Context, o Options, tr *tracker) (paho.Client, error) {
 					tr.seq[dev]++
 					tr.mu.Unlock()
 				case protocol.TopicResult:
-					var r Answer
+					var r protocol.Result
 					if json.Unmarshal(msg.Payload(), &r) != nil {
 						return
 					}
@@ -356,7 +345,7 @@ func updateOne(ctx context.Context, c paho.Client, tr *tracker, o Options, dev, 
 		return "failed: device is not online"
 	}
 	reqID := "fleet-" + randomID()
-	results := make(chan Answer, 4)
+	results := make(chan protocol.Result, 4)
 	tr.mu.Lock()
 	tr.results[reqID] = results
 	tr.mu.Unlock()
@@ -382,7 +371,7 @@ func updateOne(ctx context.Context, c paho.Client, tr *tracker, o Options, dev, 
 }
 
 // awaitBroker believes the device's status as published.
-func awaitBroker(ctx context.Context, tr *tracker, o Options, dev, reqID, sha string, results chan Answer) string {
+func awaitBroker(ctx context.Context, tr *tracker, o Options, dev, reqID, sha string, results chan protocol.Result) string {
 	deadline := time.NewTimer(o.Timeout)
 	defer deadline.Stop()
 	poll := time.NewTicker(200 * time.Millisecond)
@@ -425,29 +414,36 @@ func awaitBroker(ctx context.Context, tr *tracker, o Options, dev, reqID, sha st
 
 // awaitSigned believes success only from a report signed by the device's
 // enrolled key for this request; a failure it believes from anyone.
-func awaitSigned(ctx context.Context, tr *tracker, o Options, dev, reqID, sha string, results chan Answer) string {
+func awaitSigned(ctx context.Context, tr *tracker, o Options, dev, reqID, sha string, results chan protocol.Result) string {
 	deadline := time.NewTimer(o.Timeout)
 	defer deadline.Stop()
 	poll := time.NewTicker(100 * time.Millisecond)
 	defer poll.Stop()
 	ignored := 0
+	// ignore counts a claim of success that proves nothing; the first one
+	// is said at once, for it means someone else speaks for the device.
+	ignore := func(why string) {
+		if ignored++; ignored == 1 {
+			fmt.Fprintf(o.Out, "  %s: a claim of success ignored: %s (further ones are counted)\n", dev, clean(why))
+		}
+	}
 	// judge reads one message's claims; it returns an outcome when the
 	// message settles the update.
 	judge := func(env *attest.Envelope, claimsSuccess bool) string {
 		if env == nil {
 			if claimsSuccess {
-				ignored++
+				ignore("no signed report")
 			}
 			return ""
 		}
 		r, err := o.DeviceKeys.Verify(dev, env)
 		if err != nil {
-			ignored++
+			ignore(err.Error())
 			return ""
 		}
 		if r.RequestID != reqID || r.Bundle != sha {
 			if claimsSuccess {
-				ignored++ // a genuine report of another update, replayed
+				ignore("a report " + dev + " signed for another update") // replayed
 			}
 			return ""
 		}
@@ -544,6 +540,41 @@ func randomID() string {
 	var b [6]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// maxOutcome bounds an outcome's text, in runes.
+const maxOutcome = 300
+
+// clean makes text that may come from anyone on the broker safe to print:
+// control characters (terminal escapes, line breaks) become '?', and it is
+// cut at maxOutcome runes.
+func clean(s string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range s {
+		if n == maxOutcome {
+			b.WriteString("...")
+			break
+		}
+		if !unicode.IsPrint(r) {
+			r = '?'
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
+}
+
+// lineWriter passes each Write on whole, one at a time.
+type lineWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // WriteTable prints the summary table.

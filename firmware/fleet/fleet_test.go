@@ -19,6 +19,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/whiskercam/whisker/firmware/attest"
 	"github.com/whiskercam/whisker/firmware/bundle"
 	"github.com/whiskercam/whisker/firmware/fleet"
 	"github.com/whiskercam/whisker/internal/testenv"
@@ -164,6 +165,8 @@ func TestStagedRollout(t *testing.T) {
 	}
 	devices := []string{"cam1", "cam2", "cam3"}
 	logs := map[string]string{}
+	enrolled := filepath.Join(dir, "devices")
+	os.Mkdir(enrolled, 0o755)
 	for _, d := range devices {
 		cfg := fmt.Sprintf(`device: %s
 state_dir: %s
@@ -176,8 +179,22 @@ homeassistant: {enabled: false}
 `, d, filepath.Join(dir, d), testenv.BackboneManifest(t), camera, mosq.URL(), keyBase+".pub")
 		path := filepath.Join(dir, d+".yaml")
 		os.WriteFile(path, []byte(cfg), 0o644)
+		// Enrolled at install: the camera makes its key, and its public
+		// half is copied to the rollout machine as DEVICE.pub.
+		if out, err := exec.Command(factory, "keys", "gen", "--device", "--config", path).CombinedOutput(); err != nil {
+			t.Fatalf("keys gen --device on %s: %v\n%s", d, err, out)
+		}
+		pub, err := os.ReadFile(filepath.Join(dir, d, "firmware", "device.pub"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(enrolled, d+".pub"), pub, 0o644)
 		logs[d] = filepath.Join(dir, d+".log")
 		supervise(t, factory, path, logs[d])
+	}
+	keys, err := attest.LoadKeyring(enrolled)
+	if err != nil {
+		t.Fatal(err)
 	}
 	dump := func() string {
 		var b strings.Builder
@@ -206,31 +223,31 @@ homeassistant: {enabled: false}
 		time.Sleep(200 * time.Millisecond)
 	}
 
-	rollout := func(path string) ([]fleet.Result, error) {
+	// The rollout believes a camera only from a report signed by its
+	// enrolled key.
+	rollout := func(path string) ([]fleet.Result, string, error) {
 		var out bytes.Buffer
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		// These agents publish no signed reports: the rollout trusts the
-		// broker (forgery_test.go shows what signed reports change).
 		res, err := fleet.Rollout(ctx, fleet.Options{
 			Broker: mosq.URL(), Bundle: path, Serve: "127.0.0.1:0", Canary: 1, Batch: 2,
-			Timeout: 90 * time.Second, Discover: time.Second, Out: &out, TrustBroker: true,
+			Timeout: 90 * time.Second, Discover: time.Second, Out: &out, DeviceKeys: keys,
 		})
 		var table bytes.Buffer
 		fleet.WriteTable(&table, res)
 		t.Logf("rollout of %s:\n%s\n%s", filepath.Base(path), out.String(), table.String())
-		return res, err
+		return res, out.String(), err
 	}
 
 	// Dry run: a plan, nothing sent.
 	var plan bytes.Buffer
-	res, err := fleet.Rollout(context.Background(), fleet.Options{Broker: mosq.URL(), Bundle: goodBundle, DryRun: true, Discover: time.Second, Out: &plan, TrustBroker: true})
+	res, err := fleet.Rollout(context.Background(), fleet.Options{Broker: mosq.URL(), Bundle: goodBundle, DryRun: true, Discover: time.Second, Out: &plan, DeviceKeys: keys})
 	if err != nil || len(res) != 3 || res[0].Result != "dry run" || res[0].Stage != 1 || res[2].Stage != 2 {
 		t.Fatalf("dry run: %v %+v", err, res)
 	}
 
 	// A good version reaches every device, canary first.
-	res, err = rollout(goodBundle)
+	res, _, err = rollout(goodBundle)
 	if err != nil {
 		t.Fatalf("rollout: %v\n%s", err, dump())
 	}
@@ -239,15 +256,21 @@ homeassistant: {enabled: false}
 			t.Errorf("%+v", r)
 		}
 	}
+	goodSHA, _ := bundle.FileSHA256(goodBundle)
 	for _, d := range devices {
 		if st := seen()[d]; st.Firmware == nil || st.Firmware.Version != "1.1.0" || st.Version != "1.1.0" {
 			t.Errorf("%s runs %+v %+v", d, st.Firmware, st.Version)
 		}
 	}
+	// cam1's status carries its signed report of that update.
+	genuine := seen()["cam1"].UpdateReport
+	if r, err := keys.Verify("cam1", genuine); err != nil || r.Event != attest.EventCommitted || r.Bundle != goodSHA {
+		t.Fatalf("cam1's report of the update: %+v %v", r, err)
+	}
 
 	// The replayed 1.0.0: the canary refuses it, the rollout stops, and
 	// every camera still runs 1.1.0.
-	res, err = rollout(replay)
+	res, _, err = rollout(replay)
 	if !errors.Is(err, fleet.ErrStopped) || !strings.Contains(res[0].Result, "not newer") || res[1].Result != "skipped" {
 		t.Fatalf("replay of 1.0.0: %v %+v\n%s", err, res, dump())
 	}
@@ -258,13 +281,48 @@ homeassistant: {enabled: false}
 	}
 
 	// A version that crashes: the canary rolls back by itself and the
-	// rollout stops before the other devices.
-	res, err = rollout(badBundle)
+	// rollout stops before the other devices. Meanwhile a stranger on the
+	// broker says the canary committed it, with an unsigned answer and
+	// with cam1's genuine report of the last update in a forged status:
+	// believed, either would take the crashing version to cam2 and cam3.
+	forged := make(chan struct{})
+	stranger := paho.NewClient(paho.NewClientOptions().AddBroker(mosq.URL()).SetClientID("stranger"))
+	if tok := stranger.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer stranger.Disconnect(100)
+	var forgeOnce sync.Once
+	stranger.Subscribe("whisker/cam1/cmd", 1, func(c paho.Client, m paho.Message) {
+		var req protocol.CmdRequest
+		if json.Unmarshal(m.Payload(), &req) != nil || req.Cmd != "update" {
+			return
+		}
+		forgeOnce.Do(func() {
+			go func() {
+				defer close(forged)
+				claim := &protocol.UpdateStatus{State: "committed", Version: "1.2.0", Bundle: req.SHA256}
+				answer, _ := json.Marshal(protocol.Result{RequestID: req.RequestID, Ok: true, Topic: "cmd", Cmd: "update", Update: claim})
+				status, _ := json.Marshal(protocol.Status{State: "online", Device: "cam1", Version: "1.2.0",
+					Firmware: &protocol.FirmwareStatus{Slot: "b", Version: "1.2.0", Bundle: req.SHA256}, Update: claim, UpdateReport: genuine})
+				c.Publish("whisker/cam1/result", 1, false, answer).WaitTimeout(10 * time.Second)
+				c.Publish("whisker/cam1/status", 1, true, status).WaitTimeout(10 * time.Second)
+			}()
+		})
+	}).WaitTimeout(10 * time.Second)
+	res, out, err := rollout(badBundle)
 	if !errors.Is(err, fleet.ErrStopped) {
 		t.Fatalf("rollout of a bad version: %v\n%s", err, dump())
 	}
 	if !strings.Contains(res[0].Result, "rolled back") || res[1].Result != "skipped" || res[2].Result != "skipped" {
 		t.Fatalf("results %+v", res)
+	}
+	select {
+	case <-forged:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stranger never saw the update command")
+	}
+	if !strings.Contains(out, "cam1: a claim of success ignored") {
+		t.Errorf("the forged claims were not seen and ignored:\n%s", out)
 	}
 	// Every device comes back online on the version it had.
 	back := func() bool {

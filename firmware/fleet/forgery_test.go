@@ -102,8 +102,8 @@ func (cam *camera) update(reqID, sha string) {
 
 func (cam *camera) status(u *protocol.UpdateStatus, env *attest.Envelope) {
 	cam.mu.Lock()
-	st := fleet.Status{Status: protocol.Status{State: "online", Device: cam.id, Version: cam.version,
-		Firmware: &protocol.FirmwareStatus{Slot: "b", Version: cam.version, Bundle: cam.bundle}, Update: u}, UpdateReport: env}
+	st := protocol.Status{State: "online", Device: cam.id, Version: cam.version,
+		Firmware: &protocol.FirmwareStatus{Slot: "b", Version: cam.version, Bundle: cam.bundle}, Update: u, UpdateReport: env}
 	cam.mu.Unlock()
 	payload := publish(cam.t, cam.c, "whisker/"+cam.id+"/status", true, st)
 	cam.mu.Lock()
@@ -255,7 +255,7 @@ func TestOnlyFreshSignedReportsCount(t *testing.T) {
 	cams["cam1"].mu.Lock()
 	genuine := append([]byte(nil), cams["cam1"].last...)
 	cams["cam1"].mu.Unlock()
-	var cam3Status fleet.Status
+	var cam3Status protocol.Status
 	cams["cam3"].mu.Lock()
 	json.Unmarshal(cams["cam3"].last, &cam3Status)
 	cams["cam3"].mu.Unlock()
@@ -279,7 +279,7 @@ func TestOnlyFreshSignedReportsCount(t *testing.T) {
 		{"a report for this request signed by a stranger", func(c paho.Client, dev, reqID, sha string) {
 			env, _ := strangerSigner.Sign(attest.Report{RequestID: reqID, Event: attest.EventCommitted, Bundle: sha,
 				Running: attest.Running{Slot: "b", Bundle: sha}})
-			publish(t, c, "whisker/cam1/result", false, fleet.Answer{Result: protocol.Result{RequestID: reqID, Ok: true, Topic: "cmd"}, UpdateReport: env})
+			publish(t, c, "whisker/cam1/result", false, protocol.Result{RequestID: reqID, Ok: true, Topic: "cmd", UpdateReport: env})
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -304,18 +304,19 @@ func TestOnlyFreshSignedReportsCount(t *testing.T) {
 	}
 }
 
-// A failure is believed from anyone: a forged one can only stop a rollout.
-// And a rollout without keys or leave to trust the broker does not start.
+// A failure is believed from anyone: a forged one can only stop a rollout,
+// and its words are printed as one line without terminal escapes. A
+// rollout without keys or leave to trust the broker does not start.
 func TestRolloutRefusals(t *testing.T) {
 	k := newFleetKit(t, "cam1", "cam2")
 	startCamera(t, k.broker, "cam2", "1.0.0", k.signers["cam2"])
 	stranger := mqttClient(t, k.broker, "stranger-status")
 	publish(t, stranger, "whisker/cam1/status", true, protocol.Status{State: "online", Device: "cam1", Version: "1.0.0"})
 	startForger(t, k.broker, []string{"cam1"}, func(c paho.Client, dev, reqID, sha string) {
-		publish(t, c, "whisker/"+dev+"/result", false, protocol.Result{RequestID: reqID, Ok: false, Topic: "cmd", Error: "update failed: disk full"})
+		publish(t, c, "whisker/"+dev+"/result", false, protocol.Result{RequestID: reqID, Ok: false, Topic: "cmd", Error: "update failed: disk full\x1b[2J\ncam2: ok"})
 	})
 	res, err := k.rollout(t, fleet.Options{Devices: []string{"cam1", "cam2"}, DeviceKeys: k.keys, Timeout: 30 * time.Second})
-	if !errors.Is(err, fleet.ErrStopped) || res[0].Result != "failed: update failed: disk full" {
+	if !errors.Is(err, fleet.ErrStopped) || res[0].Result != "failed: update failed: disk full?[2J?cam2: ok" {
 		t.Fatalf("forged failure: %v %+v", err, res)
 	}
 	if _, err := k.rollout(t, fleet.Options{}); !errors.Is(err, fleet.ErrNoTrust) {

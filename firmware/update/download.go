@@ -152,23 +152,14 @@ func (l Layout) FetchBundle(ctx context.Context, source, sha string, o FetchOpti
 	if shaPattern.MatchString(sha) {
 		l.Prune(sha)
 	}
-	return fetch(ctx, source, l.Downloads(), sha, o.withDefaults(), false)
-}
-
-// Fetch gets a bundle from an http(s) URL or any local path into dir.
-//
-// Deprecated: it reads a bundle from any path the agent can read; use
-// Layout.FetchBundle, which reads only from FetchOptions.LocalDir and
-// gives one answer for every path that does not hold the bundle.
-func Fetch(ctx context.Context, source, dir, sha string, maxSize int64, progress Progress) (string, error) {
-	return fetch(ctx, source, dir, sha, FetchOptions{MaxSize: maxSize, Retries: DefaultRetries, Progress: progress}.withDefaults(), true)
+	return fetch(ctx, source, l.Downloads(), sha, o.withDefaults())
 }
 
 func isURL(source string) bool {
 	return strings.HasPrefix(source, "http://") || strings.HasPrefix(source, "https://")
 }
 
-func fetch(ctx context.Context, source, dir, sha string, o FetchOptions, anyPath bool) (string, error) {
+func fetch(ctx context.Context, source, dir, sha string, o FetchOptions) (string, error) {
 	sha = strings.ToLower(sha)
 	if !shaPattern.MatchString(sha) {
 		return "", errors.New("expected bundle hash is not a sha256 in hex")
@@ -183,7 +174,7 @@ func fetch(ctx context.Context, source, dir, sha string, o FetchOptions, anyPath
 		if u, err = checkURL(source, o.AllowHosts); err != nil {
 			return "", err
 		}
-	} else if !anyPath {
+	} else {
 		if _, err := localName(source, o.LocalDir); err != nil {
 			return "", err
 		}
@@ -204,10 +195,10 @@ func fetch(ctx context.Context, source, dir, sha string, o FetchOptions, anyPath
 	if u != nil {
 		err = downloadWithRetries(ctx, u, part, o)
 	} else {
-		err = copyLocal(ctx, source, part, sha, o, anyPath)
+		err = copyLocal(ctx, source, part, o)
 	}
 	if err == nil {
-		err = checkHash(part, sha, anyPath || u != nil)
+		err = checkHash(part, sha, u != nil)
 	}
 	if err != nil {
 		os.Remove(part)
@@ -300,27 +291,19 @@ func localName(source, dir string) (string, error) {
 // openLocal opens a local bundle without following a link out of the
 // local directory and without blocking on a FIFO, and checks that it is a
 // regular file no larger than max.
-func openLocal(source string, o FetchOptions, anyPath bool) (*os.File, int64, error) {
-	flags := os.O_RDONLY | syscall.O_NONBLOCK | syscall.O_NOCTTY
-	var f *os.File
-	if anyPath {
-		var err error
-		if f, err = os.OpenFile(strings.TrimPrefix(source, "file://"), flags, 0); err != nil {
-			return nil, 0, fmt.Errorf("bundle: %w", err)
-		}
-	} else {
-		name, err := localName(source, o.LocalDir)
-		if err != nil {
-			return nil, 0, err
-		}
-		root, err := os.OpenRoot(o.LocalDir)
-		if err != nil {
-			return nil, 0, fmt.Errorf("update.local_dir: %w", err)
-		}
-		defer root.Close()
-		if f, err = root.OpenFile(name, flags, 0); err != nil {
-			return nil, 0, &LocalError{Detail: err}
-		}
+func openLocal(source string, o FetchOptions) (*os.File, int64, error) {
+	name, err := localName(source, o.LocalDir)
+	if err != nil {
+		return nil, 0, err
+	}
+	root, err := os.OpenRoot(o.LocalDir)
+	if err != nil {
+		return nil, 0, fmt.Errorf("update.local_dir: %w", err)
+	}
+	defer root.Close()
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, 0, &LocalError{Detail: err}
 	}
 	st, err := f.Stat()
 	var bad error
@@ -336,17 +319,14 @@ func openLocal(source string, o FetchOptions, anyPath bool) (*os.File, int64, er
 	}
 	if bad != nil {
 		f.Close()
-		if anyPath {
-			return nil, 0, fmt.Errorf("bundle: %w", bad)
-		}
 		return nil, 0, &LocalError{Detail: bad}
 	}
 	return f, st.Size(), nil
 }
 
 // copyLocal copies a local bundle to part, at most its size at open.
-func copyLocal(ctx context.Context, source, part, sha string, o FetchOptions, anyPath bool) error {
-	in, size, err := openLocal(source, o, anyPath)
+func copyLocal(ctx context.Context, source, part string, o FetchOptions) error {
+	in, size, err := openLocal(source, o)
 	if err != nil {
 		return err
 	}
@@ -357,10 +337,7 @@ func copyLocal(ctx context.Context, source, part, sha string, o FetchOptions, an
 	}
 	n, err := io.Copy(out, &ctxReader{ctx: ctx, r: io.LimitReader(in, size)})
 	if err == nil && n != size {
-		err = fmt.Errorf("bundle: the file shrank while it was read")
-		if !anyPath {
-			err = &LocalError{Detail: err}
-		}
+		err = &LocalError{Detail: errors.New("the file shrank while it was read")}
 	}
 	if err == nil {
 		err = out.Sync()

@@ -179,28 +179,6 @@ func TestLocalPathsDoNotLeak(t *testing.T) {
 	}
 }
 
-// The deprecated Fetch, which still takes any path, no longer copies a
-// device or waits on a FIFO, and names no hash.
-func TestDeprecatedFetchRefusesSpecialFiles(t *testing.T) {
-	dir := t.TempDir()
-	sha := strings.Repeat("ab", 32)
-	fifo(t, filepath.Join(dir, "fifo"))
-	for _, p := range []string{"/dev/zero", filepath.Join(dir, "fifo")} {
-		err := within(t, 10*time.Second, func() error {
-			_, err := Fetch(context.Background(), p, filepath.Join(dir, "dl"), sha, 1<<20, nil)
-			return err
-		})
-		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
-			t.Errorf("%s: %v", p, err)
-		}
-		assertEmpty(t, filepath.Join(dir, "dl"))
-	}
-	_, err := Fetch(context.Background(), "/etc/shadow", filepath.Join(dir, "dl"), sha, 1<<20, nil)
-	if !errors.Is(err, ErrHash) || longHex.MatchString(strings.ReplaceAll(err.Error(), sha[:16], "")) {
-		t.Fatalf("/etc/shadow: %v", err)
-	}
-}
-
 // slowServer sends 1 KB every interval until the client goes away, and
 // counts requests.
 func slowServer(t *testing.T, interval time.Duration) (*httptest.Server, *atomic.Int32) {
