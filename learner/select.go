@@ -28,10 +28,13 @@ type SelectConfig struct {
 	// samples the calibrated threshold keeps. Default 0.95.
 	AcceptRate float64
 	// MinCalibrate is the fewest cross-validated samples from which the
-	// open-set limits are calibrated: a 95% quantile of fewer is mostly
-	// noise (two photos of a pet say little about how far its next one may
-	// lie). Below it the head uses DefaultThreshold and no distance check.
-	// Default 20.
+	// open-set limits are calibrated (labels with a single sample are left
+	// out of cross-validation). Below it the head uses DefaultThreshold
+	// and no distance check. Default 6: two labelled sightings of each of
+	// three pets. On the open-set benchmark, calibrating from 6 instead of
+	// 20 turned most strangers of the pets' species into "unknown" at 3
+	// and 6 labels per pet, at the cost of a few more of the pets' own
+	// sightings (see docs/learning.md).
 	MinCalibrate int
 	// Reselect: capacity and threshold are recomputed when the set of
 	// classes changes or the number of samples has moved by this fraction
@@ -60,7 +63,7 @@ func (c SelectConfig) withDefaults() SelectConfig {
 		c.AcceptRate = 0.95
 	}
 	if c.MinCalibrate <= 0 {
-		c.MinCalibrate = 20
+		c.MinCalibrate = 6
 	}
 
 	if c.Reselect == 0 {
@@ -76,6 +79,66 @@ func (c SelectConfig) withDefaults() SelectConfig {
 type FitConfig struct {
 	Train  TrainConfig
 	Select SelectConfig
+	// Background, when it has a reference set, teaches the head one more
+	// class: other animals and scenes.
+	Background BackgroundConfig
+}
+
+// BackgroundConfig says how a reference set of other animals and scenes
+// is used: a random subset of it becomes the Background class, so that a
+// stranger or an empty scene has a class to go to other than the nearest
+// pet.
+type BackgroundConfig struct {
+	Reference *Reference
+	// MaxTrain bounds the reference vectors the head is trained on
+	// (default 300), and MaxCV those each cross-validation fold is trained
+	// on (default 100): the cost of a retrain grows with them.
+	MaxTrain, MaxCV int
+	// Seed draws the subsets.
+	Seed uint64
+}
+
+func (c BackgroundConfig) withDefaults() BackgroundConfig {
+	if c.MaxTrain <= 0 {
+		c.MaxTrain = 300
+	}
+	if c.MaxCV <= 0 {
+		c.MaxCV = 100
+	}
+	return c
+}
+
+// background draws the Background class's samples for the head and for
+// cross-validation (nil, nil without a reference set).
+func (c BackgroundConfig) background(backbone string, dim int) (train, cv *Dataset, err error) {
+	r := c.Reference
+	if r == nil {
+		return nil, nil, nil
+	}
+	if r.Backbone != backbone || r.Dim != dim {
+		return nil, nil, fmt.Errorf("reference set of backbone %s (%d values) for samples of %s (%d values)", r.Backbone, r.Dim, backbone, dim)
+	}
+	idx := rand.New(rand.NewPCG(c.Seed, 0xb6)).Perm(len(r.X))
+	train, cv = &Dataset{}, &Dataset{}
+	for k, i := range idx[:min(len(idx), c.MaxTrain)] {
+		train.X = append(train.X, r.X[i])
+		train.Labels = append(train.Labels, Background)
+		if k < c.MaxCV {
+			cv.X = append(cv.X, r.X[i])
+			cv.Labels = append(cv.Labels, Background)
+		}
+	}
+	return train, cv, nil
+}
+
+// join returns d with extra's samples appended (d itself when extra is
+// empty).
+func join(d, extra *Dataset) *Dataset {
+	if extra == nil || len(extra.X) == 0 {
+		return d
+	}
+	out := &Dataset{X: append(slices.Clip(d.X), extra.X...), Labels: append(slices.Clip(d.Labels), extra.Labels...)}
+	return out
 }
 
 // FitInfo says what Fit did besides training.
@@ -101,17 +164,23 @@ func Fit(d *Dataset, backbone string, cfg FitConfig, warm *Head) (*Head, FitInfo
 		return nil, info, err
 	}
 	counts := d.Counts()
-	if len(counts) < 2 {
+	if slices.ContainsFunc(counts, func(c LabelCount) bool { return c.Label == Background }) {
+		return nil, info, fmt.Errorf("%q is reserved for the reference set's class", Background)
+	}
+	bg, bgCV, err := cfg.Background.withDefaults().background(backbone, len(d.X[0]))
+	if err != nil {
+		return nil, info, err
+	}
+	if len(counts) < 2 && (bg == nil || len(counts) < 1) {
 		return nil, info, ErrTooFewClasses
 	}
 	var capacity *Capacity
 	var calib *Calibration
-	if keep(warm, backbone, d, counts, sel) {
+	if keep(warm, backbone, d, counts, sel, bg != nil) {
 		capacity, calib = warm.Capacity, warm.Calibration
 	} else {
 		start := time.Now()
-		var err error
-		capacity, calib, _, err = choose(d, backbone, counts, cfg.Train, sel, warm)
+		capacity, calib, _, err = choose(d, bgCV, backbone, counts, cfg.Train, sel, warm)
 		if err != nil {
 			return nil, info, err
 		}
@@ -119,7 +188,7 @@ func Fit(d *Dataset, backbone string, cfg FitConfig, warm *Head) (*Head, FitInfo
 	}
 	tc := cfg.Train
 	tc.Kind = capacity.Kind
-	h, err := Train(d, backbone, tc, warm)
+	h, err := Train(join(d, bg), backbone, tc, warm)
 	if err != nil {
 		return nil, info, err
 	}
@@ -132,15 +201,16 @@ func Fit(d *Dataset, backbone string, cfg FitConfig, warm *Head) (*Head, FitInfo
 	return h, info, nil
 }
 
-// keep reports whether warm's capacity and calibration still describe d.
-func keep(warm *Head, backbone string, d *Dataset, counts []LabelCount, sel SelectConfig) bool {
+// keep reports whether warm's capacity and calibration still describe d
+// (and whether it was trained with a background class, as this one is).
+func keep(warm *Head, backbone string, d *Dataset, counts []LabelCount, sel SelectConfig, background bool) bool {
 	if warm == nil || warm.Capacity == nil || sel.Reselect < 0 || warm.Backbone != backbone || len(warm.Imprinted) > 0 {
 		return false
 	}
 	if sel.Force != "" && warm.Capacity.Kind != sel.Force {
 		return false
 	}
-	if len(warm.Classes) != len(counts) {
+	if slices.Contains(warm.Classes, Background) != background || len(warm.Labels()) != len(counts) {
 		return false
 	}
 	for _, c := range counts {
@@ -155,7 +225,9 @@ func keep(warm *Head, backbone string, d *Dataset, counts []LabelCount, sel Sele
 // choose runs the cross-validations and makes the capacity and threshold
 // decisions; it also returns the chosen kind's out-of-fold predictions
 // (nil when there were too few samples to cross-validate).
-func choose(d *Dataset, backbone string, counts []LabelCount, tc TrainConfig, sel SelectConfig, warm *Head) (*Capacity, *Calibration, *CVResult, error) {
+// bg, when not nil, is added to the training samples of every fold (the
+// Background class); only d's samples are predicted.
+func choose(d, bg *Dataset, backbone string, counts []LabelCount, tc TrainConfig, sel SelectConfig, warm *Head) (*Capacity, *Calibration, *CVResult, error) {
 	minPer := counts[0].Samples
 	for _, c := range counts {
 		minPer = min(minPer, c.Samples)
@@ -180,7 +252,7 @@ func choose(d *Dataset, backbone string, counts []LabelCount, tc TrainConfig, se
 		cvd = cvd.Subset(subsample(cvd.Labels, sel.MaxSamples, sel.Seed))
 		capacity.Subset = len(cvd.X)
 	}
-	if len(cvd.Classes()) < 2 {
+	if len(cvd.Classes()) < 2 && (bg == nil || len(cvd.Classes()) < 1 || len(cvd.X) < 2) {
 		if sel.Force != "" {
 			capacity.Kind = sel.Force
 		}
@@ -189,7 +261,7 @@ func choose(d *Dataset, backbone string, counts []LabelCount, tc TrainConfig, se
 	}
 	folds := Folds(cvd.Labels, sel.Folds, sel.Seed)
 	capacity.Folds = folds.K
-	lin, err := CrossValidate(cvd, backbone, withKind(tc, KindLinear), folds, warm)
+	lin, err := crossValidate(cvd, bg, backbone, withKind(tc, KindLinear), folds, warm)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -201,7 +273,7 @@ func choose(d *Dataset, backbone string, counts []LabelCount, tc TrainConfig, se
 	case sel.Force == "" && minPer < sel.MinPerClassHidden:
 		capacity.Reason = fmt.Sprintf("linear: the smallest class has %d samples; the hidden head is tried from %d per class", minPer, sel.MinPerClassHidden)
 	default:
-		hid, err := CrossValidate(cvd, backbone, withKind(tc, KindHidden), folds, nil)
+		hid, err := crossValidate(cvd, bg, backbone, withKind(tc, KindHidden), folds, nil)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -381,6 +453,10 @@ type CVResult struct {
 	True    []int     // class index of each sample
 	Pred    []int     // out-of-fold predicted class index
 	Conf    []float64 // out-of-fold probability of Pred
+	Second  []int     // out-of-fold runner-up class index (-1: none)
+	// Background is true where the Background class (other animals and
+	// scenes) beat every labelled class.
+	Background []bool
 	Dist    []float64 // out-of-fold distance to the nearest class centroid
 	FoldAcc []float64
 	// Accuracy is the fraction of samples predicted correctly.
@@ -397,15 +473,23 @@ var ErrTooFewForCV = errors.New("cross-validation needs at least two samples of 
 // minimum, not which; a hidden head always starts afresh, since where it
 // starts and stops early depends on that point.
 func CrossValidate(d *Dataset, backbone string, tc TrainConfig, plan FoldPlan, warm *Head) (*CVResult, error) {
+	return crossValidate(d, nil, backbone, tc, plan, warm)
+}
+
+// crossValidate is CrossValidate with bg's samples (the Background class)
+// added to every fold's training samples; predictions are d's classes
+// only (the best of them, whether or not Background would win).
+func crossValidate(d, bg *Dataset, backbone string, tc TrainConfig, plan FoldPlan, warm *Head) (*CVResult, error) {
 	classes := d.Classes()
-	if len(classes) < 2 {
+	if len(classes) < 2 && (bg == nil || len(classes) < 1) {
 		return nil, ErrTooFewClasses
 	}
 	if len(plan.Fold) != len(d.X) {
 		return nil, fmt.Errorf("fold plan covers %d samples, the dataset has %d", len(plan.Fold), len(d.X))
 	}
 	res := &CVResult{Kind: tc.withDefaults().Kind, Folds: plan.K, Classes: classes,
-		True: make([]int, len(d.X)), Pred: make([]int, len(d.X)), Conf: make([]float64, len(d.X)), Dist: make([]float64, len(d.X))}
+		True: make([]int, len(d.X)), Pred: make([]int, len(d.X)), Conf: make([]float64, len(d.X)), Dist: make([]float64, len(d.X)),
+		Second: make([]int, len(d.X)), Background: make([]bool, len(d.X))}
 	for i, l := range d.Labels {
 		res.True[i] = slices.Index(classes, l)
 	}
@@ -426,6 +510,7 @@ func CrossValidate(d *Dataset, backbone string, tc TrainConfig, plan FoldPlan, w
 		if len(train.Classes()) != len(classes) {
 			return nil, ErrTooFewForCV
 		}
+		train = join(train, bg)
 		fc := tc
 		fc.Seed = tc.Seed + uint64(f)
 		w := warm
@@ -443,8 +528,15 @@ func CrossValidate(d *Dataset, backbone string, tc TrainConfig, plan FoldPlan, w
 			if err != nil {
 				return nil, err
 			}
-			b := argmax(p.Scores)
-			res.Pred[i], res.Conf[i], res.Dist[i] = slices.Index(classes, h.Classes[b]), p.Confidence, p.Distance
+			b := h.ClassIndex(p.Nearest)
+			res.Pred[i], res.Conf[i], res.Dist[i] = slices.Index(classes, p.Nearest), p.Scores[b], p.Distance
+			res.Background[i] = p.Best == Background
+			res.Second[i] = -1
+			for c, name := range h.Classes {
+				if c != b && name != Background && (res.Second[i] < 0 || p.Scores[c] > p.Scores[h.ClassIndex(classes[res.Second[i]])]) {
+					res.Second[i] = slices.Index(classes, name)
+				}
+			}
 			if res.Pred[i] == res.True[i] {
 				ok++
 			}

@@ -18,6 +18,11 @@ type TrainerConfig struct {
 	Train    TrainConfig
 	// Select tunes the capacity and threshold choices (see Fit).
 	Select SelectConfig
+	// Background, with a reference set (LoadReference of the backbone's
+	// ReferencePath), teaches the head a class of other animals and
+	// scenes: strangers and empty scenes then come out unknown from the
+	// first labels, and a single pet's label makes a head.
+	Background BackgroundConfig
 	// Delay coalesces bursts: training starts once no label has arrived for
 	// Delay, or MaxDelay after the first pending one.
 	Delay    time.Duration
@@ -300,7 +305,7 @@ func (t *Trainer) RelabelSample(id uint64, to string) (Sample, error) {
 }
 
 func checkLabel(l string) error {
-	if l == "" || l == Unknown {
+	if l == "" || l == Unknown || l == Background {
 		return fmt.Errorf("label %q is empty or reserved", l)
 	}
 	return nil
@@ -406,7 +411,7 @@ func (t *Trainer) retrain(gen uint64) TrainReport {
 		t.loaded()
 	}
 	rep := TrainReport{Samples: len(d.X), Classes: d.Classes()}
-	h, info, err := Fit(d, t.backbone, FitConfig{Train: t.cfg.Train, Select: t.cfg.Select}, t.head.Load())
+	h, info, err := Fit(d, t.backbone, FitConfig{Train: t.cfg.Train, Select: t.cfg.Select, Background: t.cfg.Background}, t.head.Load())
 	if errors.Is(err, ErrTooFewClasses) {
 		t.mu.Lock()
 		t.head.Store(nil)
@@ -482,6 +487,9 @@ func (t *Trainer) Evaluate(ctx context.Context, cfg EvalConfig) (*Report, error)
 	}
 	if cfg.Select == (SelectConfig{}) {
 		cfg.Select = t.cfg.Select
+	}
+	if cfg.Background.Reference == nil {
+		cfg.Background = t.cfg.Background
 	}
 	return Evaluate(ctx, d, t.backbone, cfg)
 }
