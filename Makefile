@@ -36,7 +36,7 @@ PKGS      := ./...
 .PHONY: deps
 deps: ## Install everything: Debian packages, Go modules, TFLite library, models, test data, demo video
 	@scripts/deps.sh
-	@$(MAKE) --no-print-directory backbone backbone-detect demo-video
+	@$(MAKE) --no-print-directory backbone backbone-detect reference demo-video
 
 .PHONY: check-deps
 check-deps:
@@ -58,6 +58,14 @@ backbone: build ## Cut the default backbone (MobileNetV2 at Conv_1/Relu6, avg-po
 	  $(WHISKER) model cut $(MODELS)/ssd_mobilenetv2_oidv4_fp16.tflite \
 	    --tensor FeatureExtractor/MobilenetV2/Conv_1/Relu6 --pool avg --range=-1,1 -o $(BACKBONE); \
 	fi
+
+.PHONY: reference
+reference: build ## Compute the backbones' reference set of other animals and scenes (models/*.reference)
+	@if [ -f $(MODELS)/backbone.reference ] && [ -f $(MODELS)/backbone-detect.reference ] && \
+	  [ $(MODELS)/backbone.reference -nt $(MODELS)/backbone-detect.manifest.json ]; then \
+	  echo "==> reference set: up to date ($(MODELS)/backbone.reference)"; else \
+	  echo "==> reference set: embedding the reference photographs (a few minutes once)"; \
+	  $(WHISKER) model reference --deps $(DEPS); fi
 
 .PHONY: demo-video
 demo-video: build ## Make the demo video from the test photographs
@@ -98,6 +106,10 @@ bench: deps ## Go benchmarks of the backbone, head and store
 .PHONY: bench-learner
 bench-learner: deps ## Learner benchmark tables: few-shot accuracy against scikit-learn, training times, label-to-head latency (about 3 min)
 	$(WHISKER) bench learner --deps $(DEPS)
+
+.PHONY: bench-openset
+bench-openset: deps ## Open-set benchmark: pets named right, strangers and empty scenes unknown, by labels per pet (about 10 min; QUICK=1 about 2)
+	$(WHISKER) bench openset --deps $(DEPS) $(if $(QUICK),--quick) -o openset.md --plot openset.png
 
 .PHONY: fuzz
 fuzz: deps ## Fuzz the decoders of outside input, 30 s each
