@@ -457,8 +457,8 @@ type CVResult struct {
 	// Background is true where the Background class (other animals and
 	// scenes) beat every labelled class.
 	Background []bool
-	Dist    []float64 // out-of-fold distance to the nearest class centroid
-	FoldAcc []float64
+	Dist       []float64 // out-of-fold distance to the nearest class centroid
+	FoldAcc    []float64
 	// Accuracy is the fraction of samples predicted correctly.
 	Accuracy float64
 }

@@ -26,11 +26,11 @@ type benchOpenSetOptions struct {
 
 // Method names of the open-set table.
 const (
-	osHead        = "agent head"
-	osHeadBefore  = "agent head before (no reference, calibrated from 20)"
-	osHeadNoRef   = "agent head without reference set"
-	osHeadCal20   = "agent head, calibrated from 20"
-	osSklearn     = "scikit-learn LogisticRegression + threshold 0.6"
+	osHead       = "agent head"
+	osHeadBefore = "agent head before (no reference, calibrated from 20)"
+	osHeadNoRef  = "agent head without reference set"
+	osHeadCal20  = "agent head, calibrated from 20"
+	osSklearn    = "scikit-learn LogisticRegression + threshold 0.6"
 )
 
 func benchOpenSetCmd() *cobra.Command {
