@@ -496,10 +496,13 @@ func (t *Trainer) Evaluate(ctx context.Context, cfg EvalConfig) (*Report, error)
 
 // HeadSummary is what a report says about a head.
 type HeadSummary struct {
-	Kind    string    `json:"kind"`
-	Classes []string  `json:"classes"`
-	Samples int       `json:"samples"`
-	Trained time.Time `json:"trained"`
+	Kind string `json:"kind"`
+	// Classes are the labels the head names (not its Background class);
+	// Background says whether it has one.
+	Classes    []string  `json:"classes"`
+	Background bool      `json:"background,omitempty"`
+	Samples    int       `json:"samples"`
+	Trained    time.Time `json:"trained"`
 	// Threshold is the calibrated open-set threshold (DefaultThreshold
 	// when Calibration is nil).
 	Threshold   float64      `json:"threshold"`
@@ -513,7 +516,7 @@ type HeadSummary struct {
 // Summary describes the head.
 func (h *Head) Summary() HeadSummary {
 	s := HeadSummary{
-		Kind: h.Kind, Classes: slices.Clone(h.Classes), Samples: h.Samples, Trained: h.Trained,
+		Kind: h.Kind, Classes: h.Labels(), Background: slices.Contains(h.Classes, Background), Samples: h.Samples, Trained: h.Trained,
 		Threshold: h.ThresholdFor(0), Imprinted: slices.Clone(h.Imprinted),
 		Iterations: h.Iters, TrainMillis: h.TrainTime * 1000,
 	}
