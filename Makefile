@@ -137,6 +137,8 @@ install: deps ## Install binary, TFLite library, backbone, config (kept if prese
 	install -D -m 0644 $(MODELS)/backbone.manifest.json $(DESTDIR)$(SHAREDIR)/models/backbone.manifest.json
 	install -D -m 0644 $(MODELS)/backbone-detect.tflite $(DESTDIR)$(SHAREDIR)/models/backbone-detect.tflite
 	install -D -m 0644 $(MODELS)/backbone-detect.manifest.json $(DESTDIR)$(SHAREDIR)/models/backbone-detect.manifest.json
+	install -D -m 0644 $(MODELS)/backbone.reference $(DESTDIR)$(SHAREDIR)/models/backbone.reference
+	install -D -m 0644 $(MODELS)/backbone-detect.reference $(DESTDIR)$(SHAREDIR)/models/backbone-detect.reference
 	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/whisker/README.md
 	for d in docs/*.md; do install -D -m 0644 $$d $(DESTDIR)$(PREFIX)/share/doc/whisker/$$(basename $$d); done
 	@if [ -f $(SYSCONF)/whisker.yaml ]; then echo "keeping $(SYSCONF)/whisker.yaml"; else \
