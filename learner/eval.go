@@ -116,18 +116,18 @@ func Evaluate(ctx context.Context, d *Dataset, backbone string, cfg EvalConfig) 
 	}
 	sel = sel.withDefaults()
 	sel.Seed = cfg.Seed
-	_, bgCV, err := cfg.Background.withDefaults().background(backbone, len(d.X[0]))
+	bg, err := cfg.Background.withDefaults().background(backbone, len(d.X[0]))
 	if err != nil {
 		return nil, err
 	}
-	capacity, calib, cv, err := choose(d, bgCV, backbone, counts, cfg.Train, sel, nil)
+	capacity, calib, cv, err := choose(d, bg, backbone, counts, cfg.Train, sel, nil)
 	if err != nil {
 		return nil, err
 	}
 	r := &Report{Backbone: backbone, Samples: len(d.X), Classes: cv.Classes, Kind: capacity.Kind, Capacity: capacity,
 		Folds: cv.Folds, Accuracy: cv.Accuracy, Calibration: calib}
-	if bgCV != nil {
-		r.Background = len(bgCV.X)
+	if bg != nil {
+		r.Background = len(bg.cv.X)
 	}
 	_, r.AccuracySE = pairedGain(cv.FoldAcc, make([]float64, len(cv.FoldAcc)))
 	k := len(cv.Classes)

@@ -86,10 +86,18 @@ type Head struct {
 // class centroid above Distance: the distance within which AcceptRate of
 // the out-of-fold samples lie).
 type Calibration struct {
-	Threshold  float64 `json:"threshold"`
-	Distance   float64 `json:"distance,omitempty"`
-	AcceptRate float64 `json:"accept_rate"`
-	Folds      int     `json:"folds"`
+	// Threshold and Distance are the limits in force. With a reference
+	// set they are the calibrated ones (Calibrated, CalibratedDistance)
+	// shrunk toward priors (DefaultThreshold, DistancePrior) by
+	// PriorWeight samples' worth (see SelectConfig.PriorWeight).
+	Threshold          float64 `json:"threshold"`
+	Distance           float64 `json:"distance,omitempty"`
+	Calibrated         float64 `json:"calibrated,omitempty"`
+	CalibratedDistance float64 `json:"calibrated_distance,omitempty"`
+	DistancePrior      float64 `json:"distance_prior,omitempty"`
+	PriorWeight        float64 `json:"prior_weight,omitempty"`
+	AcceptRate         float64 `json:"accept_rate"`
+	Folds              int     `json:"folds"`
 	// Samples is the number of out-of-fold predictions.
 	Samples int `json:"samples"`
 	// Accuracy is the out-of-fold accuracy (no rejection).

@@ -30,12 +30,29 @@ type SelectConfig struct {
 	// MinCalibrate is the fewest cross-validated samples from which the
 	// open-set limits are calibrated (labels with a single sample are left
 	// out of cross-validation). Below it the head uses DefaultThreshold
-	// and no distance check. Default 6: two labelled sightings of each of
-	// three pets. On the open-set benchmark, calibrating from 6 instead of
-	// 20 turned most strangers of the pets' species into "unknown" at 3
-	// and 6 labels per pet, at the cost of a few more of the pets' own
-	// sightings (see docs/learning.md).
+	// and no distance check. Default 20: a 95% quantile of fewer is mostly
+	// noise (two photos of a pet say little about how far its next one may
+	// lie).
 	MinCalibrate int
+	// MinCalibrateReference replaces MinCalibrate for a head trained with
+	// a reference set (BackgroundConfig): its limits are then shrunk
+	// toward priors learnt from the reference set (see PriorWeight), so
+	// they can be calibrated from fewer samples. Default 6: two labelled
+	// sightings of each of three pets.
+	MinCalibrateReference int
+	// PriorWeight is, for a head trained with a reference set, how many
+	// samples the priors count for against the calibrated limits: each
+	// limit in force is (n*calibrated + PriorWeight*prior) / (n +
+	// PriorWeight) for n cross-validated samples. The threshold's prior is
+	// DefaultThreshold; the distance's is the distance within which only
+	// RefPass of held-out reference vectors (other animals and scenes) lie
+	// from the nearest labelled class. A limit calibrated from a handful
+	// of samples stays near its prior; one from hundreds is the calibrated
+	// one. Default 20; negative: no shrinking.
+	PriorWeight float64
+	// RefPass is the share of held-out reference vectors the distance
+	// prior lets through. Default 0.05.
+	RefPass float64
 	// Reselect: capacity and threshold are recomputed when the set of
 	// classes changes or the number of samples has moved by this fraction
 	// since they were; otherwise the warm head's are kept. Default 0.2; a
@@ -63,7 +80,16 @@ func (c SelectConfig) withDefaults() SelectConfig {
 		c.AcceptRate = 0.95
 	}
 	if c.MinCalibrate <= 0 {
-		c.MinCalibrate = 6
+		c.MinCalibrate = 20
+	}
+	if c.MinCalibrateReference <= 0 {
+		c.MinCalibrateReference = 6
+	}
+	if c.PriorWeight == 0 {
+		c.PriorWeight = 20
+	}
+	if c.RefPass <= 0 || c.RefPass >= 1 {
+		c.RefPass = 0.05
 	}
 
 	if c.Reselect == 0 {
@@ -92,8 +118,9 @@ type BackgroundConfig struct {
 	Reference *Reference
 	// MaxTrain bounds the reference vectors the head is trained on
 	// (default 300), and MaxCV those each cross-validation fold is trained
-	// on (default 100): the cost of a retrain grows with them.
-	MaxTrain, MaxCV int
+	// on (default 100): the cost of a retrain grows with them. MaxPrior
+	// more, never trained on, set the distance prior (default 200).
+	MaxTrain, MaxCV, MaxPrior int
 	// Seed draws the subsets.
 	Seed uint64
 }
@@ -105,30 +132,52 @@ func (c BackgroundConfig) withDefaults() BackgroundConfig {
 	if c.MaxCV <= 0 {
 		c.MaxCV = 100
 	}
+	if c.MaxPrior <= 0 {
+		c.MaxPrior = 200
+	}
 	return c
 }
 
-// background draws the Background class's samples for the head and for
-// cross-validation (nil, nil without a reference set).
-func (c BackgroundConfig) background(backbone string, dim int) (train, cv *Dataset, err error) {
+// bgSets are the reference vectors a fit uses: the Background class's
+// samples for the head and for cross-validation, and held-out vectors for
+// the distance prior.
+type bgSets struct {
+	train, cv *Dataset
+	prior     [][]float32
+}
+
+// background draws the reference vectors a fit uses (nil without a
+// reference set).
+func (c BackgroundConfig) background(backbone string, dim int) (*bgSets, error) {
 	r := c.Reference
 	if r == nil {
-		return nil, nil, nil
+		return nil, nil
 	}
 	if r.Backbone != backbone || r.Dim != dim {
-		return nil, nil, fmt.Errorf("reference set of backbone %s (%d values) for samples of %s (%d values)", r.Backbone, r.Dim, backbone, dim)
+		return nil, fmt.Errorf("reference set of backbone %s (%d values) for samples of %s (%d values)", r.Backbone, r.Dim, backbone, dim)
 	}
 	idx := rand.New(rand.NewPCG(c.Seed, 0xb6)).Perm(len(r.X))
-	train, cv = &Dataset{}, &Dataset{}
-	for k, i := range idx[:min(len(idx), c.MaxTrain)] {
-		train.X = append(train.X, r.X[i])
-		train.Labels = append(train.Labels, Background)
+	b := &bgSets{train: &Dataset{}, cv: &Dataset{}}
+	nTrain := min(len(idx), c.MaxTrain)
+	for k, i := range idx[:nTrain] {
+		b.train.X = append(b.train.X, r.X[i])
+		b.train.Labels = append(b.train.Labels, Background)
 		if k < c.MaxCV {
-			cv.X = append(cv.X, r.X[i])
-			cv.Labels = append(cv.Labels, Background)
+			b.cv.X = append(b.cv.X, r.X[i])
+			b.cv.Labels = append(b.cv.Labels, Background)
 		}
 	}
-	return train, cv, nil
+	for _, i := range idx[nTrain:min(len(idx), nTrain+c.MaxPrior)] {
+		b.prior = append(b.prior, r.X[i])
+	}
+	return b, nil
+}
+
+func (b *bgSets) trainSet() *Dataset {
+	if b == nil {
+		return nil
+	}
+	return b.train
 }
 
 // join returns d with extra's samples appended (d itself when extra is
@@ -167,7 +216,7 @@ func Fit(d *Dataset, backbone string, cfg FitConfig, warm *Head) (*Head, FitInfo
 	if slices.ContainsFunc(counts, func(c LabelCount) bool { return c.Label == Background }) {
 		return nil, info, fmt.Errorf("%q is reserved for the reference set's class", Background)
 	}
-	bg, bgCV, err := cfg.Background.withDefaults().background(backbone, len(d.X[0]))
+	bg, err := cfg.Background.withDefaults().background(backbone, len(d.X[0]))
 	if err != nil {
 		return nil, info, err
 	}
@@ -180,7 +229,7 @@ func Fit(d *Dataset, backbone string, cfg FitConfig, warm *Head) (*Head, FitInfo
 		capacity, calib = warm.Capacity, warm.Calibration
 	} else {
 		start := time.Now()
-		capacity, calib, _, err = choose(d, bgCV, backbone, counts, cfg.Train, sel, warm)
+		capacity, calib, _, err = choose(d, bg, backbone, counts, cfg.Train, sel, warm)
 		if err != nil {
 			return nil, info, err
 		}
@@ -188,7 +237,7 @@ func Fit(d *Dataset, backbone string, cfg FitConfig, warm *Head) (*Head, FitInfo
 	}
 	tc := cfg.Train
 	tc.Kind = capacity.Kind
-	h, err := Train(join(d, bg), backbone, tc, warm)
+	h, err := Train(join(d, bg.trainSet()), backbone, tc, warm)
 	if err != nil {
 		return nil, info, err
 	}
@@ -225,9 +274,16 @@ func keep(warm *Head, backbone string, d *Dataset, counts []LabelCount, sel Sele
 // choose runs the cross-validations and makes the capacity and threshold
 // decisions; it also returns the chosen kind's out-of-fold predictions
 // (nil when there were too few samples to cross-validate).
-// bg, when not nil, is added to the training samples of every fold (the
-// Background class); only d's samples are predicted.
-func choose(d, bg *Dataset, backbone string, counts []LabelCount, tc TrainConfig, sel SelectConfig, warm *Head) (*Capacity, *Calibration, *CVResult, error) {
+// bg, when not nil, adds the Background class to every fold's training
+// samples (only d's samples are predicted) and sets the priors the limits
+// are shrunk toward.
+func choose(d *Dataset, bg *bgSets, backbone string, counts []LabelCount, tc TrainConfig, sel SelectConfig, warm *Head) (*Capacity, *Calibration, *CVResult, error) {
+	var bgCV *Dataset
+	var prior [][]float32
+	minCal := sel.MinCalibrate
+	if bg != nil {
+		bgCV, prior, minCal = bg.cv, bg.prior, sel.MinCalibrateReference
+	}
 	minPer := counts[0].Samples
 	for _, c := range counts {
 		minPer = min(minPer, c.Samples)
@@ -252,7 +308,7 @@ func choose(d, bg *Dataset, backbone string, counts []LabelCount, tc TrainConfig
 		cvd = cvd.Subset(subsample(cvd.Labels, sel.MaxSamples, sel.Seed))
 		capacity.Subset = len(cvd.X)
 	}
-	if len(cvd.Classes()) < 2 && (bg == nil || len(cvd.Classes()) < 1 || len(cvd.X) < 2) {
+	if len(cvd.Classes()) < 2 && (bgCV == nil || len(cvd.Classes()) < 1 || len(cvd.X) < 2) {
 		if sel.Force != "" {
 			capacity.Kind = sel.Force
 		}
@@ -261,7 +317,7 @@ func choose(d, bg *Dataset, backbone string, counts []LabelCount, tc TrainConfig
 	}
 	folds := Folds(cvd.Labels, sel.Folds, sel.Seed)
 	capacity.Folds = folds.K
-	lin, err := crossValidate(cvd, bg, backbone, withKind(tc, KindLinear), folds, warm)
+	lin, err := crossValidate(cvd, bgCV, prior, backbone, withKind(tc, KindLinear), folds, warm)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -273,7 +329,7 @@ func choose(d, bg *Dataset, backbone string, counts []LabelCount, tc TrainConfig
 	case sel.Force == "" && minPer < sel.MinPerClassHidden:
 		capacity.Reason = fmt.Sprintf("linear: the smallest class has %d samples; the hidden head is tried from %d per class", minPer, sel.MinPerClassHidden)
 	default:
-		hid, err := crossValidate(cvd, bg, backbone, withKind(tc, KindHidden), folds, nil)
+		hid, err := crossValidate(cvd, bgCV, prior, backbone, withKind(tc, KindHidden), folds, nil)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -295,12 +351,19 @@ func choose(d, bg *Dataset, backbone string, counts []LabelCount, tc TrainConfig
 	if cvd != d {
 		capacity.Reason += "; classes with a single sample were left out of cross-validation"
 	}
-	if len(cvd.X) < sel.MinCalibrate {
+	if len(cvd.X) < minCal {
 		capacity.Reason += fmt.Sprintf("; the open-set limits are calibrated from %d samples (now %d): until then the threshold is %.1f and there is no distance check",
-			sel.MinCalibrate, len(cvd.X), DefaultThreshold)
+			minCal, len(cvd.X), DefaultThreshold)
 		return capacity, nil, chosen, nil
 	}
-	return capacity, Calibrate(chosen, sel.AcceptRate), chosen, nil
+	cal := Calibrate(chosen, sel.AcceptRate)
+	if bg != nil && len(chosen.PriorDist) > 0 && sel.PriorWeight > 0 {
+		dp := slices.Clone(chosen.PriorDist)
+		sort.Float64s(dp)
+		cal.shrink(sel.PriorWeight, dp[min(int(sel.RefPass*float64(len(dp))), len(dp)-1)])
+		cal.tally(chosen)
+	}
+	return capacity, cal, chosen, nil
 }
 
 // subsample draws about n of the samples, each label in proportion but at
@@ -376,6 +439,13 @@ func Calibrate(cv *CVResult, acceptRate float64) *Calibration {
 		idx := int(math.Floor((1 - acceptRate) * float64(len(correct))))
 		c.Threshold = correct[min(idx, len(correct)-1)]
 	}
+	c.tally(cv)
+	return c
+}
+
+// tally computes what passes the thresholds among the out-of-fold
+// predictions.
+func (c *Calibration) tally(cv *CVResult) {
 	var acc, accOK, wrong, wrongRej int
 	for i, p := range cv.Pred {
 		ok := p == cv.True[i]
@@ -396,7 +466,22 @@ func Calibrate(cv *CVResult, acceptRate float64) *Calibration {
 	c.Accepted = ratio(acc, len(cv.Pred))
 	c.AcceptedAccuracy = ratio(accOK, acc)
 	c.ErrorsRejected = ratio(wrongRej, wrong)
-	return c
+}
+
+// shrink moves the calibrated threshold toward DefaultThreshold and the
+// calibrated distance toward distPrior, the more so the fewer samples they
+// were calibrated from (see SelectConfig.PriorWeight).
+func (c *Calibration) shrink(weight, distPrior float64) {
+	if weight <= 0 || c.Samples == 0 {
+		return
+	}
+	n := float64(c.Samples)
+	c.Calibrated, c.CalibratedDistance = c.Threshold, c.Distance
+	c.Threshold = (n*c.Threshold + weight*DefaultThreshold) / (n + weight)
+	if c.Distance > 0 && distPrior > 0 {
+		c.Distance = (n*c.Distance + weight*distPrior) / (n + weight)
+	}
+	c.PriorWeight, c.DistancePrior = weight, distPrior
 }
 
 func ratio(a, b int) float64 {
@@ -457,8 +542,11 @@ type CVResult struct {
 	// Background is true where the Background class (other animals and
 	// scenes) beat every labelled class.
 	Background []bool
-	Dist       []float64 // out-of-fold distance to the nearest class centroid
-	FoldAcc    []float64
+	// PriorDist are the distances of held-out reference vectors to the
+	// nearest labelled class, under each fold's head.
+	PriorDist []float64
+	Dist      []float64 // out-of-fold distance to the nearest class centroid
+	FoldAcc   []float64
 	// Accuracy is the fraction of samples predicted correctly.
 	Accuracy float64
 }
@@ -473,13 +561,14 @@ var ErrTooFewForCV = errors.New("cross-validation needs at least two samples of 
 // minimum, not which; a hidden head always starts afresh, since where it
 // starts and stops early depends on that point.
 func CrossValidate(d *Dataset, backbone string, tc TrainConfig, plan FoldPlan, warm *Head) (*CVResult, error) {
-	return crossValidate(d, nil, backbone, tc, plan, warm)
+	return crossValidate(d, nil, nil, backbone, tc, plan, warm)
 }
 
 // crossValidate is CrossValidate with bg's samples (the Background class)
 // added to every fold's training samples; predictions are d's classes
-// only (the best of them, whether or not Background would win).
-func crossValidate(d, bg *Dataset, backbone string, tc TrainConfig, plan FoldPlan, warm *Head) (*CVResult, error) {
+// only (the best of them, whether or not Background would win). The
+// distances of the prior vectors under each fold's head are collected.
+func crossValidate(d, bg *Dataset, prior [][]float32, backbone string, tc TrainConfig, plan FoldPlan, warm *Head) (*CVResult, error) {
 	classes := d.Classes()
 	if len(classes) < 2 && (bg == nil || len(classes) < 1) {
 		return nil, ErrTooFewClasses
@@ -543,6 +632,13 @@ func crossValidate(d, bg *Dataset, backbone string, tc TrainConfig, plan FoldPla
 		}
 		correct += ok
 		res.FoldAcc = append(res.FoldAcc, float64(ok)/float64(len(te)))
+		for _, x := range prior {
+			dist, err := h.Distance(x)
+			if err != nil {
+				return nil, err
+			}
+			res.PriorDist = append(res.PriorDist, dist)
+		}
 	}
 	res.Accuracy = float64(correct) / float64(len(d.X))
 	return res, nil

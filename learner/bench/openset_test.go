@@ -125,10 +125,11 @@ func TestUnlabelledAnimalsComeOutUnknown(t *testing.T) {
 
 // TestFewLabelsTurnRealStrangersUnknown runs the pipeline on views of
 // real photographs: three pets labelled with three sightings each, and a
-// fourth cat they must not be taken for. Calibrating the open-set limits
-// from six cross-validated sightings (the default) turns the stranger's
-// sightings unknown; the head as it was (limits from 20 sightings on, a
-// 0.6 threshold before) names most of them as a pet.
+// fourth cat they must not be taken for. With a reference set (here a
+// small one: 150 CIFAR-10 cats and 150 dogs) the head learns other
+// animals as a class and calibrates its limits from six sightings, shrunk
+// toward the reference set's priors: the stranger's sightings come out
+// unknown, where the head without it names most of them as a pet.
 func TestFewLabelsTurnRealStrangersUnknown(t *testing.T) {
 	deps := testenv.Deps(t)
 	ps := []Photo{
@@ -187,9 +188,11 @@ func TestFewLabelsTurnRealStrangersUnknown(t *testing.T) {
 		}
 		return named / float64(len(pets)), unknown / float64(len(strangers))
 	}
+	cifar := testPets(t, 150)
+	ref := &learner.Reference{Backbone: det.Identity(), Dim: len(cifar.X[0]), X: cifar.X, Kinds: cifar.Labels}
 	tc := learner.TrainConfig{C: 1, Balanced: true}
-	named, unknown := rates(learner.FitConfig{Train: tc})
-	namedBefore, unknownBefore := rates(learner.FitConfig{Train: tc, Select: learner.SelectConfig{MinCalibrate: 20}})
+	named, unknown := rates(learner.FitConfig{Train: tc, Background: learner.BackgroundConfig{Reference: ref}})
+	namedBefore, unknownBefore := rates(learner.FitConfig{Train: tc})
 	t.Logf("3 labels per pet: pets named %.2f, stranger unknown %.2f (before: %.2f and %.2f)", named, unknown, namedBefore, unknownBefore)
 	if unknown < 0.6 || unknown < unknownBefore+0.3 {
 		t.Errorf("the stranger cat comes out unknown %.2f of the time (before %.2f)", unknown, unknownBefore)

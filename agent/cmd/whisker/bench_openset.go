@@ -26,11 +26,11 @@ type benchOpenSetOptions struct {
 
 // Method names of the open-set table.
 const (
-	osHead       = "agent head"
-	osHeadBefore = "agent head before (no reference, calibrated from 20)"
-	osHeadNoRef  = "agent head without reference set"
-	osHeadCal20  = "agent head, calibrated from 20"
-	osSklearn    = "scikit-learn LogisticRegression + threshold 0.6"
+	osHead         = "agent head"
+	osHeadBefore   = "agent head without reference set (as before)"
+	osHeadCal20    = "agent head, calibrated from 20"
+	osHeadNoShrink = "agent head, limits not shrunk"
+	osSklearn      = "scikit-learn LogisticRegression + threshold 0.6"
 )
 
 func benchOpenSetCmd() *cobra.Command {
@@ -146,9 +146,9 @@ func runBenchOpenSet(cmd *cobra.Command, opt benchOpenSetOptions) error {
 	withRef := learner.BackgroundConfig{Reference: ref}
 	methods := []bench.OpenSetMethod{
 		bench.HeadMethod(osHead, learner.FitConfig{Train: tc, Background: withRef}),
-		bench.HeadMethod(osHeadBefore, learner.FitConfig{Train: tc, Select: learner.SelectConfig{MinCalibrate: 20}}),
-		bench.HeadMethod(osHeadNoRef, learner.FitConfig{Train: tc}),
-		bench.HeadMethod(osHeadCal20, learner.FitConfig{Train: tc, Select: learner.SelectConfig{MinCalibrate: 20}, Background: withRef}),
+		bench.HeadMethod(osHeadBefore, learner.FitConfig{Train: tc}),
+		bench.HeadMethod(osHeadCal20, learner.FitConfig{Train: tc, Select: learner.SelectConfig{MinCalibrateReference: 20}, Background: withRef}),
+		bench.HeadMethod(osHeadNoShrink, learner.FitConfig{Train: tc, Select: learner.SelectConfig{PriorWeight: -1}, Background: withRef}),
 		bench.NearestMeanMethod(),
 		bench.KNNMethod(),
 	}
@@ -162,7 +162,7 @@ func runBenchOpenSet(cmd *cobra.Command, opt benchOpenSetOptions) error {
 		fmt.Sprintf("Sightings: %d from the benchmark's photographs (cats %d, dogs %d, other animals %d, empty scenes %d), made by the detecting backbone %s as the agent's pipeline makes them (Cat and Dog boxes at score 0.5, crops with a 10%% margin, else the whole frame)",
 			len(s), counts[bench.KindCat], counts[bench.KindDog], counts[bench.KindOther], counts[bench.KindScene], ref.Backbone),
 		fmt.Sprintf("Reference set: %d vectors (other animals pasted onto scenes, scenes from two videos and street photographs, 500 CIFAR-10 cats and 500 dogs), no photograph shared with the tests; the agent's head trains on 300 of them as one more class", len(ref.X)),
-		"Heads: C = 1, balanced class weights; the agent head's open-set limits are calibrated by cross-validation once 6 labelled sightings can be cross-validated; \"before\" is the head as it was: calibrated from 20, no reference set, threshold 0.6 until then",
+		"Heads: C = 1, balanced class weights. The agent head trains with the reference set as one more class; its open-set limits are calibrated by cross-validation once 6 labelled sightings can be cross-validated, and shrunk toward priors (threshold 0.6; the distance within which 5% of 200 held-out reference vectors lie) with 20 samples' weight. Without a reference set it is the head as it was: limits calibrated from 20 sightings, threshold 0.6 and no distance test before. \"calibrated from 20\" and \"limits not shrunk\" each leave one part out",
 		"Baselines: nearest class mean and nearest neighbour on standardised vectors (cosine), with a threshold that keeps 95% of the labelled sightings left out one at a time (none with one label per pet)",
 		fmt.Sprintf("Households: %d per shot count (%v labelled sightings per pet), the same for every method", opt.splits, opt.shots),
 	}}
