@@ -252,3 +252,28 @@ func TestNoPetRuleNeverNamesAPetInAFrameWithoutOne(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkClassify is the per-sighting cost of a head of three pets, on
+// 1280-d vectors, with and without the background class.
+func BenchmarkClassify(b *testing.B) {
+	rng := rand.New(rand.NewPCG(19, 20))
+	const dim = 1280
+	pets, _, ref := strangerWorld(rng, dim)
+	pets = join(pets, blobsAround(rng, centres(rng, 1, dim), 6, 0.3))
+	for _, bc := range []struct {
+		name string
+		cfg  FitConfig
+	}{{"pets", FitConfig{}}, {"pets+background", FitConfig{Background: BackgroundConfig{Reference: ref}}}} {
+		h, _, err := Fit(pets, "bb", bc.cfg, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(bc.name, func(b *testing.B) {
+			for i := 0; b.Loop(); i++ {
+				if _, err := h.ClassifyWith(pets.X[i%len(pets.X)], ClassifyOptions{NoPet: i%2 == 0}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
