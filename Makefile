@@ -34,7 +34,7 @@ PKGS      := ./...
 
 ##@ Setup
 .PHONY: deps
-deps: ## Install everything: Debian packages, Go modules, TFLite library, models, test data, demo video
+deps: ## Install everything: Debian packages, Go modules, TFLite library, models, test data, photographs, reference sets, demo video
 	@scripts/deps.sh
 	@$(MAKE) --no-print-directory backbone backbone-detect reference demo-video
 
@@ -108,7 +108,7 @@ bench-learner: deps ## Learner benchmark tables: few-shot accuracy against sciki
 	$(WHISKER) bench learner --deps $(DEPS)
 
 .PHONY: bench-openset
-bench-openset: deps ## Open-set benchmark: pets named right, strangers and empty scenes unknown, by labels per pet (about 10 min; QUICK=1 about 2)
+bench-openset: deps ## Open-set benchmark: pets named right, strangers and empty scenes unknown, by labels per pet (about 4 min once cached, 12 the first time; QUICK=1 about 1)
 	$(WHISKER) bench openset --deps $(DEPS) $(if $(QUICK),--quick) -o openset.md --plot openset.png
 
 .PHONY: fuzz
