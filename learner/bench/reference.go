@@ -2,11 +2,8 @@ package bench
 
 import (
 	"context"
-	"fmt"
-	"image"
 	"path/filepath"
 
-	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/learner"
 	"github.com/whiskercam/whisker/learner/embedder"
 )
@@ -52,30 +49,15 @@ func BuildReference(ctx context.Context, det *embedder.Detector, cfg ReferenceCo
 		r.X = append(r.X, x.Features)
 		r.Kinds = append(r.Kinds, x.Kind)
 	}
-	imgs, err := LoadPetImages(filepath.Join(cfg.Deps, "testdata", "dogsNcats.json"), cfg.CIFAR)
+	// The CIFAR-10 images, embedded whole, through the pet-embedding cache
+	// `whisker bench learner` shares (the same backbone and input).
+	cifar, err := PetEmbeddings(filepath.Join(cfg.Deps, "testdata", "dogsNcats.json"), cacheDir, det, cfg.CIFAR, nil)
 	if err != nil {
 		return nil, err
 	}
-	for ci, frames := range [][]camera.Frame{imgs.Dogs, imgs.Cats} {
-		kind := KindDog
-		if ci == 1 {
-			kind = KindCat
-		}
-		if len(frames) < cfg.CIFAR {
-			return nil, fmt.Errorf("dogsNcats.json has %d %ss; %d asked for", len(frames), kind, cfg.CIFAR)
-		}
-		for i := range frames[:cfg.CIFAR] {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			f := &frames[i]
-			x, err := det.Region(f, image.Rect(0, 0, f.Width, f.Height))
-			if err != nil {
-				return nil, fmt.Errorf("embed CIFAR-10 %s %d: %w", kind, i, err)
-			}
-			r.X = append(r.X, x)
-			r.Kinds = append(r.Kinds, kind)
-		}
+	for i, x := range cifar.X {
+		r.X = append(r.X, x)
+		r.Kinds = append(r.Kinds, cifar.Labels[i])
 	}
 	if len(r.X) > 0 {
 		r.Dim = len(r.X[0])

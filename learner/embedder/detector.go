@@ -165,6 +165,14 @@ func (d *Detector) Region(f *camera.Frame, r image.Rectangle) ([]float32, error)
 	return slices.Clone(d.res.Embedding), nil
 }
 
+// Spec is the model input the preprocessor produces.
+func (d *Detector) Spec() camera.Spec { return d.pre.Spec() }
+
+// Embed embeds a whole frame (as the agent embeds a frame without a pet).
+func (d *Detector) Embed(f *camera.Frame) ([]float32, error) {
+	return d.Region(f, image.Rect(0, 0, f.Width, f.Height))
+}
+
 // Close frees the backbone and the preprocessor.
 func (d *Detector) Close() error {
 	d.pre.Close()
