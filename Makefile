@@ -34,9 +34,9 @@ PKGS      := ./...
 
 ##@ Setup
 .PHONY: deps
-deps: ## Install everything: Debian packages, Go modules, TFLite library, models, test data, demo video
+deps: ## Install everything: Debian packages, Go modules, TFLite library, models, test data, photographs, reference sets, demo video
 	@scripts/deps.sh
-	@$(MAKE) --no-print-directory backbone backbone-detect demo-video
+	@$(MAKE) --no-print-directory backbone backbone-detect reference demo-video
 
 .PHONY: check-deps
 check-deps:
@@ -58,6 +58,14 @@ backbone: build ## Cut the default backbone (MobileNetV2 at Conv_1/Relu6, avg-po
 	  $(WHISKER) model cut $(MODELS)/ssd_mobilenetv2_oidv4_fp16.tflite \
 	    --tensor FeatureExtractor/MobilenetV2/Conv_1/Relu6 --pool avg --range=-1,1 -o $(BACKBONE); \
 	fi
+
+.PHONY: reference
+reference: build ## Compute the backbones' reference set of other animals and scenes (models/*.reference)
+	@if [ -f $(MODELS)/backbone.reference ] && [ -f $(MODELS)/backbone-detect.reference ] && \
+	  [ $(MODELS)/backbone.reference -nt $(MODELS)/backbone-detect.manifest.json ]; then \
+	  echo "==> reference set: up to date ($(MODELS)/backbone.reference)"; else \
+	  echo "==> reference set: embedding the reference photographs (a few minutes once)"; \
+	  $(WHISKER) model reference --deps $(DEPS); fi
 
 .PHONY: demo-video
 demo-video: build ## Make the demo video from the test photographs
@@ -103,6 +111,10 @@ bench: deps ## Go benchmarks of the backbone, head and store
 bench-learner: deps ## Learner benchmark tables: few-shot accuracy against scikit-learn, training times, label-to-head latency (about 3 min)
 	$(WHISKER) bench learner --deps $(DEPS)
 
+.PHONY: bench-openset
+bench-openset: deps ## Open-set benchmark: pets named right, strangers and empty scenes unknown, by labels per pet (about 4 min once cached, 12 the first time; QUICK=1 about 1)
+	$(WHISKER) bench openset --deps $(DEPS) $(if $(QUICK),--quick) -o openset.md --plot openset.png
+
 .PHONY: fuzz
 # Go 1.26's fuzz coordinator can report "context deadline exceeded" when
 # -fuzztime runs out while a worker is busy (minimising a new input on a
@@ -138,6 +150,8 @@ install: deps ## Install binary, TFLite library, backbone, config (kept if prese
 	install -D -m 0644 $(MODELS)/backbone.manifest.json $(DESTDIR)$(SHAREDIR)/models/backbone.manifest.json
 	install -D -m 0644 $(MODELS)/backbone-detect.tflite $(DESTDIR)$(SHAREDIR)/models/backbone-detect.tflite
 	install -D -m 0644 $(MODELS)/backbone-detect.manifest.json $(DESTDIR)$(SHAREDIR)/models/backbone-detect.manifest.json
+	install -D -m 0644 $(MODELS)/backbone.reference $(DESTDIR)$(SHAREDIR)/models/backbone.reference
+	install -D -m 0644 $(MODELS)/backbone-detect.reference $(DESTDIR)$(SHAREDIR)/models/backbone-detect.reference
 	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/whisker/README.md
 	for d in docs/*.md; do install -D -m 0644 $$d $(DESTDIR)$(PREFIX)/share/doc/whisker/$$(basename $$d); done
 	@if [ -f $(SYSCONF)/whisker.yaml ]; then echo "keeping $(SYSCONF)/whisker.yaml"; else \

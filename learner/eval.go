@@ -16,6 +16,8 @@ import (
 type EvalConfig struct {
 	Train  TrainConfig
 	Select SelectConfig
+	// Background is the reference set the head is trained with, if any.
+	Background BackgroundConfig
 	// Curve lists the labelled samples per class of the learning curve.
 	// Default 1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000 (those below the
 	// smallest class's count).
@@ -33,8 +35,15 @@ type ClassReport struct {
 	Precision float64 `json:"precision"`
 	Recall    float64 `json:"recall"`
 	// Unknown is the fraction of the class's out-of-fold predictions the
-	// calibrated open-set tests reject.
-	Unknown float64 `json:"unknown"`
+	// calibrated open-set tests reject, and the reasons split it:
+	// UnknownUnsure (not confident enough, mostly against Against),
+	// UnknownFar (unlike every labelled class) and UnknownBackground (more
+	// like the reference set's other animals and scenes).
+	Unknown           float64 `json:"unknown"`
+	UnknownUnsure     float64 `json:"unknown_unsure,omitempty"`
+	UnknownFar        float64 `json:"unknown_far,omitempty"`
+	UnknownBackground float64 `json:"unknown_background,omitempty"`
+	Against           string  `json:"against,omitempty"`
 }
 
 // CurvePoint is the accuracy when training on PerClass labelled samples of
@@ -57,6 +66,10 @@ type Report struct {
 	// Kind is the head the capacity rule chooses, and Capacity why.
 	Kind     string    `json:"kind"`
 	Capacity *Capacity `json:"capacity"`
+	// Background is the number of reference vectors (other animals and
+	// scenes) each cross-validated head was trained with as one more
+	// class; 0 without a reference set.
+	Background int `json:"background,omitempty"`
 	// Folds, Accuracy and AccuracySE are the k-fold cross-validated
 	// accuracy of that head and its standard error over the folds.
 	Folds      int     `json:"folds"`
@@ -103,12 +116,19 @@ func Evaluate(ctx context.Context, d *Dataset, backbone string, cfg EvalConfig) 
 	}
 	sel = sel.withDefaults()
 	sel.Seed = cfg.Seed
-	capacity, calib, cv, err := choose(d, backbone, counts, cfg.Train, sel, nil)
+	bg, err := cfg.Background.withDefaults().background(backbone, len(d.X[0]))
+	if err != nil {
+		return nil, err
+	}
+	capacity, calib, cv, err := choose(d, bg, backbone, counts, cfg.Train, sel, nil)
 	if err != nil {
 		return nil, err
 	}
 	r := &Report{Backbone: backbone, Samples: len(d.X), Classes: cv.Classes, Kind: capacity.Kind, Capacity: capacity,
 		Folds: cv.Folds, Accuracy: cv.Accuracy, Calibration: calib}
+	if bg != nil {
+		r.Background = len(bg.cv.X)
+	}
 	_, r.AccuracySE = pairedGain(cv.FoldAcc, make([]float64, len(cv.FoldAcc)))
 	k := len(cv.Classes)
 	r.Confusion = make([][]int, k)
@@ -116,14 +136,37 @@ func Evaluate(ctx context.Context, d *Dataset, backbone string, cfg EvalConfig) 
 		r.Confusion[i] = make([]int, k)
 	}
 	rejected := make([]int, k)
+	why := make([]map[string]int, k)
+	against := make([]map[int]int, k)
+	for c := range why {
+		why[c], against[c] = map[string]int{}, map[int]int{}
+	}
 	threshold, distance := DefaultThreshold, 0.0 // what a head uses before it can calibrate
 	if calib != nil {
 		threshold, distance = calib.Threshold, calib.Distance
 	}
 	for i := range cv.Pred {
 		r.Confusion[cv.True[i]][cv.Pred[i]]++
-		if cv.Conf[i] < threshold || (distance > 0 && cv.Dist[i] > distance) {
-			rejected[cv.True[i]]++
+		t := cv.True[i]
+		var reason string
+		switch {
+		case cv.Background[i]:
+			reason = WhyBackground
+		case cv.Conf[i] < threshold:
+			reason = WhyUnsure
+			other := cv.Pred[i]
+			if other == t {
+				other = cv.Second[i]
+			}
+			if other >= 0 {
+				against[t][other]++
+			}
+		case distance > 0 && cv.Dist[i] > distance:
+			reason = WhyFar
+		}
+		if reason != "" {
+			rejected[t]++
+			why[t][reason]++
 		}
 	}
 	for c, name := range cv.Classes {
@@ -132,8 +175,20 @@ func Evaluate(ctx context.Context, d *Dataset, backbone string, cfg EvalConfig) 
 			row += r.Confusion[c][j]
 			col += r.Confusion[j][c]
 		}
-		r.PerClass = append(r.PerClass, ClassReport{Label: name, Samples: row,
-			Precision: ratio(r.Confusion[c][c], col), Recall: ratio(r.Confusion[c][c], row), Unknown: ratio(rejected[c], row)})
+		cr := ClassReport{Label: name, Samples: row,
+			Precision: ratio(r.Confusion[c][c], col), Recall: ratio(r.Confusion[c][c], row), Unknown: ratio(rejected[c], row),
+			UnknownUnsure: ratio(why[c][WhyUnsure], row), UnknownFar: ratio(why[c][WhyFar], row),
+			UnknownBackground: ratio(why[c][WhyBackground], row)}
+		best := -1
+		for o, n := range against[c] {
+			if best < 0 || n > against[c][best] || (n == against[c][best] && o < best) {
+				best = o
+			}
+		}
+		if best >= 0 {
+			cr.Against = cv.Classes[best]
+		}
+		r.PerClass = append(r.PerClass, cr)
 	}
 
 	ladder := cfg.Curve
@@ -278,6 +333,35 @@ func advise(r *Report) []string {
 	if bi >= 0 {
 		out = append(out, fmt.Sprintf("Most common mistake: %s taken for %s (%d of %d).", r.Classes[bi], r.Classes[bj], bn, r.PerClass[bi].Samples))
 	}
+	return append(out, unknownAdvice(r)...)
+}
+
+// unknownAdvice says, for each class whose own held-out samples come out
+// unknown, why and what to label next.
+func unknownAdvice(r *Report) []string {
+	var out []string
+	for _, c := range r.PerClass {
+		n := func(f float64) int { return int(math.Round(f * float64(c.Samples))) }
+		if c.Unknown == 0 {
+			continue
+		}
+		line := fmt.Sprintf("%s: %d of %d held-out samples come out unknown", c.Label, n(c.Unknown), c.Samples)
+		var parts []string
+		if c.UnknownFar > 0 {
+			parts = append(parts, fmt.Sprintf("%d unlike every labelled class (label more of %s in other places, light and poses)", n(c.UnknownFar), c.Label))
+		}
+		if c.UnknownUnsure > 0 {
+			p := fmt.Sprintf("%d not confident enough", n(c.UnknownUnsure))
+			if c.Against != "" {
+				p += fmt.Sprintf(", mostly between %s and %s (label the sightings that tell them apart)", c.Label, c.Against)
+			}
+			parts = append(parts, p)
+		}
+		if c.UnknownBackground > 0 {
+			parts = append(parts, fmt.Sprintf("%d more like other animals and scenes than like any pet (label sightings of %s where it is small, dark or partly hidden)", n(c.UnknownBackground), c.Label))
+		}
+		out = append(out, line+": "+strings.Join(parts, "; ")+".")
+	}
 	return out
 }
 
@@ -286,6 +370,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Samples: %d in %d classes (backbone %s)\n", r.Samples, len(r.Classes), r.Backbone)
 	fmt.Fprintf(&b, "Head: %s (%s)\n", r.Kind, r.Capacity.Reason)
+	if r.Background > 0 {
+		fmt.Fprintf(&b, "Other animals and scenes: one more class, learnt from %d vectors of the backbone's reference set\n", r.Background)
+	}
 	fmt.Fprintf(&b, "Accuracy (%d-fold cross-validation): %.1f%% ± %.1f%%\n", r.Folds, 100*r.Accuracy, 100*r.AccuracySE)
 	if c := r.Calibration; c != nil {
 		fmt.Fprintf(&b, "Unknown when: best probability below %.3f, or distance to the nearest class above %.3f (each keeps %.0f%% of known samples)\n",
@@ -295,9 +382,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	b.WriteString("\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "class\tsamples\tprecision\trecall\tunknown\t")
+	fmt.Fprintln(tw, "class\tsamples\tprecision\trecall\tunknown\tunsure\tunlike all\tlike others\t")
 	for _, c := range r.PerClass {
-		fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.3f\t%.3f\t\n", c.Label, c.Samples, c.Precision, c.Recall, c.Unknown)
+		fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t%.3f\t\n", c.Label, c.Samples, c.Precision, c.Recall, c.Unknown,
+			c.UnknownUnsure, c.UnknownFar, c.UnknownBackground)
 	}
 	tw.Flush()
 	b.WriteString("\nConfusion (rows: true class, columns: predicted)\n")

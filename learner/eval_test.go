@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -54,6 +55,22 @@ func TestEvaluateReport(t *testing.T) {
 	}
 	if r.Calibration == nil || len(r.Advice) == 0 {
 		t.Fatal("no calibration or advice")
+	}
+	// Every unknown has a reason, and a class with unknowns gets advice.
+	for _, c := range r.PerClass {
+		if sum := c.UnknownUnsure + c.UnknownFar + c.UnknownBackground; math.Abs(sum-c.Unknown) > 1e-9 {
+			t.Errorf("%s: reasons add up to %v, unknown %v", c.Label, sum, c.Unknown)
+		}
+		advised := false
+		for _, a := range r.Advice {
+			advised = advised || strings.HasPrefix(a, c.Label+": ")
+		}
+		if advised != (c.Unknown > 0) {
+			t.Errorf("%s: unknown %v, advice %q", c.Label, c.Unknown, r.Advice)
+		}
+		if c.UnknownUnsure > 0 && (c.Against == "" || c.Against == c.Label) {
+			t.Errorf("%s: unsure against %q", c.Label, c.Against)
+		}
 	}
 	var text bytes.Buffer
 	if err := r.WriteText(&text); err != nil {

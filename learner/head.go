@@ -21,8 +21,9 @@ import (
 )
 
 // HeadFormat is the head file format this package writes. It also reads
-// format 1 (linear heads without a calibrated threshold).
-const HeadFormat = 2
+// format 1 (linear heads without a calibrated threshold) and format 2
+// (without the background class).
+const HeadFormat = 3
 
 // Head kinds.
 const (
@@ -87,10 +88,18 @@ type Head struct {
 // class centroid above Distance: the distance within which AcceptRate of
 // the out-of-fold samples lie).
 type Calibration struct {
-	Threshold  float64 `json:"threshold"`
-	Distance   float64 `json:"distance,omitempty"`
-	AcceptRate float64 `json:"accept_rate"`
-	Folds      int     `json:"folds"`
+	// Threshold and Distance are the limits in force. With a reference
+	// set they are the calibrated ones (Calibrated, CalibratedDistance)
+	// shrunk toward priors (DefaultThreshold, DistancePrior) by
+	// PriorWeight samples' worth (see SelectConfig.PriorWeight).
+	Threshold          float64 `json:"threshold"`
+	Distance           float64 `json:"distance,omitempty"`
+	Calibrated         float64 `json:"calibrated,omitempty"`
+	CalibratedDistance float64 `json:"calibrated_distance,omitempty"`
+	DistancePrior      float64 `json:"distance_prior,omitempty"`
+	PriorWeight        float64 `json:"prior_weight,omitempty"`
+	AcceptRate         float64 `json:"accept_rate"`
+	Folds              int     `json:"folds"`
 	// Samples is the number of out-of-fold predictions.
 	Samples int `json:"samples"`
 	// Accuracy is the out-of-fold accuracy (no rejection).
@@ -133,8 +142,8 @@ var ErrBackboneMismatch = errors.New("head was trained on a different backbone")
 func (h *Head) Validate() error {
 	k := len(h.Classes)
 	switch {
-	case h.Format != HeadFormat && h.Format != 1:
-		return fmt.Errorf("head format %d, this build reads 1 and %d", h.Format, HeadFormat)
+	case h.Format < 1 || h.Format > HeadFormat:
+		return fmt.Errorf("head format %d, this build reads 1 to %d", h.Format, HeadFormat)
 	case h.Kind != KindLinear && h.Kind != KindHidden:
 		return fmt.Errorf("unknown head kind %q", h.Kind)
 	case h.Format == 1 && (h.Kind != KindLinear || h.Calibration != nil || h.Capacity != nil || h.Imprinted != nil || h.Centroids != nil):
@@ -150,6 +159,9 @@ func (h *Head) Validate() error {
 	}
 	if len(h.Centroids) != 0 && len(h.Centroids) != k*h.Dim {
 		return fmt.Errorf("head centroids are %d values, want %d", len(h.Centroids), k*h.Dim)
+	}
+	if h.Format < 3 && slices.Contains(h.Classes, Background) {
+		return fmt.Errorf("head format %d has no background class", h.Format)
 	}
 	if h.Kind == KindHidden {
 		switch {
@@ -173,7 +185,7 @@ func (h *Head) Validate() error {
 		seen[c] = true
 	}
 	for _, c := range h.Imprinted {
-		if !seen[c] {
+		if !seen[c] || c == Background {
 			return fmt.Errorf("head marks %q imprinted but has no such class", c)
 		}
 	}
@@ -288,7 +300,8 @@ func (h *Head) DistanceThreshold() float64 {
 }
 
 // Distance is the root-mean-square distance, in standardised units per
-// dimension, from x's standardised vector to the nearest class centroid;
+// dimension, from x's standardised vector to the nearest labelled class's
+// centroid;
 // 0 for a head without centroids.
 func (h *Head) Distance(x []float32) (float64, error) {
 	if len(x) != h.Dim {
@@ -304,7 +317,10 @@ func (h *Head) distance(z []float64) float64 {
 		return 0
 	}
 	best := math.Inf(1)
-	for c := range h.Classes {
+	for c, name := range h.Classes {
+		if name == Background {
+			continue
+		}
 		row := h.Centroids[c*h.Dim : (c+1)*h.Dim]
 		var s float64
 		for j, v := range z {
@@ -318,24 +334,37 @@ func (h *Head) distance(z []float64) float64 {
 
 // Reasons a prediction is unknown.
 const (
+	// WhyUnsure: the best class's probability is below the threshold
+	// (the head hesitates between classes).
 	WhyUnsure = "not confident enough"
-	WhyFar    = "unlike every labelled class"
+	// WhyFar: the vector is farther from every labelled class's centroid
+	// than the calibrated distance (unlike every labelled class).
+	WhyFar = "unlike every labelled class"
+	// WhyBackground: the vector is more like the reference set's other
+	// animals and scenes than like any labelled class.
+	WhyBackground = "more like other animals and scenes than any labelled class"
+	// WhyNoPet: the detector found no pet in the frame, and a frame
+	// without a pet is never named as one (ClassifyOptions.NoPet).
+	WhyNoPet = "no pet detected in the frame"
 )
 
 // Prediction is one classified feature vector.
 type Prediction struct {
 	// Label is the best class, or Unknown (see Why).
 	Label string `json:"label"`
-	// Best is the best class whatever its probability.
+	// Best is the best class whatever its probability (it may be
+	// Background); Nearest is the labelled class with the highest
+	// probability, the one a user would correct (never Background).
 	Best       string  `json:"best"`
+	Nearest    string  `json:"nearest,omitempty"`
 	Confidence float64 `json:"confidence"`
 	Threshold  float64 `json:"threshold"`
 	// Distance is the distance to the nearest class centroid and
 	// MaxDistance the calibrated limit (0: no distance test).
 	Distance    float64 `json:"distance"`
 	MaxDistance float64 `json:"max_distance,omitempty"`
-	// Why says why the label is Unknown (WhyUnsure, WhyFar); empty when
-	// it is not.
+	// Why says why the label is Unknown (WhyUnsure, WhyFar, WhyBackground,
+	// WhyNoPet); empty when it is not.
 	Why string `json:"why,omitempty"`
 	// Scores are the probabilities in the order of the head's classes.
 	Scores []float64 `json:"scores"`
@@ -344,10 +373,30 @@ type Prediction struct {
 // Known reports whether the prediction names a class.
 func (p Prediction) Known() bool { return p.Label != Unknown }
 
-// Classify predicts x and applies open-set rejection: a vector is Unknown
-// when its best probability is below ThresholdFor(setting), or when it is
-// farther from every class centroid than the calibrated distance.
+// ClassifyOptions tune one classification.
+type ClassifyOptions struct {
+	// Threshold overrides the calibrated probability threshold when above
+	// 0 (see ThresholdFor).
+	Threshold float64
+	// NoPet says that the vector is a whole frame in which the detector
+	// found no pet: it may be named only as one of NoPetLabels (labels
+	// meaning "no pet here"), never as a pet.
+	NoPet       bool
+	NoPetLabels []string
+}
+
+// Classify predicts x and applies open-set rejection (see ClassifyWith)
+// with a threshold setting (0: calibrated).
 func (h *Head) Classify(x []float32, setting float64) (Prediction, error) {
+	return h.ClassifyWith(x, ClassifyOptions{Threshold: setting})
+}
+
+// ClassifyWith predicts x and applies open-set rejection: a vector is
+// Unknown when the background class (other animals and scenes) wins, when
+// the best probability is below the threshold, when it is farther from
+// every labelled class's centroid than the calibrated distance, or, with
+// o.NoPet, when it would be named as a pet.
+func (h *Head) ClassifyWith(x []float32, o ClassifyOptions) (Prediction, error) {
 	if len(x) != h.Dim {
 		return Prediction{}, fmt.Errorf("feature vector has %d values, the head takes %d", len(x), h.Dim)
 	}
@@ -356,15 +405,33 @@ func (h *Head) Classify(x []float32, setting float64) (Prediction, error) {
 	p := h.logits(z)
 	softmaxInPlace(p)
 	best, conf := h.Best(p)
-	out := Prediction{Label: best, Best: best, Confidence: conf, Threshold: h.ThresholdFor(setting),
+	out := Prediction{Label: best, Best: best, Confidence: conf, Threshold: h.ThresholdFor(o.Threshold),
 		Distance: h.distance(z), MaxDistance: h.DistanceThreshold(), Scores: p}
+	nearest := -1
+	for i, c := range h.Classes {
+		if c != Background && (nearest < 0 || p[i] > p[nearest]) {
+			nearest = i
+		}
+	}
+	if nearest >= 0 {
+		out.Nearest = h.Classes[nearest]
+	}
 	switch {
+	case best == Background:
+		out.Label, out.Why = Unknown, WhyBackground
 	case conf < out.Threshold:
 		out.Label, out.Why = Unknown, WhyUnsure
 	case out.MaxDistance > 0 && out.Distance > out.MaxDistance:
 		out.Label, out.Why = Unknown, WhyFar
+	case o.NoPet && !slices.Contains(o.NoPetLabels, best):
+		out.Label, out.Why = Unknown, WhyNoPet
 	}
 	return out, nil
+}
+
+// Labels are the head's classes that are labels (all but Background).
+func (h *Head) Labels() []string {
+	return slices.DeleteFunc(slices.Clone(h.Classes), func(c string) bool { return c == Background })
 }
 
 func softmaxInPlace(v []float64) {

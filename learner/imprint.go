@@ -21,7 +21,7 @@ const imprintMargin = 0.6931471805599453
 // a usable head at once; training then refines it. A label the head already
 // has is re-imprinted only if it was imprinted.
 func (h *Head) Imprint(label string, xs [][]float32) (*Head, error) {
-	if label == "" || label == Unknown {
+	if label == "" || label == Unknown || label == Background {
 		return nil, fmt.Errorf("imprint: invalid label %q", label)
 	}
 	if len(xs) == 0 {

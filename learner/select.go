@@ -28,11 +28,31 @@ type SelectConfig struct {
 	// samples the calibrated threshold keeps. Default 0.95.
 	AcceptRate float64
 	// MinCalibrate is the fewest cross-validated samples from which the
-	// open-set limits are calibrated: a 95% quantile of fewer is mostly
+	// open-set limits are calibrated (labels with a single sample are left
+	// out of cross-validation). Below it the head uses DefaultThreshold
+	// and no distance check. Default 20: a 95% quantile of fewer is mostly
 	// noise (two photos of a pet say little about how far its next one may
-	// lie). Below it the head uses DefaultThreshold and no distance check.
-	// Default 20.
+	// lie).
 	MinCalibrate int
+	// MinCalibrateReference replaces MinCalibrate for a head trained with
+	// a reference set (BackgroundConfig): its limits are then shrunk
+	// toward priors learnt from the reference set (see PriorWeight), so
+	// they can be calibrated from fewer samples. Default 6: two labelled
+	// sightings of each of three pets.
+	MinCalibrateReference int
+	// PriorWeight is, for a head trained with a reference set, how many
+	// samples the priors count for against the calibrated limits: each
+	// limit in force is (n*calibrated + PriorWeight*prior) / (n +
+	// PriorWeight) for n cross-validated samples. The threshold's prior is
+	// DefaultThreshold; the distance's is the distance within which only
+	// RefPass of held-out reference vectors (other animals and scenes) lie
+	// from the nearest labelled class. A limit calibrated from a handful
+	// of samples stays near its prior; one from hundreds is the calibrated
+	// one. Default 20; negative: no shrinking.
+	PriorWeight float64
+	// RefPass is the share of held-out reference vectors the distance
+	// prior lets through. Default 0.05.
+	RefPass float64
 	// Reselect: capacity and threshold are recomputed when the set of
 	// classes changes or the number of samples has moved by this fraction
 	// since they were; otherwise the warm head's are kept. Default 0.2; a
@@ -62,6 +82,15 @@ func (c SelectConfig) withDefaults() SelectConfig {
 	if c.MinCalibrate <= 0 {
 		c.MinCalibrate = 20
 	}
+	if c.MinCalibrateReference <= 0 {
+		c.MinCalibrateReference = 6
+	}
+	if c.PriorWeight == 0 {
+		c.PriorWeight = 20
+	}
+	if c.RefPass <= 0 || c.RefPass >= 1 {
+		c.RefPass = 0.05
+	}
 
 	if c.Reselect == 0 {
 		c.Reselect = 0.2
@@ -76,6 +105,89 @@ func (c SelectConfig) withDefaults() SelectConfig {
 type FitConfig struct {
 	Train  TrainConfig
 	Select SelectConfig
+	// Background, when it has a reference set, teaches the head one more
+	// class: other animals and scenes.
+	Background BackgroundConfig
+}
+
+// BackgroundConfig says how a reference set of other animals and scenes
+// is used: a random subset of it becomes the Background class, so that a
+// stranger or an empty scene has a class to go to other than the nearest
+// pet.
+type BackgroundConfig struct {
+	Reference *Reference
+	// MaxTrain bounds the reference vectors the head is trained on
+	// (default 300), and MaxCV those each cross-validation fold is trained
+	// on (default 100): the cost of a retrain grows with them. MaxPrior
+	// more, never trained on, set the distance prior (default 200).
+	MaxTrain, MaxCV, MaxPrior int
+	// Seed draws the subsets.
+	Seed uint64
+}
+
+func (c BackgroundConfig) withDefaults() BackgroundConfig {
+	if c.MaxTrain <= 0 {
+		c.MaxTrain = 300
+	}
+	if c.MaxCV <= 0 {
+		c.MaxCV = 100
+	}
+	if c.MaxPrior <= 0 {
+		c.MaxPrior = 200
+	}
+	return c
+}
+
+// bgSets are the reference vectors a fit uses: the Background class's
+// samples for the head and for cross-validation, and held-out vectors for
+// the distance prior.
+type bgSets struct {
+	train, cv *Dataset
+	prior     [][]float32
+}
+
+// background draws the reference vectors a fit uses (nil without a
+// reference set).
+func (c BackgroundConfig) background(backbone string, dim int) (*bgSets, error) {
+	r := c.Reference
+	if r == nil {
+		return nil, nil
+	}
+	if r.Backbone != backbone || r.Dim != dim {
+		return nil, fmt.Errorf("reference set of backbone %s (%d values) for samples of %s (%d values)", r.Backbone, r.Dim, backbone, dim)
+	}
+	idx := rand.New(rand.NewPCG(c.Seed, 0xb6)).Perm(len(r.X))
+	b := &bgSets{train: &Dataset{}, cv: &Dataset{}}
+	nTrain := min(len(idx), c.MaxTrain)
+	for k, i := range idx[:nTrain] {
+		b.train.X = append(b.train.X, r.X[i])
+		b.train.Labels = append(b.train.Labels, Background)
+		if k < c.MaxCV {
+			b.cv.X = append(b.cv.X, r.X[i])
+			b.cv.Labels = append(b.cv.Labels, Background)
+		}
+	}
+	for _, i := range idx[nTrain:min(len(idx), nTrain+c.MaxPrior)] {
+		b.prior = append(b.prior, r.X[i])
+	}
+	return b, nil
+}
+
+func (b *bgSets) trainSet() *Dataset {
+	if b == nil {
+		return nil
+	}
+	return b.train
+}
+
+// join returns d with extra's samples appended (d itself when extra is
+// empty).
+func join(d, extra *Dataset) *Dataset {
+	if extra == nil || len(extra.X) == 0 {
+		return d
+	}
+	out := &Dataset{X: append(slices.Clip(d.X), extra.X...), Labels: append(slices.Clip(d.Labels), extra.Labels...)}
+	return out
 }
 
 // FitInfo says what Fit did besides training.
@@ -101,17 +213,23 @@ func Fit(d *Dataset, backbone string, cfg FitConfig, warm *Head) (*Head, FitInfo
 		return nil, info, err
 	}
 	counts := d.Counts()
-	if len(counts) < 2 {
+	if slices.ContainsFunc(counts, func(c LabelCount) bool { return c.Label == Background }) {
+		return nil, info, fmt.Errorf("%q is reserved for the reference set's class", Background)
+	}
+	bg, err := cfg.Background.withDefaults().background(backbone, len(d.X[0]))
+	if err != nil {
+		return nil, info, err
+	}
+	if len(counts) < 2 && (bg == nil || len(counts) < 1) {
 		return nil, info, ErrTooFewClasses
 	}
 	var capacity *Capacity
 	var calib *Calibration
-	if keep(warm, backbone, d, counts, sel) {
+	if keep(warm, backbone, d, counts, sel, bg != nil) {
 		capacity, calib = warm.Capacity, warm.Calibration
 	} else {
 		start := time.Now()
-		var err error
-		capacity, calib, _, err = choose(d, backbone, counts, cfg.Train, sel, warm)
+		capacity, calib, _, err = choose(d, bg, backbone, counts, cfg.Train, sel, warm)
 		if err != nil {
 			return nil, info, err
 		}
@@ -119,7 +237,7 @@ func Fit(d *Dataset, backbone string, cfg FitConfig, warm *Head) (*Head, FitInfo
 	}
 	tc := cfg.Train
 	tc.Kind = capacity.Kind
-	h, err := Train(d, backbone, tc, warm)
+	h, err := Train(join(d, bg.trainSet()), backbone, tc, warm)
 	if err != nil {
 		return nil, info, err
 	}
@@ -132,15 +250,16 @@ func Fit(d *Dataset, backbone string, cfg FitConfig, warm *Head) (*Head, FitInfo
 	return h, info, nil
 }
 
-// keep reports whether warm's capacity and calibration still describe d.
-func keep(warm *Head, backbone string, d *Dataset, counts []LabelCount, sel SelectConfig) bool {
+// keep reports whether warm's capacity and calibration still describe d
+// (and whether it was trained with a background class, as this one is).
+func keep(warm *Head, backbone string, d *Dataset, counts []LabelCount, sel SelectConfig, background bool) bool {
 	if warm == nil || warm.Capacity == nil || sel.Reselect < 0 || warm.Backbone != backbone || len(warm.Imprinted) > 0 {
 		return false
 	}
 	if sel.Force != "" && warm.Capacity.Kind != sel.Force {
 		return false
 	}
-	if len(warm.Classes) != len(counts) {
+	if slices.Contains(warm.Classes, Background) != background || len(warm.Labels()) != len(counts) {
 		return false
 	}
 	for _, c := range counts {
@@ -155,7 +274,16 @@ func keep(warm *Head, backbone string, d *Dataset, counts []LabelCount, sel Sele
 // choose runs the cross-validations and makes the capacity and threshold
 // decisions; it also returns the chosen kind's out-of-fold predictions
 // (nil when there were too few samples to cross-validate).
-func choose(d *Dataset, backbone string, counts []LabelCount, tc TrainConfig, sel SelectConfig, warm *Head) (*Capacity, *Calibration, *CVResult, error) {
+// bg, when not nil, adds the Background class to every fold's training
+// samples (only d's samples are predicted) and sets the priors the limits
+// are shrunk toward.
+func choose(d *Dataset, bg *bgSets, backbone string, counts []LabelCount, tc TrainConfig, sel SelectConfig, warm *Head) (*Capacity, *Calibration, *CVResult, error) {
+	var bgCV *Dataset
+	var prior [][]float32
+	minCal := sel.MinCalibrate
+	if bg != nil {
+		bgCV, prior, minCal = bg.cv, bg.prior, sel.MinCalibrateReference
+	}
 	minPer := counts[0].Samples
 	for _, c := range counts {
 		minPer = min(minPer, c.Samples)
@@ -180,7 +308,7 @@ func choose(d *Dataset, backbone string, counts []LabelCount, tc TrainConfig, se
 		cvd = cvd.Subset(subsample(cvd.Labels, sel.MaxSamples, sel.Seed))
 		capacity.Subset = len(cvd.X)
 	}
-	if len(cvd.Classes()) < 2 {
+	if len(cvd.Classes()) < 2 && (bgCV == nil || len(cvd.Classes()) < 1 || len(cvd.X) < 2) {
 		if sel.Force != "" {
 			capacity.Kind = sel.Force
 		}
@@ -189,7 +317,7 @@ func choose(d *Dataset, backbone string, counts []LabelCount, tc TrainConfig, se
 	}
 	folds := Folds(cvd.Labels, sel.Folds, sel.Seed)
 	capacity.Folds = folds.K
-	lin, err := CrossValidate(cvd, backbone, withKind(tc, KindLinear), folds, warm)
+	lin, err := crossValidate(cvd, bgCV, prior, backbone, withKind(tc, KindLinear), folds, warm)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -201,7 +329,7 @@ func choose(d *Dataset, backbone string, counts []LabelCount, tc TrainConfig, se
 	case sel.Force == "" && minPer < sel.MinPerClassHidden:
 		capacity.Reason = fmt.Sprintf("linear: the smallest class has %d samples; the hidden head is tried from %d per class", minPer, sel.MinPerClassHidden)
 	default:
-		hid, err := CrossValidate(cvd, backbone, withKind(tc, KindHidden), folds, nil)
+		hid, err := crossValidate(cvd, bgCV, prior, backbone, withKind(tc, KindHidden), folds, nil)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -223,12 +351,19 @@ func choose(d *Dataset, backbone string, counts []LabelCount, tc TrainConfig, se
 	if cvd != d {
 		capacity.Reason += "; classes with a single sample were left out of cross-validation"
 	}
-	if len(cvd.X) < sel.MinCalibrate {
+	if len(cvd.X) < minCal {
 		capacity.Reason += fmt.Sprintf("; the open-set limits are calibrated from %d samples (now %d): until then the threshold is %.1f and there is no distance check",
-			sel.MinCalibrate, len(cvd.X), DefaultThreshold)
+			minCal, len(cvd.X), DefaultThreshold)
 		return capacity, nil, chosen, nil
 	}
-	return capacity, Calibrate(chosen, sel.AcceptRate), chosen, nil
+	cal := Calibrate(chosen, sel.AcceptRate)
+	if bg != nil && len(chosen.PriorDist) > 0 && sel.PriorWeight > 0 {
+		dp := slices.Clone(chosen.PriorDist)
+		sort.Float64s(dp)
+		cal.shrink(sel.PriorWeight, dp[min(int(sel.RefPass*float64(len(dp))), len(dp)-1)])
+		cal.tally(chosen)
+	}
+	return capacity, cal, chosen, nil
 }
 
 // subsample draws about n of the samples, each label in proportion but at
@@ -304,6 +439,13 @@ func Calibrate(cv *CVResult, acceptRate float64) *Calibration {
 		idx := int(math.Floor((1 - acceptRate) * float64(len(correct))))
 		c.Threshold = correct[min(idx, len(correct)-1)]
 	}
+	c.tally(cv)
+	return c
+}
+
+// tally computes what passes the thresholds among the out-of-fold
+// predictions.
+func (c *Calibration) tally(cv *CVResult) {
 	var acc, accOK, wrong, wrongRej int
 	for i, p := range cv.Pred {
 		ok := p == cv.True[i]
@@ -324,7 +466,22 @@ func Calibrate(cv *CVResult, acceptRate float64) *Calibration {
 	c.Accepted = ratio(acc, len(cv.Pred))
 	c.AcceptedAccuracy = ratio(accOK, acc)
 	c.ErrorsRejected = ratio(wrongRej, wrong)
-	return c
+}
+
+// shrink moves the calibrated threshold toward DefaultThreshold and the
+// calibrated distance toward distPrior, the more so the fewer samples they
+// were calibrated from (see SelectConfig.PriorWeight).
+func (c *Calibration) shrink(weight, distPrior float64) {
+	if weight <= 0 || c.Samples == 0 {
+		return
+	}
+	n := float64(c.Samples)
+	c.Calibrated, c.CalibratedDistance = c.Threshold, c.Distance
+	c.Threshold = (n*c.Threshold + weight*DefaultThreshold) / (n + weight)
+	if c.Distance > 0 && distPrior > 0 {
+		c.Distance = (n*c.Distance + weight*distPrior) / (n + weight)
+	}
+	c.PriorWeight, c.DistancePrior = weight, distPrior
 }
 
 func ratio(a, b int) float64 {
@@ -381,8 +538,15 @@ type CVResult struct {
 	True    []int     // class index of each sample
 	Pred    []int     // out-of-fold predicted class index
 	Conf    []float64 // out-of-fold probability of Pred
-	Dist    []float64 // out-of-fold distance to the nearest class centroid
-	FoldAcc []float64
+	Second  []int     // out-of-fold runner-up class index (-1: none)
+	// Background is true where the Background class (other animals and
+	// scenes) beat every labelled class.
+	Background []bool
+	// PriorDist are the distances of held-out reference vectors to the
+	// nearest labelled class, under each fold's head.
+	PriorDist []float64
+	Dist      []float64 // out-of-fold distance to the nearest class centroid
+	FoldAcc   []float64
 	// Accuracy is the fraction of samples predicted correctly.
 	Accuracy float64
 }
@@ -397,15 +561,24 @@ var ErrTooFewForCV = errors.New("cross-validation needs at least two samples of 
 // minimum, not which; a hidden head always starts afresh, since where it
 // starts and stops early depends on that point.
 func CrossValidate(d *Dataset, backbone string, tc TrainConfig, plan FoldPlan, warm *Head) (*CVResult, error) {
+	return crossValidate(d, nil, nil, backbone, tc, plan, warm)
+}
+
+// crossValidate is CrossValidate with bg's samples (the Background class)
+// added to every fold's training samples; predictions are d's classes
+// only (the best of them, whether or not Background would win). The
+// distances of the prior vectors under each fold's head are collected.
+func crossValidate(d, bg *Dataset, prior [][]float32, backbone string, tc TrainConfig, plan FoldPlan, warm *Head) (*CVResult, error) {
 	classes := d.Classes()
-	if len(classes) < 2 {
+	if len(classes) < 2 && (bg == nil || len(classes) < 1) {
 		return nil, ErrTooFewClasses
 	}
 	if len(plan.Fold) != len(d.X) {
 		return nil, fmt.Errorf("fold plan covers %d samples, the dataset has %d", len(plan.Fold), len(d.X))
 	}
 	res := &CVResult{Kind: tc.withDefaults().Kind, Folds: plan.K, Classes: classes,
-		True: make([]int, len(d.X)), Pred: make([]int, len(d.X)), Conf: make([]float64, len(d.X)), Dist: make([]float64, len(d.X))}
+		True: make([]int, len(d.X)), Pred: make([]int, len(d.X)), Conf: make([]float64, len(d.X)), Dist: make([]float64, len(d.X)),
+		Second: make([]int, len(d.X)), Background: make([]bool, len(d.X))}
 	for i, l := range d.Labels {
 		res.True[i] = slices.Index(classes, l)
 	}
@@ -426,6 +599,7 @@ func CrossValidate(d *Dataset, backbone string, tc TrainConfig, plan FoldPlan, w
 		if len(train.Classes()) != len(classes) {
 			return nil, ErrTooFewForCV
 		}
+		train = join(train, bg)
 		fc := tc
 		fc.Seed = tc.Seed + uint64(f)
 		w := warm
@@ -443,14 +617,28 @@ func CrossValidate(d *Dataset, backbone string, tc TrainConfig, plan FoldPlan, w
 			if err != nil {
 				return nil, err
 			}
-			b := argmax(p.Scores)
-			res.Pred[i], res.Conf[i], res.Dist[i] = slices.Index(classes, h.Classes[b]), p.Confidence, p.Distance
+			b := h.ClassIndex(p.Nearest)
+			res.Pred[i], res.Conf[i], res.Dist[i] = slices.Index(classes, p.Nearest), p.Scores[b], p.Distance
+			res.Background[i] = p.Best == Background
+			res.Second[i] = -1
+			for c, name := range h.Classes {
+				if c != b && name != Background && (res.Second[i] < 0 || p.Scores[c] > p.Scores[h.ClassIndex(classes[res.Second[i]])]) {
+					res.Second[i] = slices.Index(classes, name)
+				}
+			}
 			if res.Pred[i] == res.True[i] {
 				ok++
 			}
 		}
 		correct += ok
 		res.FoldAcc = append(res.FoldAcc, float64(ok)/float64(len(te)))
+		for _, x := range prior {
+			dist, err := h.Distance(x)
+			if err != nil {
+				return nil, err
+			}
+			res.PriorDist = append(res.PriorDist, dist)
+		}
 	}
 	res.Accuracy = float64(correct) / float64(len(d.X))
 	return res, nil

@@ -244,7 +244,8 @@ func TestDecodeHeadReadsFormatOne(t *testing.T) {
 	}
 	for name, bad := range map[string]string{
 		"hidden in format 1":  strings.Replace(formatOneHead, `"kind":"linear"`, `"kind":"hidden"`, 1),
-		"future format":       strings.Replace(formatOneHead, `"format":1`, `"format":3`, 1),
+		"future format":       strings.Replace(formatOneHead, `"format":1`, `"format":4`, 1),
+		"background in 2":     strings.Replace(strings.Replace(formatOneHead, `"format":1`, `"format":2`, 1), `"Tigger"`, `"`+Background+`"`, 1),
 		"reserved class":      strings.Replace(formatOneHead, `"Tigger"`, `"unknown"`, 1),
 		"short weights":       strings.Replace(formatOneHead, `"w":[1,-1,-1,1]`, `"w":[1,-1,-1]`, 1),
 		"unknown field":       strings.Replace(formatOneHead, `"loss":0.3`, `"loss":0.3,"lose":1`, 1),

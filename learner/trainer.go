@@ -18,6 +18,11 @@ type TrainerConfig struct {
 	Train    TrainConfig
 	// Select tunes the capacity and threshold choices (see Fit).
 	Select SelectConfig
+	// Background, with a reference set (LoadReference of the backbone's
+	// ReferencePath), teaches the head a class of other animals and
+	// scenes: strangers and empty scenes then come out unknown from the
+	// first labels, and a single pet's label makes a head.
+	Background BackgroundConfig
 	// Delay coalesces bursts: training starts once no label has arrived for
 	// Delay, or MaxDelay after the first pending one.
 	Delay    time.Duration
@@ -303,7 +308,7 @@ func (t *Trainer) Apply(requestID string, c Change, answer func(Changed) ([]byte
 }
 
 func checkLabel(l string) error {
-	if l == "" || l == Unknown {
+	if l == "" || l == Unknown || l == Background {
 		return fmt.Errorf("label %q is empty or reserved", l)
 	}
 	return nil
@@ -409,7 +414,7 @@ func (t *Trainer) retrain(gen uint64) TrainReport {
 		t.loaded()
 	}
 	rep := TrainReport{Samples: len(d.X), Classes: d.Classes()}
-	h, info, err := Fit(d, t.backbone, FitConfig{Train: t.cfg.Train, Select: t.cfg.Select}, t.head.Load())
+	h, info, err := Fit(d, t.backbone, FitConfig{Train: t.cfg.Train, Select: t.cfg.Select, Background: t.cfg.Background}, t.head.Load())
 	if errors.Is(err, ErrTooFewClasses) {
 		t.mu.Lock()
 		t.head.Store(nil)
@@ -486,15 +491,21 @@ func (t *Trainer) Evaluate(ctx context.Context, cfg EvalConfig) (*Report, error)
 	if cfg.Select == (SelectConfig{}) {
 		cfg.Select = t.cfg.Select
 	}
+	if cfg.Background.Reference == nil {
+		cfg.Background = t.cfg.Background
+	}
 	return Evaluate(ctx, d, t.backbone, cfg)
 }
 
 // HeadSummary is what a report says about a head.
 type HeadSummary struct {
-	Kind    string    `json:"kind"`
-	Classes []string  `json:"classes"`
-	Samples int       `json:"samples"`
-	Trained time.Time `json:"trained"`
+	Kind string `json:"kind"`
+	// Classes are the labels the head names (not its Background class);
+	// Background says whether it has one.
+	Classes    []string  `json:"classes"`
+	Background bool      `json:"background,omitempty"`
+	Samples    int       `json:"samples"`
+	Trained    time.Time `json:"trained"`
 	// Threshold is the calibrated open-set threshold (DefaultThreshold
 	// when Calibration is nil).
 	Threshold   float64      `json:"threshold"`
@@ -508,7 +519,7 @@ type HeadSummary struct {
 // Summary describes the head.
 func (h *Head) Summary() HeadSummary {
 	s := HeadSummary{
-		Kind: h.Kind, Classes: slices.Clone(h.Classes), Samples: h.Samples, Trained: h.Trained,
+		Kind: h.Kind, Classes: h.Labels(), Background: slices.Contains(h.Classes, Background), Samples: h.Samples, Trained: h.Trained,
 		Threshold: h.ThresholdFor(0), Imprinted: slices.Clone(h.Imprinted),
 		Iterations: h.Iters, TrainMillis: h.TrainTime * 1000,
 	}

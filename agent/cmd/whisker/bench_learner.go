@@ -22,7 +22,7 @@ import (
 
 func benchCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Measure parts of Whisker on this machine and print tables"}
-	cmd.AddCommand(benchLearnerCmd(), benchPipelineCmd())
+	cmd.AddCommand(benchLearnerCmd(), benchPipelineCmd(), benchOpenSetCmd())
 	return cmd
 }
 

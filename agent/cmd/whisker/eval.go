@@ -79,9 +79,16 @@ ask it over MQTT with the stats command.`,
 					return err
 				}
 			}
-			r, err := learner.Evaluate(cmd.Context(), d, identity, learner.EvalConfig{
-				Train: cfg.Trainer(identity).Train, Select: learner.SelectConfig{Folds: folds}, Repeats: repeats, Seed: 1,
-			})
+			tc := cfg.Trainer(identity)
+			ec := learner.EvalConfig{Train: tc.Train, Select: learner.SelectConfig{Folds: folds}, Repeats: repeats, Seed: 1}
+			// The backbone's reference set of other animals and scenes,
+			// when 'make deps' computed one, as the head is trained with.
+			if ref, err := learner.LoadReference(learner.ReferencePath(cfg.Backbone), identity); err == nil {
+				ec.Background.Reference = ref
+			} else if !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			r, err := learner.Evaluate(cmd.Context(), d, identity, ec)
 			if errors.Is(err, learner.ErrTooFewClasses) || errors.Is(err, learner.ErrTooFewForCV) {
 				var have []string
 				for _, c := range d.Counts() {

@@ -16,7 +16,7 @@ func modelCmd() *cobra.Command {
 		Use:   "model",
 		Short: "Inspect and edit TensorFlow Lite models",
 	}
-	cmd.AddCommand(modelInspectCmd(), modelCutCmd(), modelCheckCmd())
+	cmd.AddCommand(modelInspectCmd(), modelCutCmd(), modelCheckCmd(), modelReferenceCmd())
 	return cmd
 }
 
