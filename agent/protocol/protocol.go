@@ -459,6 +459,7 @@ type SightingBox struct {
 type PipelineStats struct {
 	Taken     uint64 `json:"taken"`     // frames taken from the mailbox
 	Still     uint64 `json:"still"`     // skipped by the motion gate
+	Paused    uint64 `json:"paused"`    // not recognised while recognition was paused
 	Idle      uint64 `json:"idle"`      // classified although still (idle interval)
 	Inferred  uint64 `json:"inferred"`  // frames through the backbone
 	Crops     uint64 `json:"crops"`     // extra backbone runs on pet crops
