@@ -113,7 +113,7 @@ func New(cfg Config, log *slog.Logger, version string) (a *Agent, err error) {
 		ConfigurationURL: cfg.ConfigurationURL(),
 		NoPetLabels:      cfg.Learner.NoPetLabels, Announce: cfg.Learner.announcer(), Pets: a.labels,
 		State: a.haState, Firmware: a.haFirmware,
-		Announced: func(l string) { a.metrics.announced.WithLabelValues(l).Inc() },
+		Announced: func(l string) { a.metrics.announced(l) },
 	}, log.With("component", "homeassistant"), lazyBus{&a.bus}, a.settings)
 	if err != nil {
 		return nil, err
@@ -278,7 +278,7 @@ func (a *Agent) observe(obs []pipeline.Observation) {
 		if b := a.bus.Load(); b != nil {
 			b.PublishSighting(s)
 		}
-		a.metrics.sightings.WithLabelValues(s.Label).Inc()
+		a.metrics.sighted(s.Label, o.At, a.ha.IsPet(s.Label))
 	}
 	ms := float64(obs[0].Infer.Microseconds()) / 1000
 	a.embedMu.Lock()
@@ -324,6 +324,9 @@ func (a *Agent) labels() ([]string, error) {
 func (a *Agent) labelsChanged() {
 	a.publishStatusAsync()
 	a.ha.LabelsChanged()
+	if labels, err := a.labels(); err == nil {
+		a.metrics.prune(labels)
+	}
 }
 
 // health is what probation after an update watches: how many frames the

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -383,10 +385,40 @@ func TestHomeAssistantEndToEnd(t *testing.T) {
 		t.Fatalf("retrain from Home Assistant: %+v", res)
 	}
 
+	// Metrics: no series of the renamed or forgotten labels.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, gone := range []string{`label="Tigger"`, `label="Misty"`} {
+		if bytes.Contains(body, []byte(gone)) {
+			t.Errorf("/metrics still has %s:\n%s", gone, grep(body, gone))
+		}
+	}
+	for _, want := range []string{`whisker_samples{label="Tiger"} 1`, `whisker_samples{label="neither"} 1`, `whisker_firmware_info{`,
+		`whisker_frames_skipped_total{reason="motion_gate"}`, `whisker_frames_skipped_total{reason="paused"}`,
+		`whisker_requests_total{outcome="ok",topic="ha/threshold"} 1`, `whisker_requests_total{outcome="refused",topic="ha/threshold"} 1`,
+		`whisker_training_runs_total{outcome="ok"}`, `whisker_recognition_paused 0`} {
+		if !bytes.Contains(body, []byte(want)) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	// The device links to the agent's page.
 	cfgs = deviceConfigs(t, msgs)
 	dev := cfgs[len(cfgs)-1]["device"].(map[string]any)
 	if dev["configuration_url"] != fmt.Sprintf("http://127.0.0.1:%d/", port) || dev["suggested_area"] != "Garden" {
 		t.Errorf("device %v", dev)
 	}
+}
+
+func grep(body []byte, s string) string {
+	var out []string
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -40,7 +40,7 @@ func (a *Agent) serveRequests(ctx context.Context) error {
 			if !res.Ok {
 				a.log.Warn("request refused", "topic", in.Topic, "request_id", res.RequestID, "reason", res.Error)
 			}
-			a.metrics.requests.WithLabelValues(in.Topic, fmt.Sprint(res.Ok)).Inc()
+			a.metrics.request(in.Topic, res.Ok)
 			if err := a.bus.Load().PublishResult(res); err != nil {
 				a.log.Warn("answer not published; the broker will redeliver the request", "request_id", res.RequestID, "err", err)
 				continue

@@ -215,7 +215,7 @@ func TestCommandsDiscoveryAndOperations(t *testing.T) {
 	resp.Body.Close()
 	for _, name := range []string{"whisker_frames_captured_total", "whisker_frames_dropped_total", "whisker_inference_seconds_bucket",
 		"whisker_sightings_total", "whisker_training_runs_total", "whisker_training_seconds", "whisker_mqtt_reconnects_total",
-		`whisker_requests_total{ok="true",topic="cmd"}`} {
+		`whisker_requests_total{outcome="ok",topic="cmd"}`} {
 		if !bytes.Contains(body, []byte(name)) {
 			t.Errorf("/metrics lacks %s", name)
 		}
