@@ -432,12 +432,15 @@ func (s *Service) sync(birth bool) error {
 	var msgs []Message
 	// Migration of an earlier version's per-entity configs: the pets
 	// still here are handed over, the others removed.
+	// A legacy pet is handed over when its id is still a pet's (it may
+	// have been renamed since).
 	var legacyKept, legacyGone []string
 	for _, l := range st.Legacy {
-		if slices.Contains(pets, l) {
-			legacyKept = append(legacyKept, LegacyID(l))
+		id := LegacyID(l)
+		if slices.ContainsFunc(kept, func(r PetRecord) bool { return r.ID == id }) {
+			legacyKept = append(legacyKept, id)
 		} else {
-			legacyGone = append(legacyGone, LegacyID(l))
+			legacyGone = append(legacyGone, id)
 		}
 	}
 	migrate := len(st.Legacy) > 0

@@ -317,6 +317,28 @@ func TestMigrationFromPerEntityConfigs(t *testing.T) {
 	}
 }
 
+// A pet renamed before the first sync after an upgrade is migrated under
+// its new name, keeping its entities.
+func TestRenameBeforeMigration(t *testing.T) {
+	mem := &memory{st: State{Legacy: []string{"Tigger"}}}
+	f := newFixture(t, mem, "Tigger")
+	if err := f.svc.Rename("Tigger", "Tiger", func() error { f.setLabels("Tiger"); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	msgs := f.broker.take()
+	old := "homeassistant/sensor/whisker_porch/tigger_49df5f_last_seen/config"
+	if !slices.ContainsFunc(msgs, func(m Message) bool { return m.Topic == old && string(m.Payload) == string(MigratePayload) }) {
+		t.Errorf("the renamed pet was not migrated: %v", topics(msgs))
+	}
+	ids := uniqueIDs(deviceConfigs(t, msgs)[0])
+	if !slices.Contains(ids["Tiger"], "whisker_porch_tigger_49df5f_last_seen") {
+		t.Errorf("unique_ids after the rename: %v", ids)
+	}
+}
+
 // A rename interrupted by a crash is settled by the next sync, whether
 // the store had the rename or not.
 func TestInterruptedRenameSettles(t *testing.T) {
