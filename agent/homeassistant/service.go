@@ -162,9 +162,6 @@ func New(cfg Config, opt Options, log *slog.Logger, pub Publisher, mem Memory) (
 	return s, nil
 }
 
-// Discovery is the service's discovery builder.
-func (s *Service) Discovery() *Discovery { return s.disc }
-
 // Subscriptions are the topics the agent subscribes to for Home
 // Assistant, relative to nothing (full names), with the name their
 // messages carry: the birth message and the command topics.
