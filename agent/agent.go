@@ -107,17 +107,20 @@ func New(cfg Config, log *slog.Logger, version string) (a *Agent, err error) {
 	if err != nil {
 		return nil, err
 	}
+	a.pipe.SetPaused(a.settings.Paused())
 	a.ha, err = homeassistant.New(cfg.HomeAssistant, homeassistant.Options{
 		Device: cfg.Device, Version: version, Topics: cfg.MQTT.TopicPrefix + "/" + cfg.Device + "/",
-		NoPetLabels: cfg.Learner.NoPetLabels, Announce: cfg.Learner.announcer(), Pets: a.labels,
-		Announced: func(l string) { a.metrics.announced.WithLabelValues(l).Inc() },
+		ConfigurationURL: cfg.ConfigurationURL(),
+		NoPetLabels:      cfg.Learner.NoPetLabels, Announce: cfg.Learner.announcer(), Pets: a.labels,
+		State: a.haState, Firmware: a.haFirmware,
+		Announced: func(l string) { a.metrics.announced(l) },
 	}, log.With("component", "homeassistant"), lazyBus{&a.bus}, a.settings)
 	if err != nil {
 		return nil, err
 	}
 	a.ota, err = ota.New(cfg.Update, cfg.StateDir, version, a.identity, log.With("component", "update"), ota.Agent{
 		Reembed: a.reembed,
-		Health:  func() (uint64, bool) { return a.sightings.Load(), a.connected() },
+		Health:  a.health,
 		Changed: a.publishStatusAsync,
 		Finish:  a.finishUpdate,
 		Restart: a.requestRestart,
@@ -155,8 +158,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	bus.Extra = map[string]string{}
 	if a.cfg.Fleet.Household != "" {
-		bus.Extra = map[string]string{protocol.SharedTopic(a.cfg.MQTT.TopicPrefix, a.cfg.Fleet.Household): topicShared}
+		bus.Extra[protocol.SharedTopic(a.cfg.MQTT.TopicPrefix, a.cfg.Fleet.Household)] = topicShared
+	}
+	for topic, name := range a.ha.Subscriptions() {
+		bus.Extra[topic] = name
 	}
 	a.bus.Store(bus)
 
@@ -168,6 +175,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.serveHTTP(gctx) })
 	g.Go(func() error { return a.notifySystemd(gctx) })
 	g.Go(func() error { return a.ota.Probation(gctx) })
+	g.Go(func() error { return a.ha.Run(gctx) })
 	g.Go(func() error {
 		// A finite source that ends leaves the agent serving labels and
 		// commands; only ctx stops the agent.
@@ -233,7 +241,7 @@ func (a *Agent) status() protocol.Status {
 	st := protocol.Status{
 		State: "online", Device: a.cfg.Device, Version: a.version, Backbone: a.identity,
 		Camera: a.capture.Status().Source, TS: protocol.Timestamp(time.Now()),
-		Firmware: &fw, Update: a.ota.Status(), UpdateReport: a.ota.Report(),
+		Firmware: &fw, Update: a.ota.Status(), UpdateReport: a.ota.Report(), Paused: a.pipe.Paused(),
 	}
 	if h := a.trainer.Head(); h != nil {
 		st.Labels = h.Classes
@@ -246,6 +254,7 @@ func (a *Agent) publishStatusAsync() {
 	if b == nil || !b.Connected() {
 		return
 	}
+	a.ha.StateChanged()
 	st := a.status()
 	go func() {
 		if err := b.PublishStatus(st); err != nil {
@@ -269,7 +278,7 @@ func (a *Agent) observe(obs []pipeline.Observation) {
 		if b := a.bus.Load(); b != nil {
 			b.PublishSighting(s)
 		}
-		a.metrics.sightings.WithLabelValues(s.Label).Inc()
+		a.metrics.sighted(s.Label, o.At, a.ha.IsPet(s.Label))
 	}
 	ms := float64(obs[0].Infer.Microseconds()) / 1000
 	a.embedMu.Lock()
@@ -280,11 +289,11 @@ func (a *Agent) observe(obs []pipeline.Observation) {
 	}
 	a.embedMu.Unlock()
 	a.metrics.inference.Observe(obs[0].Infer.Seconds())
-	a.ha.Observe(obs[0].At, sightings, func(i int) []byte {
-		if img, _, ok := a.pipe.Snapshot(sightings[i].ID); ok {
-			return img // with the pets' boxes drawn
+	a.ha.Observe(obs[0].At, sightings, func(i int) (frame, crop []byte) {
+		if img, crop, ok := a.pipe.Snapshot(sightings[i].ID); ok {
+			return img, crop // the frame with the pets' boxes drawn, and the pet
 		}
-		return obs[i].JPEG
+		return obs[i].JPEG, obs[i].JPEG
 	})
 }
 
@@ -315,6 +324,16 @@ func (a *Agent) labels() ([]string, error) {
 func (a *Agent) labelsChanged() {
 	a.publishStatusAsync()
 	a.ha.LabelsChanged()
+	if labels, err := a.labels(); err == nil {
+		a.metrics.prune(labels)
+	}
+}
+
+// health is what probation after an update watches: how many frames the
+// agent has recognised (or, while recognition is paused, taken), and
+// whether the broker is connected.
+func (a *Agent) health() (uint64, bool) {
+	return a.sightings.Load() + a.pipe.Stats().Paused, a.connected()
 }
 
 // trained records a training run in the metrics and the status.

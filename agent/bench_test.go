@@ -63,9 +63,9 @@ func BenchmarkLabelToAnnouncement(b *testing.B) {
 		b.Fatal(tok.Error())
 	}
 	defer sub.Disconnect(100)
-	sub.Subscribe("whisker/lat/pet/"+homeassistant.PetSlug("Tigger"), 1, func(_ paho.Client, m paho.Message) {
+	sub.Subscribe("whisker/lat/pet/+", 1, func(_ paho.Client, m paho.Message) {
 		var st homeassistant.PetState
-		if json.Unmarshal(m.Payload(), &st) == nil {
+		if json.Unmarshal(m.Payload(), &st) == nil && st.Label == "Tigger" {
 			announced <- st
 		}
 	})

@@ -87,6 +87,8 @@ type MQTTConfig struct {
 	ClientID string `yaml:"client_id"`
 	Username string `yaml:"username"`
 	Password string `yaml:"password"`
+	// PasswordFile holds the password instead (see ResolveSecrets).
+	PasswordFile string `yaml:"password_file"`
 	// TLS for ssl:// (tls://, mqtts://) broker URLs.
 	TLS protocol.TLSConfig `yaml:"tls"`
 	// MaxPayload refuses larger label and command messages (bytes).
@@ -199,19 +201,46 @@ func sanitizeID(s string) string {
 	return b.String()
 }
 
-// Load reads a YAML configuration over the defaults. Relative paths in the
-// file are taken relative to the file's directory.
-func Load(path string) (Config, error) {
+// Load reads a YAML configuration over the defaults, then applies the
+// environment (ApplyEnv: WHISKER_ variables, and secrets from
+// $CREDENTIALS_DIRECTORY) and reads secret files (ResolveSecrets).
+// Relative paths in the file are taken relative to the file's directory.
+func Load(path string) (Config, error) { return LoadEnv(path, os.Environ()) }
+
+// LoadEnv is Load with the environment given ("NAME=value" strings); an
+// empty path reads no file: the defaults and the environment.
+func LoadEnv(path string, environ []string) (Config, error) {
 	cfg := Default()
-	data, err := os.ReadFile(path)
-	if err != nil {
+	if path != "" {
+		if err := loadFile(path, &cfg); err != nil {
+			return cfg, err
+		}
+	}
+	if err := ApplyEnv(&cfg, environ); err != nil {
 		return cfg, err
 	}
-	if err := Decode(data, &cfg); err != nil {
-		return cfg, fmt.Errorf("%s: %w", path, err)
+	var credentials string
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, "CREDENTIALS_DIRECTORY="); ok {
+			credentials = v
+		}
+	}
+	if err := ResolveSecrets(&cfg, credentials); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+func loadFile(path string, cfg *Config) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := Decode(data, cfg); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	resolve := resolveAgainst(filepath.Dir(path))
-	paths := []*string{&cfg.StateDir, &cfg.Backbone, &cfg.MQTT.TLS.CAFile, &cfg.MQTT.TLS.CertFile, &cfg.MQTT.TLS.KeyFile, &cfg.Update.LocalDir}
+	paths := []*string{&cfg.StateDir, &cfg.Backbone, &cfg.MQTT.TLS.CAFile, &cfg.MQTT.TLS.CertFile, &cfg.MQTT.TLS.KeyFile, &cfg.MQTT.PasswordFile, &cfg.Update.LocalDir}
 	// Only a file or folder source is a path; a device index, a URL or a
 	// GStreamer pipeline is not.
 	if kind, _, err := camera.ParseSource(cfg.Camera.Source); err == nil && (kind == camera.KindFile || kind == camera.KindFolder) {
@@ -223,7 +252,7 @@ func Load(path string) (Config, error) {
 	for i := range cfg.Update.TrustedKeys {
 		resolve(&cfg.Update.TrustedKeys[i])
 	}
-	return cfg, nil
+	return nil
 }
 
 func resolveAgainst(base string) func(*string) {

@@ -13,10 +13,12 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/whiskercam/whisker/agent/homeassistant"
 	"github.com/whiskercam/whisker/agent/ota"
 	"github.com/whiskercam/whisker/agent/protocol"
 
@@ -132,6 +134,8 @@ func TestBackboneUpgradeKeepsLabels(t *testing.T) {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
+	// Home Assistant's update entity follows the install.
+	firmware := record(t, mosq.URL(), "whisker/upgrade/ha/firmware")
 	go func() { exited <- a.Run(context.Background()) }()
 	cl := newClient(t, mosq.URL(), "whisker/upgrade/")
 	cl.waitStatus("online")
@@ -207,6 +211,31 @@ func TestBackboneUpgradeKeepsLabels(t *testing.T) {
 	newStats, err := a2.Stats()
 	if err != nil {
 		t.Fatal(err)
+	}
+	states := func(m []recorded) []homeassistant.FirmwareState {
+		var out []homeassistant.FirmwareState
+		for _, x := range m {
+			var st homeassistant.FirmwareState
+			if json.Unmarshal(x.payload, &st) == nil {
+				out = append(out, st)
+			}
+		}
+		return out
+	}
+	msgs := firmware.wait(t, "the new version installed in the update entity", func(m []recorded) bool {
+		st := states(m)
+		return len(st) > 0 && st[len(st)-1].InstalledVersion == "1.1.0" && !st[len(st)-1].InProgress
+	})
+	var during []homeassistant.FirmwareState
+	for _, st := range states(msgs) {
+		if st.InProgress {
+			during = append(during, st)
+		}
+	}
+	if !slices.ContainsFunc(during, func(st homeassistant.FirmwareState) bool {
+		return st.InstalledVersion == "test" && st.LatestVersion == "1.1.0" && st.UpdatePercentage != nil && *st.UpdatePercentage > 0 && *st.UpdatePercentage <= 100
+	}) {
+		t.Errorf("the update entity never showed the install in progress with a percentage: %+v", during)
 	}
 	if newStats.Backbone != man.Identity || newStats.Backbone == oldStats.Backbone {
 		t.Fatalf("running backbone %s, want %s", newStats.Backbone, man.Identity)

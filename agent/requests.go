@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/whiskercam/whisker/agent/homeassistant"
 	"github.com/whiskercam/whisker/agent/protocol"
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/learner"
@@ -23,8 +24,13 @@ func (a *Agent) serveRequests(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case in := <-a.inbound:
-			if in.Topic == topicShared {
+			switch in.Topic {
+			case topicShared:
 				a.storeShared(in.Payload)
+				in.Ack()
+				continue
+			case homeassistant.TopicBirth:
+				a.ha.Birth(in.Payload)
 				in.Ack()
 				continue
 			}
@@ -34,7 +40,7 @@ func (a *Agent) serveRequests(ctx context.Context) error {
 			if !res.Ok {
 				a.log.Warn("request refused", "topic", in.Topic, "request_id", res.RequestID, "reason", res.Error)
 			}
-			a.metrics.requests.WithLabelValues(in.Topic, fmt.Sprint(res.Ok)).Inc()
+			a.metrics.request(in.Topic, res.Ok)
 			if err := a.bus.Load().PublishResult(res); err != nil {
 				a.log.Warn("answer not published; the broker will redeliver the request", "request_id", res.RequestID, "err", err)
 				continue
@@ -58,6 +64,9 @@ func (a *Agent) handle(ctx context.Context, in Inbound) (res protocol.Result) {
 		return a.handleLabel(ctx, in.Payload)
 	case protocol.TopicCmd:
 		return a.handleCmd(ctx, in.Payload)
+	}
+	if isHACommand(in.Topic) {
+		return a.handleHA(ctx, in.Topic, in.Payload)
 	}
 	return protocol.Result{Error: "unknown topic"}
 }
@@ -132,6 +141,12 @@ func (a *Agent) handleCmd(ctx context.Context, payload []byte) protocol.Result {
 	if err != nil {
 		return failed(err)
 	}
+	return a.runCmd(ctx, req)
+}
+
+// runCmd carries out a command, from the cmd topic or from Home
+// Assistant.
+func (a *Agent) runCmd(ctx context.Context, req *protocol.CmdRequest) protocol.Result {
 	switch req.Cmd {
 	case "rename":
 		return a.change(req, learner.Change{Op: learner.OpRename, Label: req.Label, To: req.To})
@@ -142,6 +157,8 @@ func (a *Agent) handleCmd(ctx context.Context, payload []byte) protocol.Result {
 		return a.change(req, learner.Change{Op: learner.OpForget, Label: req.Label})
 	case "threshold":
 		return a.setThreshold(req)
+	case "pause", "resume":
+		return a.setPaused(req, req.Cmd == "pause")
 	}
 	res := protocol.Result{RequestID: req.RequestID, Cmd: req.Cmd}
 	switch req.Cmd {
@@ -226,12 +243,24 @@ func (a *Agent) publishSnapshot(req *protocol.CmdRequest, res protocol.Result) p
 // applied again.
 func (a *Agent) change(req *protocol.CmdRequest, c learner.Change) protocol.Result {
 	res := protocol.Result{RequestID: req.RequestID, Cmd: req.Cmd}
-	done, recorded, err := a.trainer.Apply(req.RequestID, c, func(d learner.Changed) ([]byte, error) {
-		ok := res
-		ok.Ok, ok.Label, ok.To, ok.SampleID, ok.Changed = true, d.Label, d.To, d.SampleID, d.N
-		ok.TS = protocol.Timestamp(time.Now())
-		return json.Marshal(ok)
-	})
+	var done learner.Changed
+	var recorded []byte
+	apply := func() (err error) {
+		done, recorded, err = a.trainer.Apply(req.RequestID, c, func(d learner.Changed) ([]byte, error) {
+			ok := res
+			ok.Ok, ok.Label, ok.To, ok.SampleID, ok.Changed = true, d.Label, d.To, d.SampleID, d.N
+			ok.TS = protocol.Timestamp(time.Now())
+			return json.Marshal(ok)
+		})
+		return err
+	}
+	var err error
+	if c.Op == learner.OpRename {
+		// The pet keeps its Home Assistant entities under the new name.
+		err = a.ha.Rename(c.Label, c.To, apply)
+	} else {
+		err = apply()
+	}
 	if errors.Is(err, learner.ErrDuplicate) {
 		return replay(req, recorded)
 	}
@@ -267,6 +296,32 @@ func (a *Agent) setThreshold(req *protocol.CmdRequest) protocol.Result {
 	}
 	a.log.Info("threshold set", "value", res.Threshold, "request_id", req.RequestID)
 	res.Ok = true
+	a.publishStatusAsync()
+	return res
+}
+
+// setPaused pauses or resumes recognition and keeps it so, once per
+// request id.
+func (a *Agent) setPaused(req *protocol.CmdRequest, paused bool) protocol.Result {
+	res := protocol.Result{RequestID: req.RequestID, Cmd: req.Cmd, Paused: &paused}
+	recorded, err := a.store.ApplyOnce(req.RequestID, func(*learner.Tx) (any, error) {
+		return nil, a.settings.SetPaused(paused)
+	}, func(any) ([]byte, error) {
+		ok := res
+		ok.Ok, ok.TS = true, protocol.Timestamp(time.Now())
+		return json.Marshal(ok)
+	})
+	switch {
+	case errors.Is(err, learner.ErrDuplicate):
+		return replay(req, recorded)
+	case err != nil:
+		res.Error = err.Error()
+		return res
+	}
+	a.pipe.SetPaused(paused)
+	a.log.Info("recognition", "paused", paused, "request_id", req.RequestID)
+	res.Ok = true
+	a.publishStatusAsync()
 	return res
 }
 
@@ -304,7 +359,7 @@ func (a *Agent) Stats() (*protocol.Stats, error) {
 		Device: a.cfg.Device, Version: a.version, UptimeSeconds: time.Since(a.started).Seconds(),
 		Backbone: a.identity, Runtime: "TensorFlow Lite " + backbone.RuntimeVersion(),
 		Labels: labelCounts(counts), Sightings: a.sightings.Load(), EmbedMillis: round4(embed),
-		TrainingRuns: runs, Threshold: a.threshold(),
+		TrainingRuns: runs, Threshold: a.threshold(), Paused: a.pipe.Paused(),
 		Camera: protocol.CameraStats{Up: cs.Up, State: cs.State, Source: cs.Source, Frames: cs.Frames, Dropped: dropped, Reopens: cs.Reopens,
 			Error: cs.LastErr, FPS: round4(cs.FPS)},
 		Pipeline: a.pipe.Stats(),

@@ -25,7 +25,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/whiskercam/whisker/agent/homeassistant"
 	"github.com/whiskercam/whisker/agent/protocol"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -87,17 +86,24 @@ func (r *retained) wait(t *testing.T, what string, cond func(map[string][]byte) 
 	t.Fatalf("%s: not seen within 20 s; have %v", what, topics)
 }
 
-func petConfigs(msgs map[string][]byte, slug string) (present, empty int) {
-	for topic, payload := range msgs {
-		if strings.HasPrefix(topic, "homeassistant/") && strings.Contains(topic, "/"+slug+"_") {
-			if len(payload) > 0 {
-				present++
-			} else {
-				empty++
-			}
+// petComponents counts the components of a pet in the retained device
+// config (those named after it).
+func petComponents(msgs map[string][]byte, device, label string) int {
+	var cfg struct {
+		Components map[string]struct {
+			Name *string `json:"name"`
+		} `json:"components"`
+	}
+	if json.Unmarshal(msgs["homeassistant/device/whisker_"+device+"/config"], &cfg) != nil {
+		return -1
+	}
+	n := 0
+	for _, c := range cfg.Components {
+		if c.Name != nil && (*c.Name == label || strings.HasPrefix(*c.Name, label+" ")) {
+			n++
 		}
 	}
-	return
+	return n
 }
 
 func photoBase64(t *testing.T, name string) string {
@@ -117,8 +123,8 @@ func TestCommandsDiscoveryAndOperations(t *testing.T) {
 	a := startAgent(t, cfg)
 	cl.waitStatus("online")
 
-	// The camera entity is there from the start; pets appear when labelled.
-	ha.wait(t, "camera entity", func(m map[string][]byte) bool { return len(m["homeassistant/camera/whisker_svc/snapshot/config"]) > 0 })
+	// The device is there from the start; pets appear when labelled.
+	ha.wait(t, "device config", func(m map[string][]byte) bool { return len(m["homeassistant/device/whisker_svc/config"]) > 0 })
 	r := cl.requestJSON(protocol.TopicLabel, map[string]string{"request_id": "l1", "image": photoBase64(t, "chelsea.png"), "label": "Tigger"})
 	if !r.Ok {
 		t.Fatalf("label: %+v", r)
@@ -127,11 +133,8 @@ func TestCommandsDiscoveryAndOperations(t *testing.T) {
 	if !r.Ok {
 		t.Fatalf("label: %+v", r)
 	}
-	tigger, misty := homeassistant.PetSlug("Tigger"), homeassistant.PetSlug("Misty")
 	ha.wait(t, "entities of both pets", func(m map[string][]byte) bool {
-		p1, _ := petConfigs(m, tigger)
-		p2, _ := petConfigs(m, misty)
-		return p1 == 3 && p2 == 3
+		return petComponents(m, "svc", "Tigger") == 5 && petComponents(m, "svc", "Misty") == 5
 	})
 
 	// Rename, applied once however often it is retried.
@@ -144,10 +147,8 @@ func TestCommandsDiscoveryAndOperations(t *testing.T) {
 	if !r.Ok || !r.Duplicate || r.Changed != 1 {
 		t.Fatalf("retried rename: %+v", r)
 	}
-	ha.wait(t, "Misty's entities removed, Rex's added", func(m map[string][]byte) bool {
-		_, gone := petConfigs(m, misty)
-		p, _ := petConfigs(m, homeassistant.PetSlug("Rex"))
-		return gone == 3 && p == 3
+	ha.wait(t, "Misty's entities renamed Rex", func(m map[string][]byte) bool {
+		return petComponents(m, "svc", "Misty") == 0 && petComponents(m, "svc", "Rex") == 5
 	})
 	r = cl.requestJSON(protocol.TopicCmd, map[string]string{"request_id": "c-labels", "cmd": "labels"})
 	if !r.Ok || len(r.Labels) != 2 || r.Labels[0].Label != "Rex" || r.Labels[1].Label != "Tigger" {
@@ -195,10 +196,7 @@ func TestCommandsDiscoveryAndOperations(t *testing.T) {
 	if !r.Ok || r.Changed != 1 {
 		t.Fatalf("forget label: %+v", r)
 	}
-	ha.wait(t, "Rex's entities removed", func(m map[string][]byte) bool {
-		_, gone := petConfigs(m, homeassistant.PetSlug("Rex"))
-		return gone == 3
-	})
+	ha.wait(t, "Rex's entities removed", func(m map[string][]byte) bool { return petComponents(m, "svc", "Rex") == 0 })
 	r = cl.request(protocol.TopicCmd, []byte(`{"request_id":"c-f2","cmd":"forget","sample_id":1}`), "c-f2")
 	if !r.Ok || r.Label != "Tigger" {
 		t.Fatalf("forget sample: %+v", r)
@@ -217,7 +215,7 @@ func TestCommandsDiscoveryAndOperations(t *testing.T) {
 	resp.Body.Close()
 	for _, name := range []string{"whisker_frames_captured_total", "whisker_frames_dropped_total", "whisker_inference_seconds_bucket",
 		"whisker_sightings_total", "whisker_training_runs_total", "whisker_training_seconds", "whisker_mqtt_reconnects_total",
-		`whisker_requests_total{ok="true",topic="cmd"}`} {
+		`whisker_requests_total{outcome="ok",topic="cmd"}`} {
 		if !bytes.Contains(body, []byte(name)) {
 			t.Errorf("/metrics lacks %s", name)
 		}

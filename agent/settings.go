@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/whiskercam/whisker/agent/homeassistant"
 	"github.com/whiskercam/whisker/internal/atomicfile"
 )
 
@@ -26,7 +27,12 @@ type settingsFile struct {
 	Format int `json:"format"`
 	// Threshold overrides learner.threshold when set.
 	Threshold *float64 `json:"threshold,omitempty"`
-	// Published are the pets that have Home Assistant entities.
+	// Paused stops recognition (the pause command) until resumed.
+	Paused bool `json:"paused,omitempty"`
+	// HomeAssistant keeps the ids of the pets' Home Assistant entities.
+	HomeAssistant *homeassistant.State `json:"homeassistant,omitempty"`
+	// Published are the pets an earlier version announced to Home
+	// Assistant one config per entity; they are migrated once.
 	Published []string `json:"ha_published,omitempty"`
 }
 
@@ -69,16 +75,40 @@ func (s *Settings) SetThreshold(t float64) error {
 	return s.update(func(v *settingsFile) { v.Threshold = &t })
 }
 
-// Published returns the pets that have Home Assistant entities.
-func (s *Settings) Published() []string {
+// Paused says whether recognition is paused.
+func (s *Settings) Paused() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]string(nil), s.v.Published...)
+	return s.v.Paused
 }
 
-// SetPublished records the pets that have Home Assistant entities.
-func (s *Settings) SetPublished(pets []string) error {
-	return s.update(func(v *settingsFile) { v.Published = append([]string(nil), pets...) })
+// SetPaused pauses or resumes recognition, and keeps it so.
+func (s *Settings) SetPaused(p bool) error {
+	return s.update(func(v *settingsFile) { v.Paused = p })
+}
+
+// HomeAssistant returns what the Home Assistant service keeps: the pets'
+// ids, and the pets an earlier version announced (to migrate).
+func (s *Settings) HomeAssistant() homeassistant.State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var st homeassistant.State
+	if s.v.HomeAssistant != nil {
+		st.Pets = append(st.Pets, s.v.HomeAssistant.Pets...)
+		st.Removed = append(st.Removed, s.v.HomeAssistant.Removed...)
+	}
+	st.Legacy = append([]string(nil), s.v.Published...)
+	return st
+}
+
+// SetHomeAssistant keeps the Home Assistant service's state; the pets of
+// an earlier version stay listed until the state says they are migrated.
+func (s *Settings) SetHomeAssistant(st homeassistant.State) error {
+	return s.update(func(v *settingsFile) {
+		keep := homeassistant.State{Pets: append([]homeassistant.PetRecord(nil), st.Pets...), Removed: append([]homeassistant.Removed(nil), st.Removed...)}
+		v.HomeAssistant = &keep
+		v.Published = append([]string(nil), st.Legacy...)
+	})
 }
 
 func (s *Settings) update(change func(*settingsFile)) error {

@@ -94,11 +94,12 @@ type Pipeline struct {
 	seq     atomic.Uint64
 	stats   pipelineCounters
 	capture chan chan captureResult // capture-now requests
+	paused  atomic.Bool
 }
 
 type pipelineCounters struct {
-	taken, still, idle, inferred, crops, pets, sightings, dropped, errors atomic.Uint64
-	prep, infer, finish                                                   atomic.Uint64
+	taken, still, paused, idle, inferred, crops, pets, sightings, dropped, errors atomic.Uint64
+	prep, infer, finish                                                           atomic.Uint64
 }
 
 // job is one frame on its way through the pipeline, with its buffers.
@@ -228,12 +229,25 @@ func (p *Pipeline) Close() {
 func (p *Pipeline) Stats() protocol.PipelineStats {
 	c := &p.stats
 	return protocol.PipelineStats{
-		Taken: c.taken.Load(), Still: c.still.Load(), Idle: c.idle.Load(), Inferred: c.inferred.Load(),
+		Taken: c.taken.Load(), Still: c.still.Load(), Paused: c.paused.Load(), Idle: c.idle.Load(), Inferred: c.inferred.Load(),
 		Crops: c.crops.Load(), Pets: c.pets.Load(), Sightings: c.sightings.Load(), Dropped: c.dropped.Load(),
 		Errors: c.errors.Load(), PrepNanos: c.prep.Load(), InferNs: c.infer.Load(), FinishNs: c.finish.Load(),
 		MotionOn: p.gate != nil, Detecting: p.dec != nil,
 	}
 }
+
+// SetPaused pauses recognition (true) or resumes it: while paused, the
+// frames the camera delivers are taken and counted (Stats.Paused) but
+// none goes through the backbone, so no sighting is made. Capture and
+// Embed still work.
+func (p *Pipeline) SetPaused(paused bool) {
+	if p.paused.Swap(paused) != paused {
+		p.log.Info("recognition", "paused", paused)
+	}
+}
+
+// Paused says whether recognition is paused.
+func (p *Pipeline) Paused() bool { return p.paused.Load() }
 
 // Snapshot returns the JPEG snapshots of a recent sighting: the frame
 // with every pet's box and name drawn on it, and the crop of the pet (for
@@ -334,6 +348,11 @@ func (p *Pipeline) prepare(ctx context.Context) {
 		case j.capture = <-p.capture:
 			j.trigger = "capture"
 		default:
+		}
+		if j.capture == nil && p.paused.Load() {
+			p.stats.paused.Add(1)
+			p.free <- j
+			continue
 		}
 		if p.gate != nil && j.capture == nil {
 			m, err := p.gate.Check(&j.frame)

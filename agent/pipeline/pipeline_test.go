@@ -109,6 +109,12 @@ func testPipelineConfig() Config {
 // through, and returns what the sink saw. Every frame is handed over once
 // the previous one was taken, so none is dropped however slow the machine.
 func runPipeline(t *testing.T, pcfg Config, manifest, src string, during func(p *Pipeline)) ([]Observation, *Pipeline) {
+	return runPipelineFrom(t, pcfg, manifest, src, nil, during)
+}
+
+// runPipelineFrom is runPipeline with before run on the pipeline before
+// the first frame.
+func runPipelineFrom(t *testing.T, pcfg Config, manifest, src string, before, during func(p *Pipeline)) ([]Observation, *Pipeline) {
 	t.Helper()
 	bb, err := backbone.Open(manifest, backbone.Options{Threads: 2})
 	if err != nil {
@@ -130,6 +136,9 @@ func runPipeline(t *testing.T, pcfg Config, manifest, src string, during func(p 
 	t.Cleanup(p.Close)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	if before != nil {
+		before(p)
+	}
 	go func() { done <- p.Run(ctx) }()
 	feed(t, src, box, p)
 	if during != nil {
@@ -324,6 +333,30 @@ func TestPipelineGatesStillFramesAndServesRequests(t *testing.T) {
 	}
 	if len(feats) != 1280 {
 		t.Errorf("embedding request: %d features", len(feats))
+	}
+}
+
+// A paused pipeline takes every frame and recognises none; resumed, it
+// recognises again.
+func TestPausedPipelineRecognisesNothing(t *testing.T) {
+	lawn, err := camera.ReadImage(testenv.Photo(t, "grass.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	video := filepath.Join(t.TempDir(), "lawn.avi")
+	if _, err := camera.WriteVideo(video, 320, 240, 10, &lawn, []camera.Shot{{Seconds: 1, Noise: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	pcfg := testPipelineConfig()
+	pcfg.Camera.Motion.Enabled = false
+	obs, p := runPipelineFrom(t, pcfg, testenv.BackboneManifest(t), video, func(p *Pipeline) { p.SetPaused(true) }, nil)
+	st := p.Stats()
+	if len(obs) != 0 || st.Inferred != 0 || st.Taken != 10 || st.Paused != 10 || !p.Paused() {
+		t.Errorf("paused: %d sightings, stats %+v", len(obs), st)
+	}
+	obs, p = runPipelineFrom(t, pcfg, testenv.BackboneManifest(t), video, func(p *Pipeline) { p.SetPaused(true); p.SetPaused(false) }, nil)
+	if st := p.Stats(); len(obs) != 10 || st.Inferred != 10 || st.Paused != 0 || p.Paused() {
+		t.Errorf("resumed: %d sightings, stats %+v", len(obs), st)
 	}
 }
 

@@ -100,16 +100,18 @@ var cmdArgs = map[string][]string{
 	"threshold": {"value"},
 	"snapshot":  {"sighting_id"},
 	"update":    {"url", "path", "sha256"},
+	"pause":     nil,
+	"resume":    nil,
 }
 
 // commands lists the command names in a stable order, for messages.
-var commands = []string{"retrain", "labels", "stats", "capture", "rename", "forget", "threshold", "snapshot", "update"}
+var commands = []string{"retrain", "labels", "stats", "capture", "rename", "forget", "threshold", "pause", "resume", "snapshot", "update"}
 
 // Mutating reports whether a command changes state (and so is applied
 // once per request_id).
 func (r *CmdRequest) Mutating() bool {
 	switch r.Cmd {
-	case "rename", "forget", "threshold":
+	case "rename", "forget", "threshold", "pause", "resume":
 		return true
 	}
 	return false
@@ -131,6 +133,7 @@ type Result struct {
 	To            string        `json:"to,omitempty"`
 	Changed       int           `json:"changed,omitempty"`
 	Threshold     float64       `json:"threshold,omitempty"`
+	Paused        *bool         `json:"paused,omitempty"`
 	Sighting      *Sighting     `json:"sighting,omitempty"`
 	SightingID    string        `json:"sighting_id,omitempty"`
 	SnapshotTopic string        `json:"snapshot_topic,omitempty"`
@@ -174,6 +177,8 @@ type Stats struct {
 	// Threshold is the one in use: set over MQTT or in the
 	// configuration, else the head's calibrated one.
 	Threshold float64 `json:"threshold"`
+	// Paused is true while recognition is paused (the pause command).
+	Paused bool `json:"paused,omitempty"`
 	// Learner describes the head: kind (linear or hidden), its capacity
 	// choice, calibration and imprinted labels (docs/learning.md).
 	Learner json.RawMessage `json:"learner,omitempty"`
@@ -217,6 +222,8 @@ type Status struct {
 	Backbone string   `json:"backbone,omitempty"`
 	Labels   []string `json:"labels,omitempty"`
 	Camera   string   `json:"camera,omitempty"`
+	// Paused is true while recognition is paused (the pause command).
+	Paused bool `json:"paused,omitempty"`
 	// Firmware is what the device runs; Update, how the last or current
 	// update is going.
 	Firmware *FirmwareStatus `json:"firmware,omitempty"`
@@ -468,6 +475,7 @@ type SightingBox struct {
 type PipelineStats struct {
 	Taken     uint64 `json:"taken"`     // frames taken from the mailbox
 	Still     uint64 `json:"still"`     // skipped by the motion gate
+	Paused    uint64 `json:"paused"`    // not recognised while recognition was paused
 	Idle      uint64 `json:"idle"`      // classified although still (idle interval)
 	Inferred  uint64 `json:"inferred"`  // frames through the backbone
 	Crops     uint64 `json:"crops"`     // extra backbone runs on pet crops

@@ -48,6 +48,9 @@ var allowed = map[string][]string{
 	"internal/testenv":         {},
 	"internal/importgraph":     {},
 	"systemd":                  {},
+
+	// Discovery schemas for the tests of agent/homeassistant and agent.
+	"agent/homeassistant/hatest": {},
 }
 
 // ownCgo are the packages that may call C themselves: the edges where

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -122,11 +121,11 @@ func runBenchLearner(cmd *cobra.Command, opt benchLearnerOptions) error {
 		return err
 	}
 	spec, identity := emb.Spec(), emb.Identity()
-	var bar *progressbar.ProgressBar
+	var bar *progress
 	d, err := bench.PetEmbeddings(filepath.Join(opt.deps, "testdata", "dogsNcats.json"), filepath.Join(opt.deps, "cache"), emb, opt.perClass,
 		func(done, total int) {
 			if bar == nil {
-				bar = newBar(stderr, total, "embedding pet images (cached for next time)")
+				bar = newProgress(stderr, total, "embedding pet images (cached for next time)")
 			}
 			bar.Set(done)
 		})
@@ -136,7 +135,6 @@ func runBenchLearner(cmd *cobra.Command, opt benchLearnerOptions) error {
 	}
 	if bar != nil {
 		bar.Finish()
-		fmt.Fprintln(stderr)
 	}
 
 	tc := learner.TrainConfig{C: 1}
@@ -221,11 +219,6 @@ func changedFlags(cmd *cobra.Command) string {
 	var b strings.Builder
 	cmd.Flags().Visit(func(f *pflag.Flag) { fmt.Fprintf(&b, " --%s=%s", f.Name, f.Value) })
 	return b.String()
-}
-
-func newBar(w io.Writer, total int, what string) *progressbar.ProgressBar {
-	return progressbar.NewOptions(total, progressbar.OptionSetWriter(w), progressbar.OptionSetDescription(what),
-		progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionThrottle(100*time.Millisecond))
 }
 
 func cpuModel() string {

@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/whiskercam/whisker/learner"
@@ -110,11 +109,11 @@ func runBenchOpenSet(cmd *cobra.Command, opt benchOpenSetOptions) error {
 		return err
 	}
 	cache := filepath.Join(opt.deps, "cache")
-	var bar *progressbar.ProgressBar
-	progress := func(what string) bench.SightingProgress {
+	var bar *progress
+	show := func(what string) bench.SightingProgress {
 		return func(done, total int, _ string) {
 			if bar == nil {
-				bar = newBar(stderr, total, what)
+				bar = newProgress(stderr, total, what)
 			}
 			bar.Set(done)
 		}
@@ -122,17 +121,16 @@ func runBenchOpenSet(cmd *cobra.Command, opt benchOpenSetOptions) error {
 	finish := func() {
 		if bar != nil {
 			bar.Finish()
-			fmt.Fprintln(stderr)
 			bar = nil
 		}
 	}
-	s, err := bench.CachedSightings(ctx, ps, bench.RoleBench, det, bench.SightingConfig{Deps: opt.deps}, cache, progress("benchmark sightings (cached for next time)"))
+	s, err := bench.CachedSightings(ctx, ps, bench.RoleBench, det, bench.SightingConfig{Deps: opt.deps}, cache, show("benchmark sightings (cached for next time)"))
 	finish()
 	if err != nil {
 		det.Close()
 		return err
 	}
-	ref, err := bench.BuildReference(ctx, det, bench.ReferenceConfig{Deps: opt.deps}, cache, progress("reference set (cached for next time)"))
+	ref, err := bench.BuildReference(ctx, det, bench.ReferenceConfig{Deps: opt.deps}, cache, show("reference set (cached for next time)"))
 	finish()
 	det.Close()
 	if err != nil {

@@ -87,7 +87,7 @@ fetches. Timings depend on what else runs: run it on a quiet machine.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
-			return benchPipeline(cmd.Context(), cmd.OutOrStdout(), o)
+			return benchPipeline(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
 		},
 	}
 	f := cmd.Flags()
@@ -103,7 +103,18 @@ fetches. Timings depend on what else runs: run it on a quiet machine.`,
 	return cmd
 }
 
-func benchPipeline(ctx context.Context, w io.Writer, o benchOptions) error {
+// benchSteps is the number of measurements benchPipeline makes, for its
+// progress: three per throughput round, preprocessing, four CPU runs and
+// the detections.
+func benchSteps(o benchOptions) int {
+	n := 3*o.rounds + 2
+	if !o.skipCPU {
+		n += 4
+	}
+	return n
+}
+
+func benchPipeline(ctx context.Context, w, stderr io.Writer, o benchOptions) error {
 	bb, err := backbone.Open(o.manifest, backbone.Options{Threads: o.threads})
 	if err != nil {
 		return fmt.Errorf("%w (make deps makes the detecting backbone)", err)
@@ -134,6 +145,9 @@ func benchPipeline(ctx context.Context, w io.Writer, o benchOptions) error {
 		return err
 	}
 
+	steps := newProgress(stderr, benchSteps(o), fmt.Sprintf("measuring (%g s each)", o.seconds))
+	defer steps.Finish()
+
 	// 1. Throughput.
 	fmt.Fprintf(w, "## Throughput (640x480 video at %g fps, motion gate off, detection on; %d alternating rounds of %g s)\n\n", o.sourceFPS, o.rounds, o.seconds)
 	var bare, region, crop []benchRun
@@ -143,6 +157,7 @@ func benchPipeline(ctx context.Context, w io.Writer, o benchOptions) error {
 			return err
 		}
 		bare = append(bare, r)
+		steps.Add(1)
 		for _, mode := range []string{"region", "crop"} {
 			_, r, err := runBenchPipeline(ctx, bb, moving, mode, false, 0, o.seconds)
 			if err != nil {
@@ -153,6 +168,7 @@ func benchPipeline(ctx context.Context, w io.Writer, o benchOptions) error {
 			} else {
 				crop = append(crop, r)
 			}
+			steps.Add(1)
 		}
 	}
 	b, rg, cr := sumRuns(bare), sumRuns(region), sumRuns(crop)
@@ -186,6 +202,7 @@ func benchPipeline(ctx context.Context, w io.Writer, o benchOptions) error {
 	if err != nil {
 		return err
 	}
+	steps.Add(1)
 	frameMS := 1000 / rg.fps()
 	fmt.Fprintln(w, "## Preprocessing (one 640x480 frame, median of 200)")
 	fmt.Fprintln(w)
@@ -208,6 +225,7 @@ func benchPipeline(ctx context.Context, w io.Writer, o benchOptions) error {
 				if err != nil {
 					return err
 				}
+				steps.Add(1)
 				perMin := r.cpu / r.secs * 60
 				on := map[bool]string{true: "on", false: "off"}[gate]
 				cpu[v.name+on] = perMin
@@ -227,6 +245,8 @@ func benchPipeline(ctx context.Context, w io.Writer, o benchOptions) error {
 	if err := benchDetections(w, bb, photos); err != nil {
 		return err
 	}
+	steps.Add(1)
+	steps.Finish()
 	fmt.Fprintf(w, "\nload average after: %s\n", loadAvg())
 	return nil
 }

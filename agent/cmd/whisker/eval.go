@@ -157,7 +157,7 @@ func embedFolder(cmd *cobra.Command, dir, manifest string, threads int) (*learne
 		return nil, "", err
 	}
 	defer emb.Close()
-	bar := newBar(cmd.ErrOrStderr(), len(files), "embedding")
+	bar := newProgress(cmd.ErrOrStderr(), len(files), "embedding")
 	d := &learner.Dataset{}
 	for _, f := range files {
 		if err := cmd.Context().Err(); err != nil {
@@ -173,7 +173,6 @@ func embedFolder(cmd *cobra.Command, dir, manifest string, threads int) (*learne
 		d.Labels = append(d.Labels, f.Label)
 	}
 	bar.Finish()
-	fmt.Fprintln(cmd.ErrOrStderr())
 	reportSkipped(cmd.ErrOrStderr(), skipped)
 	return d, emb.Identity(), nil
 }

@@ -119,7 +119,7 @@ while it runs.`,
 			defer emb.Close()
 
 			out := cmd.OutOrStdout()
-			bar := newBar(cmd.ErrOrStderr(), len(todo), "embedding")
+			bar := newProgress(cmd.ErrOrStderr(), len(todo), "embedding")
 			var batch []learner.Sample
 			added, dups := 0, 0
 			flush := func() error {
@@ -178,7 +178,6 @@ while it runs.`,
 				return err
 			}
 			bar.Finish()
-			fmt.Fprintln(cmd.ErrOrStderr())
 			fmt.Fprintf(out, "Imported %d new samples into %s (%d were already there).\n", added, store.Path(), dups)
 			reportSkipped(out, skipped)
 			if err := cmd.Context().Err(); err != nil {

@@ -40,10 +40,18 @@ pretrained TensorFlow Lite backbone, and names the pet it sees with a small
 classifier it trains on the device from the labels you send over MQTT.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version,
 	}
+	// `whisker --version` prints what `whisker version` prints.
+	root.SetVersionTemplate(versionLine())
 	root.AddCommand(runCmd(), bootCmd(), labelCmd(), ctlCmd(), importCmd(), evalCmd(), demoCmd(), modelCmd(), configCmd(),
 		demoVideoCmd(), keysCmd(), bundleCmd(), fleetCmd(), embedCmd(), benchCmd(), versionCmd())
 	return root.ExecuteContext(ctx)
+}
+
+// versionLine is the version, and the TensorFlow Lite library it runs.
+func versionLine() string {
+	return fmt.Sprintf("whisker %s (TensorFlow Lite %s)\n", version, backbone.RuntimeVersion())
 }
 
 func versionCmd() *cobra.Command {
@@ -52,7 +60,7 @@ func versionCmd() *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, args []string) {
-			fmt.Fprintf(cmd.OutOrStdout(), "whisker %s (TensorFlow Lite %s)\n", version, backbone.RuntimeVersion())
+			fmt.Fprint(cmd.OutOrStdout(), versionLine())
 		},
 	}
 }

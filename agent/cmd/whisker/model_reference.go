@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/whiskercam/whisker/firmware/model"
@@ -45,17 +44,16 @@ the detecting backbone's manifest and DEPS/models/backbone.manifest.json).`,
 			}
 			defer det.Close()
 			start := time.Now()
-			var bar *progressbar.ProgressBar
+			var bar *progress
 			ref, err := bench.BuildReference(cmd.Context(), det, bench.ReferenceConfig{Deps: deps}, filepath.Join(deps, "cache"),
 				func(done, total int, _ string) {
 					if bar == nil {
-						bar = newBar(cmd.ErrOrStderr(), total, "reference photographs")
+						bar = newProgress(cmd.ErrOrStderr(), total, "reference photographs")
 					}
 					bar.Set(done)
 				})
 			if bar != nil {
 				bar.Finish()
-				fmt.Fprintln(cmd.ErrOrStderr())
 			}
 			if err != nil {
 				return err

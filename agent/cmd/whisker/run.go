@@ -16,16 +16,19 @@ import (
 // defaultConfigPath is read when --config is not given and it exists.
 const defaultConfigPath = "/etc/whisker/whisker.yaml"
 
+// loadConfig reads the configuration file (path, else the default one if
+// it exists, else none) and the environment (WHISKER_ variables, secret
+// files, systemd credentials).
 func loadConfig(path string) (agent.Config, string, error) {
 	if path == "" {
 		if _, err := os.Stat(defaultConfigPath); err == nil {
 			path = defaultConfigPath
 		}
 	}
-	if path == "" {
-		return agent.Default(), "(defaults)", nil
-	}
 	cfg, err := agent.Load(path)
+	if path == "" {
+		return cfg, "(defaults)", err
+	}
 	return cfg, path, err
 }
 
@@ -118,6 +121,23 @@ func configCmd() *cobra.Command {
 			}
 			_, err = cmd.OutOrStdout().Write(out)
 			return err
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "env",
+		Short: "List the environment variable of every configuration key",
+		Long: `Every configuration key can be set from the environment: WHISKER_ and the
+key's path in upper case with '.' as '_'. A variable overrides the file and
+is overridden by flags. Values read as in YAML (durations such as 300ms,
+true or false); lists are comma-separated.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, kv := range agent.EnvKeys() {
+				if _, err := fmt.Fprintf(cmd.OutOrStdout(), "%-48s %s\n", kv[0], kv[1]); err != nil {
+					return err
+				}
+			}
+			return nil
 		},
 	})
 	cmd.AddCommand(&cobra.Command{
