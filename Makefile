@@ -60,12 +60,22 @@ backbone: build ## Cut the default backbone (MobileNetV2 at Conv_1/Relu6, avg-po
 	fi
 
 .PHONY: reference
+# The reference sets depend on the backbone, the pinned photographs and the
+# code that embeds them; a copy is kept in the download cache under a key
+# of all three, so that a fresh clone does not embed them again.
+CACHE     ?= $(or $(WHISKER_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/whisker)
+REF_KEY    = $(shell cat $(MODELS)/backbone-detect.manifest.json scripts/deps.sh learner/reference.go learner/bench/reference*.go learner/bench/sightings.go 2>/dev/null | sha256sum | cut -c1-16)
 reference: build ## Compute the backbones' reference set of other animals and scenes (models/*.reference)
 	@if [ -f $(MODELS)/backbone.reference ] && [ -f $(MODELS)/backbone-detect.reference ] && \
 	  [ $(MODELS)/backbone.reference -nt $(MODELS)/backbone-detect.manifest.json ]; then \
-	  echo "==> reference set: up to date ($(MODELS)/backbone.reference)"; else \
+	  echo "==> reference set: up to date ($(MODELS)/backbone.reference)"; \
+	elif [ -f $(CACHE)/reference/$(REF_KEY)/backbone.reference ] && [ -f $(CACHE)/reference/$(REF_KEY)/backbone-detect.reference ]; then \
+	  echo "==> reference set: from the cache ($(CACHE)/reference/$(REF_KEY))"; \
+	  cp $(CACHE)/reference/$(REF_KEY)/backbone.reference $(CACHE)/reference/$(REF_KEY)/backbone-detect.reference $(MODELS)/; \
+	else \
 	  echo "==> reference set: embedding the reference photographs (a few minutes once)"; \
-	  $(WHISKER) model reference --deps $(DEPS); fi
+	  $(WHISKER) model reference --deps $(DEPS) && mkdir -p $(CACHE)/reference/$(REF_KEY) && \
+	  cp $(MODELS)/backbone.reference $(MODELS)/backbone-detect.reference $(CACHE)/reference/$(REF_KEY)/; fi
 
 .PHONY: demo-video
 demo-video: build ## Make the demo video from the test photographs

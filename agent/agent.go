@@ -97,12 +97,12 @@ func New(cfg Config, log *slog.Logger, version string) (a *Agent, err error) {
 	} else if n > 0 {
 		log.Debug("pruned old request answers", "n", n)
 	}
-	a.trainer = learner.NewTrainer(a.cfg.Trainer(a.identity), a.store, a.identity, log.With("component", "learner"))
+	a.trainer = learner.NewTrainer(a.trainerConfig(cfg.Backbone, a.identity, a.bb.Detects()), a.store, a.identity, log.With("component", "learner"))
 	a.trainer.OnTrained = a.trained
 	a.capture = camera.NewCapture(cfg.Camera.Capture(), log.With("component", "camera"), a.box, nil)
 	a.pipe, err = pipeline.New(pipeline.Config{
 		Camera: cfg.Camera, Threshold: a.threshold, SampleSize: cfg.Learner.SnapshotSize,
-		IDPrefix: fmt.Sprintf("%x", a.started.Unix()), Recent: cfg.Learner.Recent,
+		IDPrefix: fmt.Sprintf("%x", a.started.Unix()), Recent: cfg.Learner.Recent, NoPetLabels: cfg.Learner.NoPetLabels,
 	}, log.With("component", "pipeline"), a.bb, a.box, a.trainer.Head, a.observe)
 	if err != nil {
 		return nil, err
@@ -244,7 +244,7 @@ func (a *Agent) status() protocol.Status {
 		Firmware: &fw, Update: a.ota.Status(), UpdateReport: a.ota.Report(), Paused: a.pipe.Paused(),
 	}
 	if h := a.trainer.Head(); h != nil {
-		st.Labels = h.Classes
+		st.Labels = h.Labels()
 	}
 	return st
 }
@@ -358,7 +358,37 @@ func (a *Agent) reembed(ctx context.Context, manifest string, progress func(floa
 		return err
 	}
 	defer emb.Close()
-	return emb.Reembed(ctx, a.store, a.identity, a.cfg.Trainer(emb.Identity()), a.log.With("component", "update"), progress)
+	return emb.Reembed(ctx, a.store, a.identity, a.trainerConfig(manifest, emb.Identity(), emb.Backbone().Detects()), a.log.With("component", "update"), progress)
+}
+
+// trainerConfig is the learner's configuration for the head of the
+// backbone a manifest describes: with the backbone's reference set of
+// other animals and scenes (computed by make deps beside the manifest) as
+// one more class, so that strangers are unknown from the first labels.
+// Without one, the head still works, naming every animal as one of the
+// labelled ones more often; the log says how to make it.
+//
+// The reference set holds sightings as the pipeline makes them from pets
+// it detected (crops); a backbone that classifies whole frames learns
+// without it, since a whole frame is far from every crop.
+func (a *Agent) trainerConfig(manifest, identity string, detects bool) learner.TrainerConfig {
+	tc := a.cfg.Trainer(identity)
+	path := learner.ReferencePath(manifest)
+	if !detects || !a.cfg.Camera.Detect.Enabled {
+		a.log.Info("whole frames are classified: the reference set of other animals and scenes, made of pet crops, is not used", "backbone", manifest)
+		return tc
+	}
+	switch ref, err := learner.LoadReference(path, identity); {
+	case err == nil:
+		tc.Background.Reference = ref
+		a.log.Info("reference set of other animals and scenes loaded", "path", path)
+	case errors.Is(err, os.ErrNotExist):
+		a.log.Warn("no reference set beside the backbone: strangers are more often named as pets", "path", path,
+			"hint", "make deps (or whisker model reference) computes it")
+	default:
+		a.log.Error("reference set not used", "path", path, "err", err)
+	}
+	return tc
 }
 
 // finishUpdate answers an update request and publishes the status, and

@@ -269,9 +269,13 @@ func subjectOf(s protocol.Sighting) (string, int) {
 	return demo.Subject(int(s.Frame) - 1)
 }
 
+// The camera as installed: the detecting backbone finds each pet, which
+// is classified from its crop, with the reference set of other animals
+// and scenes as one more class.
 func TestEndToEndThroughMosquitto(t *testing.T) {
 	mosq := testenv.StartMosquitto(t)
 	cfg := testConfig(t, mosq.URL(), "e2e")
+	cfg.Backbone = testenv.DetectorBackbone(t)
 	cl := newClient(t, mosq.URL(), "whisker/e2e/")
 	startAgent(t, cfg)
 	st := cl.waitStatus("online")
@@ -325,7 +329,7 @@ func TestEndToEndThroughMosquitto(t *testing.T) {
 		if s.Label == want[subj] {
 			correct[subj]++
 		} else {
-			t.Logf("frame %d (%s): %q %.2f %v", s.Frame, subj, s.Label, s.Confidence, s.Scores)
+			t.Logf("frame %d (%s): %q %.2f %v (%s)", s.Frame, subj, s.Label, s.Confidence, s.Scores, s.Why)
 		}
 	}
 	for _, subj := range []string{demo.Cat, demo.Dog} {

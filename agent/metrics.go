@@ -128,7 +128,7 @@ func newMetrics(a *Agent) *metrics {
 		gauge("whisker_head_classes", "Classes of the current head (0: no head).",
 			func() float64 {
 				if h := a.trainer.Head(); h != nil {
-					return float64(len(h.Classes))
+					return float64(len(h.Labels()))
 				}
 				return 0
 			}),

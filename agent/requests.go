@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/whiskercam/whisker/agent/homeassistant"
+	"github.com/whiskercam/whisker/agent/pipeline"
 	"github.com/whiskercam/whisker/agent/protocol"
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/learner"
@@ -367,8 +369,10 @@ func (a *Agent) Stats() (*protocol.Stats, error) {
 	for _, c := range counts {
 		st.Samples += c.Samples
 	}
+	st.Unknown = a.pipe.Unknown()
+	st.Advice = advice(counts, st.Unknown, a.trainer.Head(), a.cfg.Learner.NoPetLabels)
 	if h := a.trainer.Head(); h != nil {
-		st.Head = &protocol.HeadInfo{Classes: h.Classes, Samples: h.Samples, Trained: protocol.Timestamp(h.Trained)}
+		st.Head = &protocol.HeadInfo{Classes: h.Labels(), Samples: h.Samples, Trained: protocol.Timestamp(h.Trained)}
 		if st.Learner, err = json.Marshal(a.trainer.Summary()); err != nil {
 			return nil, err
 		}
@@ -381,4 +385,31 @@ func (a *Agent) Stats() (*protocol.Stats, error) {
 
 func round4(x float64) float64 {
 	return float64(int64(x*10000+0.5)) / 10000
+}
+
+// fewSamples is how many samples a pet needs before its own sightings,
+// rather than priors, set how sure the head must be (the learner's
+// calibration from a reference set).
+const fewSamples = 6
+
+// advice says in words what to label next: what is missing for a head,
+// which pets have too few samples, and what the unknown sightings were.
+func advice(counts []learner.LabelCount, unknown map[string]uint64, h *learner.Head, noPet []string) []string {
+	var out []string
+	if h == nil {
+		return append(out, pipeline.WhyNoHead+".")
+	}
+	for _, c := range counts {
+		if c.Samples < fewSamples && !slices.Contains(noPet, c.Label) {
+			out = append(out, fmt.Sprintf("%s has %d sample(s): label a few more sightings of %s, in other poses and light; from %d on its limits are learnt from its own sightings.",
+				c.Label, c.Samples, c.Label, fewSamples))
+		}
+	}
+	if n := unknown[learner.WhyUnsure]; n > 0 {
+		out = append(out, fmt.Sprintf("%d sighting(s) were too unsure between your labels: label the ones you recognise (each sighting says which name it came closest to).", n))
+	}
+	if n := unknown[learner.WhyFar] + unknown[learner.WhyBackground]; n > 0 {
+		out = append(out, fmt.Sprintf("%d sighting(s) looked unlike every pet you labelled: strangers need nothing; if some were your pets, label them so that such views are learnt.", n))
+	}
+	return out
 }

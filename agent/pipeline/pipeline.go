@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"image"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,9 @@ type Config struct {
 	IDPrefix string
 	// Recent is how many recent sightings can be labelled by id.
 	Recent int
+	// NoPetLabels mean "no pet here": a whole frame in which the detector
+	// found no pet is named one of them or unknown, never a pet.
+	NoPetLabels []string
 }
 
 // Pipeline turns the latest frames into sightings in three stages, each
@@ -91,10 +95,12 @@ type Pipeline struct {
 	toInfer chan *job
 	toPost  chan *job
 
-	seq     atomic.Uint64
-	stats   pipelineCounters
-	capture chan chan captureResult // capture-now requests
-	paused  atomic.Bool
+	seq       atomic.Uint64
+	stats     pipelineCounters
+	unknownMu sync.Mutex
+	unknown   map[string]uint64       // unknown sightings by reason
+	capture   chan chan captureResult // capture-now requests
+	paused    atomic.Bool
 }
 
 type pipelineCounters struct {
@@ -512,17 +518,11 @@ func (p *Pipeline) finish(ctx context.Context) {
 			s := protocol.Sighting{Label: protocol.Unknown, Scores: map[string]float64{}, TS: protocol.Timestamp(j.frame.Time), Frame: j.frame.Seq}
 			s.ID = fmt.Sprintf("%s-%d", p.cfg.IDPrefix, p.seq.Add(1))
 			if h != nil {
-				pr, err := h.Classify(it.features, p.cfg.Threshold())
-				if err != nil {
-					p.log.Error("classify", "err", err)
-				} else {
-					for k, c := range h.Classes {
-						s.Scores[c] = round4(pr.Scores[k])
-					}
-					s.Confidence = round4(pr.Confidence)
-					s.Label = pr.Label // a class, or Unknown when unsure or far from every class
-				}
+				p.classify(h, &s, it.features, it.det == nil && p.dec != nil)
+			} else {
+				s.Why = WhyNoHead
 			}
+			p.countUnknown(&s)
 			if it.det != nil {
 				s.Box = &protocol.SightingBox{X: it.rect.Min.X, Y: it.rect.Min.Y, W: it.rect.Dx(), H: it.rect.Dy(),
 					ImageW: j.frame.Width, ImageH: j.frame.Height, Class: it.det.Label, Score: round4(float64(it.det.Score))}
@@ -552,6 +552,54 @@ func (p *Pipeline) finish(ctx context.Context) {
 		p.stats.finish.Add(uint64(time.Since(start)))
 		p.free <- j
 	}
+}
+
+// WhyNoHead is why every sighting is unknown before two labels are known.
+const WhyNoHead = "nothing is labelled yet: label at least two names (two pets, or a pet and neither)"
+
+// classify names a sighting with the head: a labelled class, or unknown
+// with the reason (too unsure, unlike every pet, more like other animals
+// and scenes, or no pet detected in a whole frame, which is never named
+// as a pet). The reference class of other animals and scenes is left out
+// of the scores.
+func (p *Pipeline) classify(h *learner.Head, s *protocol.Sighting, features []float32, noPet bool) {
+	pr, err := h.ClassifyWith(features, learner.ClassifyOptions{
+		Threshold: p.cfg.Threshold(), NoPet: noPet, NoPetLabels: p.cfg.NoPetLabels,
+	})
+	if err != nil {
+		p.log.Error("classify", "err", err)
+		return
+	}
+	for k, c := range h.Classes {
+		if c != learner.Background {
+			s.Scores[c] = round4(pr.Scores[k])
+		}
+	}
+	s.Confidence = round4(pr.Confidence)
+	s.Label, s.Why = pr.Label, pr.Why
+	if pr.Label == protocol.Unknown {
+		s.Nearest = pr.Nearest
+	}
+}
+
+// countUnknown counts an unknown sighting under its reason.
+func (p *Pipeline) countUnknown(s *protocol.Sighting) {
+	if s.Label != protocol.Unknown {
+		return
+	}
+	p.unknownMu.Lock()
+	if p.unknown == nil {
+		p.unknown = map[string]uint64{}
+	}
+	p.unknown[s.Why]++
+	p.unknownMu.Unlock()
+}
+
+// Unknown returns how many sightings came out unknown, by reason.
+func (p *Pipeline) Unknown() map[string]uint64 {
+	p.unknownMu.Lock()
+	defer p.unknownMu.Unlock()
+	return maps.Clone(p.unknown)
 }
 
 // encode makes the JPEGs of a frame's sightings: for each, the small JPEG

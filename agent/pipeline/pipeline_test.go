@@ -14,6 +14,7 @@ import (
 
 	"github.com/whiskercam/whisker/agent/protocol"
 	"github.com/whiskercam/whisker/camera/frame"
+	"github.com/whiskercam/whisker/learner"
 
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/internal/testenv"
@@ -109,12 +110,21 @@ func testPipelineConfig() Config {
 // through, and returns what the sink saw. Every frame is handed over once
 // the previous one was taken, so none is dropped however slow the machine.
 func runPipeline(t *testing.T, pcfg Config, manifest, src string, during func(p *Pipeline)) ([]Observation, *Pipeline) {
-	return runPipelineFrom(t, pcfg, manifest, src, nil, during)
+	return runPipelineWith(t, pcfg, manifest, src, nil, nil, during)
 }
 
 // runPipelineFrom is runPipeline with before run on the pipeline before
 // the first frame.
 func runPipelineFrom(t *testing.T, pcfg Config, manifest, src string, before, during func(p *Pipeline)) ([]Observation, *Pipeline) {
+	return runPipelineWith(t, pcfg, manifest, src, nil, before, during)
+}
+
+// runPipelineWithHead is runPipeline with a head naming the sightings.
+func runPipelineWithHead(t *testing.T, pcfg Config, manifest, src string, h *learner.Head) ([]Observation, *Pipeline) {
+	return runPipelineWith(t, pcfg, manifest, src, func() *learner.Head { return h }, nil, nil)
+}
+
+func runPipelineWith(t *testing.T, pcfg Config, manifest, src string, head func() *learner.Head, before, during func(p *Pipeline)) ([]Observation, *Pipeline) {
 	t.Helper()
 	bb, err := backbone.Open(manifest, backbone.Options{Threads: 2})
 	if err != nil {
@@ -125,7 +135,7 @@ func runPipelineFrom(t *testing.T, pcfg Config, manifest, src string, before, du
 	box := camera.NewMailbox()
 	var mu sync.Mutex
 	var got []Observation
-	p, err := New(pcfg, log, bb, box, nil, func(obs []Observation) {
+	p, err := New(pcfg, log, bb, box, head, func(obs []Observation) {
 		mu.Lock()
 		got = append(got, obs...)
 		mu.Unlock()
@@ -428,4 +438,59 @@ func BenchmarkPipelineAgainstBareInvoke(b *testing.B) {
 		<-done
 		<-done
 	})
+}
+
+// Trained on the pets' own sightings (the cat on the left labelled
+// Tigger, the dog on the right Rex, and one empty lawn as a pet too, the
+// mistake a user could make), the head names each pet from its crop, and
+// a whole frame in which the detector found no pet is never named as a
+// pet: it is unknown, and says why.
+func TestPipelineNeverNamesAPetWithoutOne(t *testing.T) {
+	video, _, _, _ := petVideo(t, 3)
+	pcfg := testPipelineConfig()
+	pcfg.Camera.Motion.Enabled = false
+	first, _ := runPipeline(t, pcfg, testenv.DetectorBackbone(t), video, nil)
+	d := &learner.Dataset{}
+	lawn := false
+	for _, o := range first {
+		label := "Rex"
+		switch {
+		case o.Sighting.Box == nil && !lawn:
+			label, lawn = "Tigger", true // the wrong label for an empty frame
+		case o.Sighting.Box == nil:
+			continue
+		case o.Sighting.Box.X+o.Sighting.Box.W/2 < 320:
+			label = "Tigger"
+		}
+		d.X = append(d.X, o.Features)
+		d.Labels = append(d.Labels, label)
+	}
+	h, err := learner.Train(d, "test", learner.TrainConfig{C: 1, Balanced: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, _ := runPipelineWithHead(t, pcfg, testenv.DetectorBackbone(t), video, h)
+	var named, empty int
+	for _, o := range obs {
+		s := o.Sighting
+		if s.Box == nil {
+			empty++
+			if s.Label != protocol.Unknown || s.Why != learner.WhyNoPet {
+				t.Errorf("frame %d without a pet: named %q (why %q)", s.Frame, s.Label, s.Why)
+			}
+			continue
+		}
+		want := "Rex"
+		if s.Box.X+s.Box.W/2 < 320 {
+			want = "Tigger"
+		}
+		if s.Label == want {
+			named++
+		} else if s.Label != protocol.Unknown {
+			t.Errorf("frame %d: %s called %q", s.Frame, want, s.Label)
+		}
+	}
+	if empty != 3 || named < 6 {
+		t.Errorf("%d frames without a pet, %d of 9 pets named", empty, named)
+	}
 }

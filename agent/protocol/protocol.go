@@ -41,6 +41,10 @@ const (
 // Unknown is the label of a sighting no head is sure about.
 const Unknown = "unknown"
 
+// OtherAnimals is the learner's class of other animals and scenes (its
+// reference set), which no sample may be labelled with.
+const OtherAnimals = "(other animals and scenes)"
+
 // MaxLabelLen bounds label names (in characters).
 const MaxLabelLen = 64
 
@@ -182,6 +186,10 @@ type Stats struct {
 	// Learner describes the head: kind (linear or hidden), its capacity
 	// choice, calibration and imprinted labels (docs/learning.md).
 	Learner json.RawMessage `json:"learner,omitempty"`
+	// Unknown counts the sightings since the start that came out unknown,
+	// by reason (Sighting.Why); Advice says in words what to label next.
+	Unknown map[string]uint64 `json:"unknown,omitempty"`
+	Advice  []string          `json:"advice,omitempty"`
 }
 
 // HeadInfo describes the current head.
@@ -212,6 +220,13 @@ type Sighting struct {
 	Scores     map[string]float64 `json:"scores"`
 	Frame      uint64             `json:"frame"`
 	Box        *SightingBox       `json:"box,omitempty"` // the pet, when detection found it
+	// Why says, for an unknown sighting, why no name was given: too
+	// unsure, unlike every labelled pet, more like other animals and
+	// scenes, no pet detected in the frame, or nothing labelled yet.
+	Why string `json:"why,omitempty"`
+	// Nearest is, for an unknown sighting, the labelled name it came
+	// closest to: the one to label it with if it is that pet after all.
+	Nearest string `json:"nearest,omitempty"`
 }
 
 // Status is the retained device status; "offline" is the broker's will.
@@ -440,6 +455,8 @@ func CheckLabelName(l string) error {
 		return fmt.Errorf("label %q starts or ends with spaces", l)
 	case strings.EqualFold(l, Unknown):
 		return fmt.Errorf("label %q is reserved for sightings nobody is sure about", l)
+	case strings.EqualFold(l, OtherAnimals):
+		return fmt.Errorf("label %q is reserved for the other animals and scenes the camera knows from the start", l)
 	case l == "." || l == "..":
 		return fmt.Errorf("label %q is not a name", l)
 	}
