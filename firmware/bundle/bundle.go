@@ -38,15 +38,19 @@ const (
 	KindAgent            = "agent"             // the whisker binary
 	KindBackbone         = "backbone"          // backbone.tflite
 	KindBackboneManifest = "backbone-manifest" // backbone.manifest.json
-	KindHead             = "head"              // head.json
+	// KindBackboneReference is the backbone's reference set of other
+	// animals and scenes (learner.ReferencePath beside the manifest).
+	KindBackboneReference = "backbone-reference" // backbone.reference
+	KindHead              = "head"               // head.json
 )
 
 // FileNames maps each kind to its name in a bundle and on a device slot.
 var FileNames = map[string]string{
-	KindAgent:            "whisker",
-	KindBackbone:         "backbone.tflite",
-	KindBackboneManifest: "backbone.manifest.json",
-	KindHead:             "head.json",
+	KindAgent:             "whisker",
+	KindBackbone:          "backbone.tflite",
+	KindBackboneManifest:  "backbone.manifest.json",
+	KindBackboneReference: "backbone.reference",
+	KindHead:              "head.json",
 }
 
 // Limits protect devices from hostile or broken bundles.
@@ -168,6 +172,9 @@ func (m *Manifest) validate() error {
 	}
 	if m.Has(KindBackbone) != m.Has(KindBackboneManifest) {
 		return fmt.Errorf("%w: a backbone needs its manifest and the manifest its model", ErrCorrupt)
+	}
+	if m.Has(KindBackboneReference) && !m.Has(KindBackbone) {
+		return fmt.Errorf("%w: a reference set comes only with the backbone it was computed with", ErrCorrupt)
 	}
 	if m.Has(KindAgent) && (m.Target.OS == "" || m.Target.Arch == "") {
 		return fmt.Errorf("%w: a bundle with an agent binary must name its target OS and architecture", ErrCorrupt)
@@ -740,7 +747,7 @@ func FileSHA256(path string) (string, error) {
 // bundle that brings only some parts carries the others forward unchanged.
 var Parts = map[string][]string{
 	"agent":    {KindAgent},
-	"backbone": {KindBackbone, KindBackboneManifest},
+	"backbone": {KindBackbone, KindBackboneManifest, KindBackboneReference},
 	"head":     {KindHead},
 }
 

@@ -333,3 +333,27 @@ func TestVerifyFile(t *testing.T) {
 		t.Fatalf("/dev/zero: %v", err)
 	}
 }
+
+// A backbone's reference set travels with the backbone, never alone.
+func TestReferenceSetComesWithItsBackbone(t *testing.T) {
+	f := newFixture(t)
+	ref := filepath.Join(f.dir, "bb.reference")
+	if err := os.WriteFile(ref, []byte("vectors"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	create := func(inputs []Input) (*Manifest, error) {
+		out, err := os.Create(filepath.Join(t.TempDir(), "b.wsk"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		return Create(out, inputs, CreateOptions{Version: "1.3.0", TargetOS: "linux", TargetArch: "arm64", Key: f.key})
+	}
+	m, err := create(append(f.inputs[1:3:3], Input{KindBackboneReference, ref}))
+	if err != nil || !m.Has(KindBackboneReference) || PartOf(KindBackboneReference) != "backbone" {
+		t.Fatalf("backbone with its reference set: %v", err)
+	}
+	if _, err := create([]Input{f.inputs[0], {KindBackboneReference, ref}}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a reference set without its backbone: %v, want ErrCorrupt", err)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/whiskercam/whisker/agent/ota"
+	"github.com/whiskercam/whisker/learner"
 
 	"github.com/spf13/cobra"
 
@@ -313,6 +314,11 @@ func bundleCmd() *cobra.Command {
 				inputs = append(inputs,
 					bundle.Input{Kind: bundle.KindBackbone, Path: filepath.Join(filepath.Dir(backbonePath), man.Model)},
 					bundle.Input{Kind: bundle.KindBackboneManifest, Path: backbonePath})
+				// Its reference set of other animals and scenes, when make
+				// deps (or whisker model reference) computed one beside it.
+				if ref := learner.ReferencePath(backbonePath); fileExists(ref) {
+					inputs = append(inputs, bundle.Input{Kind: bundle.KindBackboneReference, Path: ref})
+				}
 			}
 			if headPath != "" {
 				inputs = append(inputs, bundle.Input{Kind: bundle.KindHead, Path: headPath})
@@ -448,4 +454,9 @@ either key install the result; see the key rotation in docs/firmware.md.`,
 	}
 	cmd.AddCommand(create, verify, sign)
 	return cmd
+}
+
+func fileExists(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular()
 }
