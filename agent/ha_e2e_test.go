@@ -190,11 +190,19 @@ func goldenConfig(t *testing.T, name string, payload []byte, petID map[string]st
 		text = strings.ReplaceAll(text, id, "PET_"+strings.ToUpper(label))
 	}
 	text = strings.ReplaceAll(text, fmt.Sprintf(":%d/", port), ":PORT/")
-	var pretty bytes.Buffer
-	if err := json.Indent(&pretty, []byte(text), "", "  "); err != nil {
+	// Decoded and encoded again, so the components are in the order of
+	// their placeholder names, not of the random ids they replaced.
+	var doc any
+	if err := json.Unmarshal([]byte(text), &doc); err != nil {
 		t.Fatal(err)
 	}
-	pretty.WriteString("\n")
+	var pretty bytes.Buffer
+	enc := json.NewEncoder(&pretty)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(doc); err != nil {
+		t.Fatal(err)
+	}
 	path := filepath.Join("testdata", "homeassistant", name)
 	if *updateGolden {
 		os.MkdirAll(filepath.Dir(path), 0o755)
