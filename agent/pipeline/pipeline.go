@@ -26,12 +26,14 @@ import (
 // embedRequest asks the inference goroutine (which owns the backbone) to
 // embed an image.
 type embedRequest struct {
-	img   *frame.Frame
-	reply chan embedResult
+	img    *frame.Frame
+	detect bool // find the pet and embed its crop (EmbedPet)
+	reply  chan embedResult
 }
 
 type embedResult struct {
 	features []float32
+	pet      Pet
 	err      error
 }
 
@@ -385,8 +387,13 @@ func (p *Pipeline) infer(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case r := <-p.requests:
+			if r.detect {
+				pet, err := p.embedPet(r.img, &reqIn, &reqRes)
+				r.reply <- embedResult{pet: pet, err: err}
+				continue
+			}
 			feats, err := p.embedRequest(r.img, &reqIn, &reqRes)
-			r.reply <- embedResult{feats, err}
+			r.reply <- embedResult{features: feats, err: err}
 		case j := <-p.toInfer:
 			start := time.Now()
 			if err := p.inferJob(j, &cropIn, &cropRes); err != nil {
