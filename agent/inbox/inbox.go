@@ -330,11 +330,13 @@ func (b *Inbox) keep(vis *Visit, o *Observed) bool {
 	return vis.ID == 0 || len(vis.entries) == 0 || o.At.Sub(vis.lastKept) >= b.cfg.KeepEvery || o.Label != vis.lastKeptLabel
 }
 
-// Similarity limits for continuing a visit: a pet's box overlaps its box
-// of the frame before, or the features look alike (cosine similarity of
-// the vectors, which are post-ReLU activations and so mostly positive).
+// Similarity limits for continuing a visit: the cosine similarity of the
+// feature vectors (post-ReLU activations, so mostly positive). On the demo
+// video with the detecting backbone, crops of one pet across frames score
+// 0.99 to 1.00, a cat against a dog 0.79 to 0.81, and the empty lawn
+// against itself 1.00. Among visits alike, the one whose box overlaps most
+// wins.
 const (
-	minIoU       = 0.05
 	minPetCosine = 0.9
 	minWholeCos  = 0.95
 )
@@ -351,12 +353,7 @@ func (b *Inbox) visitFor(o *Observed) *Visit {
 			continue
 		}
 		score := 0.0
-		if o.Box != nil && v.lastBox != nil {
-			if iou := boxIoU(o.Box, v.lastBox); iou >= minIoU {
-				score = 1 + iou
-			}
-		}
-		if score == 0 && len(v.lastFeat) == len(o.Features) && len(o.Features) > 0 {
+		if len(v.lastFeat) == len(o.Features) && len(o.Features) > 0 {
 			limit := minPetCosine
 			if o.Box == nil {
 				limit = minWholeCos
@@ -364,6 +361,9 @@ func (b *Inbox) visitFor(o *Observed) *Visit {
 			if c := cosine(v.lastFeat, o.Features); c >= limit {
 				score = c
 			}
+		}
+		if score > 0 && o.Box != nil && v.lastBox != nil {
+			score += boxIoU(o.Box, v.lastBox) // of two alike, the one in the same place
 		}
 		if score > 0 && named(v.lastKeptLabel) && named(o.Label) && v.lastKeptLabel != o.Label {
 			score = 0 // the head tells them apart

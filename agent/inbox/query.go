@@ -214,7 +214,7 @@ type VisitView struct {
 }
 
 // Unknown says whether no head names the visit.
-func (v *VisitView) Unknown() bool { return v.Label == protocol.Unknown || v.Label == "" }
+func (v VisitView) Unknown() bool { return v.Label == protocol.Unknown || v.Label == "" }
 
 func (b *Inbox) viewLocked(vis *Visit) VisitView {
 	vv := VisitView{Visit: *vis, Todo: vis.Labelled == ""}
@@ -399,4 +399,47 @@ func (b *Inbox) IDs(visit uint64) []string {
 		}
 	}
 	return slices.Clip(out)
+}
+
+// Relabelled follows a rename (to the new name) or a forgotten label (to
+// ""): the sightings and visits a person named from are named to now.
+func (b *Inbox) Relabelled(from, to string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, e := range b.entries {
+		if e.Labelled == from {
+			e.Labelled = to
+			if to == "" {
+				e.SampleID = 0
+			}
+			b.dirty[e.Seq] = true
+		}
+	}
+	for id, vis := range b.visits {
+		if vis.Labelled == from {
+			vis.Labelled = to
+			b.dirtyVisits[id] = true
+		}
+	}
+	b.touchLocked()
+}
+
+// SampleRelabelled follows a sample moved to another label (to) or
+// forgotten (""): the sighting it was made from is named so now.
+func (b *Inbox) SampleRelabelled(sample uint64, to string) {
+	if sample == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, e := range b.entries {
+		if e.SampleID == sample {
+			e.Labelled = to
+			if to == "" {
+				e.SampleID = 0
+			}
+			b.dirty[e.Seq] = true
+		}
+	}
+	b.touchLocked()
 }
