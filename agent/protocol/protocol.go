@@ -141,8 +141,8 @@ type Result struct {
 	// SampleIDs are the samples of a label request with sighting_ids, in
 	// its order.
 	SampleIDs []uint64 `json:"sample_ids,omitempty"`
-	Label     string `json:"label,omitempty"`
-	Duplicate bool   `json:"duplicate,omitempty"`
+	Label     string   `json:"label,omitempty"`
+	Duplicate bool     `json:"duplicate,omitempty"`
 	// For commands:
 	To            string        `json:"to,omitempty"`
 	Changed       int           `json:"changed,omitempty"`
