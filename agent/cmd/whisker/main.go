@@ -42,7 +42,7 @@ classifier it trains on the device from the labels you send over MQTT.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(runCmd(), bootCmd(), labelCmd(), ctlCmd(), importCmd(), evalCmd(), demoCmd(), modelCmd(), configCmd(),
-		demoVideoCmd(), keysCmd(), bundleCmd(), fleetCmd(), embedCmd(), benchCmd(), versionCmd())
+		demoVideoCmd(), keysCmd(), bundleCmd(), fleetCmd(), embedCmd(), benchCmd(), versionCmd(), passwdCmd())
 	return root.ExecuteContext(ctx)
 }
 
