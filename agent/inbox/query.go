@@ -221,6 +221,7 @@ func (b *Inbox) viewLocked(vis *Visit) VisitView {
 	vv.entries, vv.lastFeat, vv.lastBox = nil, nil, nil
 	count := map[string]int{}
 	sum := map[string]float64{}
+	given := map[string]int{}
 	for _, s := range vis.entries {
 		e := b.bySeq[s]
 		if e == nil {
@@ -231,6 +232,14 @@ func (b *Inbox) viewLocked(vis *Visit) VisitView {
 		sum[e.Label] += e.Confidence
 		if e.Labelled != "" {
 			vv.Todo = false
+			given[e.Labelled]++
+		}
+	}
+	if vv.Labelled == "" { // what a person named most of its sightings
+		for l, n := range given {
+			if n > given[vv.Labelled] || (n == given[vv.Labelled] && l < vv.Labelled) {
+				vv.Labelled = l
+			}
 		}
 	}
 	for l, n := range count {

@@ -456,7 +456,7 @@ func (s *Server) petsPage(w http.ResponseWriter, r *http.Request) {
 // label; one request per sample.
 func (s *Server) samplesAction(w http.ResponseWriter, r *http.Request) {
 	ids := r.PostForm["sample"]
-	action := r.PostFormValue("action")
+	action := r.PostFormValue("op")
 	if one := r.PostFormValue("forget"); one != "" {
 		ids, action = []string{one}, "forget"
 	}
@@ -479,7 +479,7 @@ func (s *Server) samplesAction(w http.ResponseWriter, r *http.Request) {
 		case "move":
 			req["cmd"], req["to"] = "move", to
 		default:
-			s.fail(w, r, http.StatusBadRequest, "action must be forget or move", "/pets")
+			s.fail(w, r, http.StatusBadRequest, "op must be forget or move", "/pets")
 			return
 		}
 		reqs = append(reqs, req)

@@ -1,7 +1,8 @@
 // Whisker's page script. The page works without it (plain forms and
 // links); with it, actions do not reload the page, the page refreshes
 // itself when the camera sees something or names change, the inbox takes
-// keys, and photos can be dropped onto the upload form.
+// keys, and photos can be dropped onto the upload form. Listeners sit on
+// the document, since the page's content is replaced at every refresh.
 "use strict";
 (() => {
   const csrf = document.querySelector('meta[name="csrf"]').content;
@@ -17,56 +18,58 @@
   // refresh fetches the page again and puts its content in place,
   // keeping the focused visit, sample or field focused.
   let refreshing = null;
-  async function refresh() {
-    if (refreshing) return refreshing;
-    refreshing = (async () => {
-      try {
-        const res = await fetch(location.href, { headers: { Accept: "text/html" } });
-        if (!res.ok) return;
-        const doc = new DOMParser().parseFromString(await res.text(), "text/html");
-        const main = document.getElementById("main");
-        const fresh = doc.getElementById("main");
-        if (!fresh) return;
-        const active = document.activeElement;
-        const holder = active && active.closest && active.closest("[id]");
-        const keep = holder && holder !== main ? holder.id : "";
-        main.innerHTML = fresh.innerHTML;
-        const nav = document.querySelector("header nav");
-        const freshNav = doc.querySelector("header nav");
-        if (nav && freshNav) nav.innerHTML = freshNav.innerHTML;
-        const again = keep && document.getElementById(keep);
-        if (again) again.focus({ preventScroll: true });
-        document.dispatchEvent(new Event("whisker:refreshed"));
-      } finally {
+  function refresh() {
+    if (!refreshing) {
+      refreshing = load().finally(() => {
         refreshing = null;
-      }
-    })();
+      });
+    }
     return refreshing;
+  }
+  async function load() {
+    const res = await fetch(location.href, { headers: { Accept: "text/html" } });
+    if (!res.ok) return;
+    const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+    const main = document.getElementById("main");
+    const fresh = doc.getElementById("main");
+    if (!fresh) return;
+    const active = document.activeElement;
+    const holder = active && active.closest ? active.closest("[id]") : null;
+    const keep = holder && holder !== main ? holder.id : "";
+    main.innerHTML = fresh.innerHTML;
+    const nav = document.querySelector("header nav");
+    const freshNav = doc.querySelector("header nav");
+    if (nav && freshNav) nav.innerHTML = freshNav.innerHTML;
+    const again = keep && document.getElementById(keep);
+    if (again) again.focus({ preventScroll: true });
   }
 
   // Forms post with fetch; the answer is shown and the page refreshed.
   document.addEventListener("submit", async (e) => {
     const form = e.target;
-    if (form.hasAttribute("data-plain") || form.method.toLowerCase() !== "post") return;
+    // Attributes, not properties: a field named "action" would shadow them.
+    const method = (form.getAttribute("method") || "get").toLowerCase();
+    if (form.hasAttribute("data-plain") || method !== "post") return;
     e.preventDefault();
     const data = new FormData(form, e.submitter);
-    const multipart = form.enctype === "multipart/form-data";
+    const multipart = form.getAttribute("enctype") === "multipart/form-data";
     const buttons = form.querySelectorAll("button");
     buttons.forEach((b) => (b.disabled = true));
+    let out;
     try {
-      const res = await fetch(form.action, {
+      const res = await fetch(form.getAttribute("action"), {
         method: "POST",
         headers: { Accept: "application/json", "X-CSRF-Token": csrf },
         body: multipart ? data : new URLSearchParams(data),
       });
-      const out = await res.json().catch(() => ({ ok: false, message: res.status + " " + res.statusText }));
-      say(out.message, !out.ok);
+      out = await res.json().catch(() => ({ ok: false, message: res.status + " " + res.statusText }));
     } catch (err) {
-      say("Not sent: " + err.message + ". Try again.", true);
+      out = { ok: false, message: "Not sent: " + err.message + ". Try again." };
     } finally {
       buttons.forEach((b) => (b.disabled = false));
     }
     await refresh();
+    say(out.message, !out.ok);
   });
 
   // The page refreshes itself when the inbox changes, unless someone is
@@ -85,11 +88,13 @@
         timer = null;
         if (document.hidden) return;
         if (page === "live" || (page === "inbox" && !busy()) || (page === "health" && document.getElementById("eval"))) refresh();
-      }, page === "live" ? 200 : 500);
+      }, page === "live" ? 100 : 150);
     });
   }
   if (page === "health") {
-    setInterval(() => { if (document.getElementById("eval") && !document.hidden) refresh(); }, 2000);
+    setInterval(() => {
+      if (document.getElementById("eval") && !document.hidden) refresh();
+    }, 2000);
   }
 
   // Live: the latest frame, once a second.
@@ -100,17 +105,20 @@
     }, 1000);
   }
 
-  // Inbox keys: 1-9 a pet, 0 neither, x not my pet, n a new name, j/k
-  // (or arrows) the next or previous visit.
+  // Inbox keys: 1-9 a pet, 0 neither, x not my pet, n a new name (on
+  // keyup, so that the key itself is not typed into the field), j/k (or
+  // arrows) the next or previous visit, Escape back from the field.
+  function typing(t) {
+    return t.tagName === "INPUT" ? t.type !== "checkbox" : t.tagName === "SELECT" || t.tagName === "TEXTAREA";
+  }
   if (page === "inbox") {
     document.addEventListener("keydown", (e) => {
       if (e.ctrlKey || e.metaKey || e.altKey) return;
       const t = e.target;
-      if (t.tagName === "INPUT" && t.type !== "checkbox") {
-        if (e.key === "Escape") t.closest(".visit")?.focus();
+      if (typing(t)) {
+        if (e.key === "Escape" && t.closest(".visit")) t.closest(".visit").focus();
         return;
       }
-      if (t.tagName === "SELECT" || t.tagName === "TEXTAREA") return;
       const visits = [...document.querySelectorAll(".visit")];
       if (!visits.length) return;
       let cur = t.closest ? t.closest(".visit") : null;
@@ -125,12 +133,11 @@
         e.preventDefault();
         return;
       }
-      cur = cur || visits[0];
       if (e.key === "n") {
-        cur.querySelector("input[name=name]")?.focus();
         e.preventDefault();
         return;
       }
+      cur = cur || visits[0];
       const b = cur.querySelector('button[data-key="' + CSS.escape(e.key) + '"]');
       if (b) {
         cur.focus();
@@ -138,21 +145,48 @@
         e.preventDefault();
       }
     });
+    document.addEventListener("keyup", (e) => {
+      if (e.key !== "n" || e.ctrlKey || e.metaKey || e.altKey || typing(e.target)) return;
+      const cur = (e.target.closest && e.target.closest(".visit")) || document.querySelector(".visit");
+      const field = cur ? cur.querySelector("input[name=name]") : null;
+      if (field) field.focus();
+    });
   }
 
-  // Pets: drop photos onto the upload form; each is sent on its own, with
+  // Pets: drop photos onto the upload form. Each is sent on its own, with
   // the fields first (the server reads them before any photo).
-  const upload = document.getElementById("upload");
-  if (upload) {
-    const zone = upload.querySelector(".drop") || upload;
-    ["dragenter", "dragover"].forEach((t) => zone.addEventListener(t, (e) => { e.preventDefault(); zone.classList.add("over"); }));
-    ["dragleave", "drop"].forEach((t) => zone.addEventListener(t, () => zone.classList.remove("over")));
-    zone.addEventListener("drop", async (e) => {
+  if (page === "pets") {
+    const zoneOf = (e) => (e.target.closest ? e.target.closest("#upload") : null);
+    for (const type of ["dragenter", "dragover"]) {
+      document.addEventListener(type, (e) => {
+        const z = zoneOf(e);
+        if (z) {
+          e.preventDefault();
+          z.classList.add("over");
+        }
+      });
+    }
+    document.addEventListener("dragleave", (e) => {
+      const z = zoneOf(e);
+      if (z) z.classList.remove("over");
+    });
+    document.addEventListener("drop", async (e) => {
+      const upload = zoneOf(e);
+      if (!upload) return;
       e.preventDefault();
+      upload.classList.remove("over");
       const label = upload.querySelector("input[name=label]");
-      if (!label.value.trim()) { say("Say whose photos these are first.", true); label.focus(); return; }
+      const name = label.value.trim();
+      if (!name) {
+        say("Say whose photos these are first.", true);
+        label.focus();
+        return;
+      }
       const files = [...e.dataTransfer.files].filter((f) => /^image\/(jpeg|png)$/.test(f.type));
-      if (!files.length) { say("Drop JPEG or PNG photos.", true); return; }
+      if (!files.length) {
+        say("Drop JPEG or PNG photos.", true);
+        return;
+      }
       const base = upload.querySelector("input[name=request_id]").value + "-" + Date.now();
       let ok = 0;
       const errors = [];
@@ -161,18 +195,19 @@
         const fd = new FormData();
         fd.append("csrf", csrf);
         fd.append("request_id", base + "-" + i);
-        fd.append("label", label.value.trim());
+        fd.append("label", name);
         fd.append("photo", f, f.name);
         try {
-          const res = await fetch(upload.action, { method: "POST", headers: { Accept: "application/json", "X-CSRF-Token": csrf }, body: fd });
+          const res = await fetch(upload.getAttribute("action"), { method: "POST", headers: { Accept: "application/json", "X-CSRF-Token": csrf }, body: fd });
           const out = await res.json().catch(() => ({ ok: false, message: res.statusText }));
-          if (out.ok) ok++; else errors.push(f.name + ": " + out.message);
+          if (out.ok) ok++;
+          else errors.push(f.name + ": " + out.message);
         } catch (err) {
           errors.push(f.name + ": " + err.message);
         }
       }
-      say("Stored " + ok + " of " + files.length + " photos as “" + label.value.trim() + "”. " + errors.join("; "), errors.length > 0);
       await refresh();
+      say("Stored " + ok + " of " + files.length + " photos as “" + name + "”. " + errors.join("; "), errors.length > 0);
     });
   }
 })();
