@@ -47,6 +47,11 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"learner:\n  threshold: 1.5\n", "learner.threshold: 1.5"},
 		{"log:\n  level: loud\n", "log.level"},
 		{"learner:\n  retrain_delay: soon\n", "retrain_delay"},
+		{"http:\n  listen: 0.0.0.0:9808\n", "web.users"},
+		{"http:\n  listen: 192.168.1.20:9808\nweb:\n  users: [{name: ann, password_hash: secret}]\n", "web.users[0].password_hash"},
+		{"http:\n  tls:\n    cert_file: web.pem\n", "http.tls.cert_file"},
+		{"web:\n  stranger_label: cat\n", "web.stranger_label"},
+		{"inbox:\n  max_count: 0\n", "inbox.max_count"},
 	} {
 		cfg := Default()
 		err := Decode([]byte(tc.yaml), &cfg)

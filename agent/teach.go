@@ -72,18 +72,42 @@ func (a *Agent) kickReclassify() {
 	}
 }
 
+// inboxEvery is how often, at most, the whole inbox is named again: a
+// burst of labels names the last frames again after each label, the inbox
+// once a second.
+const inboxEvery = time.Second
+
 // reclassifier names the recent sightings again after every change of the
 // head, until ctx ends.
 func (a *Agent) reclassifier(ctx context.Context) error {
 	a.kickReclassify() // the inbox of the last run, with the loaded head
+	later := time.NewTimer(time.Hour)
+	later.Stop()
+	var lastInbox time.Time
+	waiting := false
+	published := map[string]bool{} // on sighting/revised since the last inbox pass
+	inbox := func() {
+		if err := a.reclassifyInbox(published); err != nil {
+			a.log.Warn("the inbox's sightings were not named again", "err", err)
+		}
+		clear(published)
+		lastInbox, waiting = time.Now(), false
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-later.C:
+			inbox()
 		case <-a.reclass:
-		}
-		if err := a.reclassify(); err != nil {
-			a.log.Warn("recent sightings not named again", "err", err)
+			a.reclassifyRecent(published)
+			switch since := time.Since(lastInbox); {
+			case since >= inboxEvery:
+				inbox()
+			case !waiting:
+				later.Reset(inboxEvery - since)
+				waiting = true
+			}
 		}
 	}
 }
@@ -107,24 +131,22 @@ func (a *Agent) classifier(h *learner.Head) inbox.Classifier {
 	}
 }
 
-// reclassify names the last frames' sightings and the inbox again with
-// the current head. The frames of the announcement window whose names
-// changed are replayed to Home Assistant (so that a pet named by a label
-// is announced without waiting for new frames), and the sightings whose
-// name changed are published on sighting/revised.
-func (a *Agent) reclassify() error {
+// reclassifyRecent names the last frames' sightings again with the current
+// head. The frames of the announcement window are replayed to Home
+// Assistant when any name changed (so that a pet named by a label is
+// announced without waiting for new frames), and the sightings whose name
+// changed are published on sighting/revised (and noted in published).
+func (a *Agent) reclassifyRecent(published map[string]bool) {
 	h := a.trainer.Head()
 	if h == nil {
-		return nil
+		return
 	}
 	classify := a.classifier(h)
 	now := time.Now()
 	ts := protocol.Timestamp(now)
 	var revised []protocol.Sighting
-	seen := map[string]bool{}
-
 	a.obsMu.Lock()
-	changedAt := -1
+	changed := false
 	for fi := range a.ring {
 		f := &a.ring[fi]
 		for i := range f.sightings {
@@ -136,15 +158,15 @@ func (a *Agent) reclassify() error {
 			prev := s.Label
 			s.Label, s.Confidence, s.Scores = l, c, sc
 			if prev != l {
-				changedAt = fi
+				changed = true
 				r := *s
 				r.Previous, r.Revised = prev, ts
 				revised = append(revised, r)
-				seen[s.ID] = true
+				published[s.ID] = true
 			}
 		}
 	}
-	if changedAt >= 0 {
+	if changed {
 		// The announcers hold the last announce_window frames: replaying
 		// those (within the gap that ends a stay) replaces what they saw.
 		from := max(0, len(a.ring)-a.cfg.Learner.AnnounceWindow)
@@ -161,22 +183,33 @@ func (a *Agent) reclassify() error {
 	}
 	a.obsMu.Unlock()
 	a.publishRevised(revised)
+}
 
-	changes, err := a.inbox.Reclassify(a.identity, classify)
+// reclassifyInbox names every sighting of the inbox again with the current
+// head, and publishes the recent ones whose name changed (but not those
+// published already).
+func (a *Agent) reclassifyInbox(published map[string]bool) error {
+	h := a.trainer.Head()
+	if h == nil {
+		return nil
+	}
+	start := time.Now()
+	ts := protocol.Timestamp(start)
+	changes, err := a.inbox.Reclassify(a.identity, a.classifier(h))
 	if err != nil {
 		return err
 	}
-	var more []protocol.Sighting
+	var revised []protocol.Sighting
 	for _, c := range changes {
-		if seen[c.ID] || now.Sub(c.At) > revisedMaxAge {
+		if published[c.ID] || start.Sub(c.At) > revisedMaxAge {
 			continue
 		}
-		more = append(more, protocol.Sighting{ID: c.ID, Label: c.Label, Confidence: c.Confidence, Scores: c.Scores,
+		revised = append(revised, protocol.Sighting{ID: c.ID, Label: c.Label, Confidence: c.Confidence, Scores: c.Scores,
 			TS: protocol.Timestamp(c.At), Frame: c.Frame, Box: c.Box, Previous: c.Previous, Revised: ts})
 	}
-	a.publishRevised(more)
-	if len(revised)+len(changes) > 0 {
-		a.log.Debug("recent sightings named again", "frames", len(revised), "inbox", len(changes), "took", time.Since(now).Round(time.Microsecond))
+	a.publishRevised(revised)
+	if len(changes) > 0 {
+		a.log.Debug("inbox named again", "changed", len(changes), "took", time.Since(start).Round(time.Microsecond))
 	}
 	return nil
 }
