@@ -113,6 +113,10 @@ vet: check-deps ## go vet
 vet-tags: check-deps ## go vet under every build tag the tree uses (delegates, soak, cross)
 	@GOTAGS='$(GOTAGS)' scripts/vet-tags.sh
 
+.PHONY: screenshots
+screenshots: deps ## Drive the web page in chromium and write its screenshots to docs/web/ (about a minute)
+	$(GO) test -tags '$(GOTAGS)' -count=1 -run '^TestBrowser$$' ./agent/ -screenshots
+
 .PHONY: bench
 bench: deps ## Go benchmarks of the backbone, head and store
 	$(GO) test -tags '$(GOTAGS)' -run '^$$' -bench . -benchmem $(PKGS)

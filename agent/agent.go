@@ -14,9 +14,11 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/whiskercam/whisker/agent/homeassistant"
+	"github.com/whiskercam/whisker/agent/inbox"
 	"github.com/whiskercam/whisker/agent/ota"
 	"github.com/whiskercam/whisker/agent/pipeline"
 	"github.com/whiskercam/whisker/agent/protocol"
+	"github.com/whiskercam/whisker/agent/web"
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/learner"
 	"github.com/whiskercam/whisker/learner/backbone"
@@ -42,6 +44,14 @@ type Agent struct {
 	ota      *ota.Updater
 	settings *Settings
 	metrics  *metrics
+	inbox    *inbox.Inbox
+	web      *web.Server
+
+	// obsMu orders what is told to Home Assistant: frames as they come,
+	// and frames named again (reclassify). ring holds the last frames.
+	obsMu   sync.Mutex
+	ring    []ringFrame
+	reclass chan struct{}
 
 	inbound  chan Inbound
 	bus      atomic.Pointer[Bus] // nil until Run has made it
@@ -72,7 +82,7 @@ func New(cfg Config, log *slog.Logger, version string) (a *Agent, err error) {
 		cfg.Backbone = p
 	}
 	a = &Agent{cfg: cfg, log: log, version: version, started: time.Now(), box: camera.NewMailbox(),
-		inbound: make(chan Inbound, inboundQueue)}
+		inbound: make(chan Inbound, inboundQueue), reclass: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			a.close()
@@ -96,6 +106,9 @@ func New(cfg Config, log *slog.Logger, version string) (a *Agent, err error) {
 		log.Warn("prune request log", "err", err)
 	} else if n > 0 {
 		log.Debug("pruned old request answers", "n", n)
+	}
+	if a.inbox, err = inbox.Open(filepath.Join(cfg.StateDir, "inbox.db"), cfg.Inbox, log.With("component", "inbox"), nil); err != nil {
+		return nil, err
 	}
 	a.trainer = learner.NewTrainer(a.trainerConfig(cfg.Backbone, a.identity, a.bb.Detects()), a.store, a.identity, log.With("component", "learner"))
 	a.trainer.OnTrained = a.trained
@@ -129,6 +142,12 @@ func New(cfg Config, log *slog.Logger, version string) (a *Agent, err error) {
 		return nil, err
 	}
 	a.metrics = newMetrics(a)
+	if cfg.Web.Enabled && cfg.HTTP.Listen != "" {
+		if a.web, err = web.New(cfg.Web, web.Options{Device: cfg.Device, Version: version, Listen: cfg.HTTP.Listen,
+			Secure: cfg.HTTP.TLS.CertFile != ""}, log.With("component", "web"), webBackend{a}, a.inbox); err != nil {
+			return nil, err
+		}
+	}
 	log.Info("agent ready", "device", cfg.Device, "backbone", a.identity, "tflite", backbone.RuntimeVersion(), "delegate", a.bb.Delegate().Active,
 		"input", man.Input.Shape, "embedding", man.Embedding, "state", cfg.StateDir)
 	return a, nil
@@ -173,6 +192,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.serveRequests(gctx) })
 	g.Go(func() error { return a.pipe.Run(gctx) })
 	g.Go(func() error { return a.serveHTTP(gctx) })
+	g.Go(func() error { return a.inbox.Run(gctx, time.Second) })
+	g.Go(func() error { return a.reclassifier(gctx) })
 	g.Go(func() error { return a.notifySystemd(gctx) })
 	g.Go(func() error { return a.ota.Probation(gctx) })
 	g.Go(func() error { return a.ha.Run(gctx) })
@@ -199,6 +220,11 @@ func (a *Agent) close() {
 	if a.store != nil {
 		if err := a.store.Close(); err != nil {
 			a.log.Error("close store", "err", err)
+		}
+	}
+	if a.inbox != nil {
+		if err := a.inbox.Close(); err != nil {
+			a.log.Error("close inbox", "err", err)
 		}
 	}
 }
@@ -289,6 +315,9 @@ func (a *Agent) observe(obs []pipeline.Observation) {
 	}
 	a.embedMu.Unlock()
 	a.metrics.inference.Observe(obs[0].Infer.Seconds())
+	a.obsMu.Lock()
+	defer a.obsMu.Unlock()
+	a.remember(obs, sightings)
 	a.ha.Observe(obs[0].At, sightings, func(i int) (frame, crop []byte) {
 		if img, crop, ok := a.pipe.Snapshot(sightings[i].ID); ok {
 			return img, crop // the frame with the pets' boxes drawn, and the pet
@@ -348,6 +377,9 @@ func (a *Agent) trained(_ *learner.Head, rep learner.TrainReport) {
 		a.metrics.trainRuns.WithLabelValues("error").Inc()
 	}
 	a.publishStatusAsync()
+	if rep.Err == nil {
+		a.kickReclassify()
+	}
 }
 
 // reembed computes the stored samples' features with the backbone of a

@@ -15,15 +15,18 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/whiskercam/whisker/agent/homeassistant"
+	"github.com/whiskercam/whisker/agent/inbox"
 	"github.com/whiskercam/whisker/agent/ota"
 	"github.com/whiskercam/whisker/agent/pipeline"
 	"github.com/whiskercam/whisker/agent/protocol"
+	"github.com/whiskercam/whisker/agent/web"
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/learner"
 	"github.com/whiskercam/whisker/learner/backbone"
@@ -47,8 +50,12 @@ type Config struct {
 	Learner LearnerConfig         `yaml:"learner"`
 	// HomeAssistant publishes MQTT discovery configs for each pet.
 	HomeAssistant homeassistant.Config `yaml:"homeassistant"`
-	// HTTP serves /metrics and /healthz.
+	// HTTP serves /metrics, /healthz and the web page.
 	HTTP HTTPConfig `yaml:"http"`
+	// Inbox keeps the recent sightings on disk, to be named later.
+	Inbox inbox.Config `yaml:"inbox"`
+	// Web is the page that teaches and shows the camera, on http.listen.
+	Web web.Config `yaml:"web"`
 	// Update is how signed bundles are installed.
 	Update ota.Config `yaml:"update"`
 	// Fleet shares labels between the cameras of a household.
@@ -73,6 +80,15 @@ type HTTPConfig struct {
 	Listen string `yaml:"listen"`
 	// StaleAfter: /healthz fails when no frame arrived for this long.
 	StaleAfter time.Duration `yaml:"stale_after"`
+	// TLS serves HTTPS with this certificate and key (PEM files); session
+	// cookies are then marked Secure.
+	TLS HTTPTLS `yaml:"tls"`
+}
+
+// HTTPTLS names the certificate and key of the HTTPS listener.
+type HTTPTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // MQTTConfig says which broker to use and how to talk to it.
@@ -158,7 +174,7 @@ func Default() Config {
 			RetrainDelay: 300 * time.Millisecond,
 			Recent:       300,
 			SnapshotSize: 320,
-			NoPetLabels:  []string{"neither", "none", "nobody", "empty"},
+			NoPetLabels:  []string{"neither", "none", "nobody", "empty", "stranger"},
 			// 3 of 5 frames; the gap spans the motion gate's idle frames
 			// (one every 30 s), so a sleeping pet stays announced.
 			AnnounceAgree:  3,
@@ -167,6 +183,8 @@ func Default() Config {
 		},
 		HomeAssistant: homeassistant.Default(),
 		HTTP:          HTTPConfig{Listen: "127.0.0.1:9808", StaleAfter: 30 * time.Second},
+		Inbox:         inbox.Default(),
+		Web:           web.Default(),
 		Update:        ota.Default(),
 		Log:           LogConfig{Level: "info", Format: "text"},
 	}
@@ -240,7 +258,8 @@ func loadFile(path string, cfg *Config) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	resolve := resolveAgainst(filepath.Dir(path))
-	paths := []*string{&cfg.StateDir, &cfg.Backbone, &cfg.MQTT.TLS.CAFile, &cfg.MQTT.TLS.CertFile, &cfg.MQTT.TLS.KeyFile, &cfg.MQTT.PasswordFile, &cfg.Update.LocalDir}
+	paths := []*string{&cfg.StateDir, &cfg.Backbone, &cfg.MQTT.TLS.CAFile, &cfg.MQTT.TLS.CertFile, &cfg.MQTT.TLS.KeyFile, &cfg.MQTT.PasswordFile, &cfg.Update.LocalDir,
+		&cfg.HTTP.TLS.CertFile, &cfg.HTTP.TLS.KeyFile}
 	// Only a file or folder source is a path; a device index, a URL or a
 	// GStreamer pipeline is not.
 	if kind, _, err := camera.ParseSource(cfg.Camera.Source); err == nil && (kind == camera.KindFile || kind == camera.KindFolder) {
@@ -368,7 +387,19 @@ func (c *Config) Validate() error {
 	case c.Log.Format != "text" && c.Log.Format != "json":
 		return bad("log.format", fmt.Sprintf("%q", c.Log.Format), "must be text or json")
 	}
-	for _, sub := range []interface{ Validate() error }{&c.Camera, &c.HomeAssistant, &c.Update} {
+	if (c.HTTP.TLS.CertFile == "") != (c.HTTP.TLS.KeyFile == "") {
+		return bad("http.tls.cert_file", fmt.Sprintf("%q", c.HTTP.TLS.CertFile), "and http.tls.key_file must be given together")
+	}
+	if err := c.Web.Validate(c.HTTP.Listen, c.MQTT.MaxPayload); err != nil {
+		return err
+	}
+	if c.Web.Enabled && !slices.Contains(c.Learner.NoPetLabels, c.Web.StrangerLabel) {
+		return bad("web.stranger_label", fmt.Sprintf("%q", c.Web.StrangerLabel), "must be one of learner.no_pet_labels, or strangers would be announced as pets")
+	}
+	if c.Web.Enabled && !slices.Contains(c.Learner.NoPetLabels, c.Web.NeitherLabel) {
+		return bad("web.neither_label", fmt.Sprintf("%q", c.Web.NeitherLabel), "must be one of learner.no_pet_labels, or empty scenes would be announced as pets")
+	}
+	for _, sub := range []interface{ Validate() error }{&c.Camera, &c.HomeAssistant, &c.Update, &c.Inbox} {
 		if err := sub.Validate(); err != nil {
 			return err
 		}

@@ -60,6 +60,11 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"update:\n  download_timeout: -1s\n", "update.download_timeout: -1s"},
 		{"update:\n  idle_timeout: 1h\n", "update.idle_timeout: 1h0m0s is longer than update.download_timeout"},
 		{"update:\n  retries: 11\n", "update.retries: 11"},
+		{"http:\n  listen: 0.0.0.0:9808\n", "web.users"},
+		{"http:\n  listen: 192.168.1.20:9808\nweb:\n  users: [{name: ann, password_hash: secret}]\n", "web.users[0].password_hash"},
+		{"http:\n  tls:\n    cert_file: web.pem\n", "http.tls.cert_file"},
+		{"web:\n  stranger_label: cat\n", "web.stranger_label"},
+		{"inbox:\n  max_count: 0\n", "inbox.max_count"},
 	} {
 		cfg := Default()
 		err := Decode([]byte(tc.yaml), &cfg)

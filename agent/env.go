@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"reflect"
 	"slices"
@@ -9,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Every configuration key can be set from the environment, as container
@@ -17,7 +21,7 @@ import (
 // WHISKER_MQTT_BROKER, camera.detect.min_score is
 // WHISKER_CAMERA_DETECT_MIN_SCORE). A variable overrides the file; flags
 // override both. Values are read as in the file (durations such as
-// "300ms", true or false); a list is comma-separated. A WHISKER_ variable that names
+// "300ms", true or false); a list of names is comma-separated, a list of records YAML. A WHISKER_ variable that names
 // no key of a section is refused, so that a typo is never ignored.
 
 // EnvPrefix starts every configuration variable.
@@ -173,6 +177,18 @@ func setFromEnv(field reflect.Value, value string) error {
 			return fmt.Errorf("%q is not a %s", value, kindName(field.Type()))
 		}
 		field.SetFloat(f)
+		return nil
+	}
+	if field.Kind() == reflect.Slice || field.Kind() == reflect.Struct || field.Kind() == reflect.Map {
+		// A list of records (web.users): YAML, as in the file, e.g.
+		// [{name: ann, password_hash: "$argon2id$..."}].
+		fresh := reflect.New(field.Type())
+		dec := yaml.NewDecoder(strings.NewReader(value))
+		dec.KnownFields(true)
+		if err := dec.Decode(fresh.Interface()); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("%q is not a YAML %s: %v", value, kindName(field.Type()), err)
+		}
+		field.Set(fresh.Elem())
 		return nil
 	}
 	return fmt.Errorf("%s cannot be set from the environment", field.Type())

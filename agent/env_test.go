@@ -53,6 +53,8 @@ func TestEveryKeyHasOneVariable(t *testing.T) {
 		f := scratch.FieldByIndex(k.index)
 		value := map[reflect.Kind]string{reflect.Bool: "true", reflect.String: "x", reflect.Slice: "x,y"}[f.Kind()]
 		switch {
+		case f.Kind() == reflect.Slice && f.Type().Elem().Kind() != reflect.String:
+			value = "[]"
 		case f.Type() == durationType:
 			value = "1s"
 		case value == "":
@@ -79,7 +81,7 @@ func TestApplyEnvSetsEveryKind(t *testing.T) {
 		"WHISKER_THREADS=3",
 		"WHISKER_LEARNER_RETRAIN_DELAY=1s",
 		"WHISKER_LEARNER_BALANCED=false",
-		"WHISKER_LEARNER_NO_PET_LABELS=neither, nobody ,",
+		"WHISKER_LEARNER_NO_PET_LABELS=neither, nobody ,stranger,",
 		"WHISKER_HOMEASSISTANT_SUGGESTED_AREA=Back garden",
 		"WHISKER_BOOT=1", "WHISKER_DEPS=/x", "WHISKER_TEST_AGENT_CONFIG=/y", // not configuration: left alone
 		"PATH=/usr/bin", "MALFORMED",
@@ -94,7 +96,7 @@ func TestApplyEnvSetsEveryKind(t *testing.T) {
 	want.Threads = 3
 	want.Learner.RetrainDelay = time.Second
 	want.Learner.Balanced = false
-	want.Learner.NoPetLabels = []string{"neither", "nobody"}
+	want.Learner.NoPetLabels = []string{"neither", "nobody", "stranger"}
 	want.HomeAssistant.SuggestedArea = "Back garden"
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got  %+v\nwant %+v", cfg, want)

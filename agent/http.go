@@ -47,7 +47,7 @@ func (a *Agent) Health() Health {
 	return h
 }
 
-// serveHTTP serves /metrics and /healthz until ctx ends.
+// serveHTTP serves /metrics, /healthz and the web page until ctx ends.
 func (a *Agent) serveHTTP(ctx context.Context) error {
 	if a.cfg.HTTP.Listen == "" {
 		return nil
@@ -67,10 +67,26 @@ func (a *Agent) serveHTTP(ctx context.Context) error {
 		}
 		json.NewEncoder(w).Encode(h)
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	a.log.Info("serving /metrics and /healthz", "addr", ln.Addr().String())
+	if a.web != nil {
+		mux.Handle("/", a.web.Handler())
+	}
+	// No write timeout: the page's event stream stays open; each handler
+	// bounds its own work.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 2 * time.Minute,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
+	if a.web != nil {
+		srv.RegisterOnShutdown(a.web.Stop) // ends the page's event streams
+	}
+	tlsCfg := a.cfg.HTTP.TLS
+	a.log.Info("serving /metrics and /healthz", "addr", ln.Addr().String(), "page", a.web != nil, "https", tlsCfg.CertFile != "")
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if tlsCfg.CertFile != "" {
+			errc <- srv.ServeTLS(ln, tlsCfg.CertFile, tlsCfg.KeyFile)
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case <-ctx.Done():
 		shut, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -22,6 +22,9 @@ type Inbound struct {
 	Topic   string // protocol.TopicLabel or protocol.TopicCmd
 	Payload []byte
 	Ack     func()
+	// Reply, when set, receives the answer instead of the result topic
+	// (requests from the web page). It must have room for one.
+	Reply chan<- protocol.Result
 }
 
 // Bus is the agent's MQTT connection. Handlers only hand messages off;

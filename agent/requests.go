@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image"
 	"slices"
 	"time"
 
@@ -43,6 +44,10 @@ func (a *Agent) serveRequests(ctx context.Context) error {
 				a.log.Warn("request refused", "topic", in.Topic, "request_id", res.RequestID, "reason", res.Error)
 			}
 			a.metrics.request(in.Topic, res.Ok)
+			if in.Reply != nil { // from the web page: answered there
+				in.Reply <- res
+				continue
+			}
 			if err := a.bus.Load().PublishResult(res); err != nil {
 				a.log.Warn("answer not published; the broker will redeliver the request", "request_id", res.RequestID, "err", err)
 				continue
@@ -87,31 +92,53 @@ func (a *Agent) handleLabel(ctx context.Context, payload []byte) protocol.Result
 		return failed(err)
 	}
 	res := protocol.Result{RequestID: req.RequestID, Label: req.Label}
+	if req.SightingIDs != nil {
+		return a.labelSightings(req, res)
+	}
 	smp := learner.Sample{Label: req.Label, Backbone: a.identity, Time: time.Now(), RequestID: req.RequestID}
 	if req.SightingID != "" {
-		r, ok := a.pipe.Recent(req.SightingID)
-		if !ok {
-			res.Error = fmt.Sprintf("unknown sighting id %q: it is not among the last %d sightings (learner.recent)", req.SightingID, a.cfg.Learner.Recent)
+		seen, err := a.sighting(req.SightingID)
+		if err != nil {
+			res.Error = err.Error()
 			return res
 		}
-		smp.Features, smp.JPEG, smp.Source = r.Features, r.JPEG, "sighting:"+req.SightingID
+		smp.Features, smp.JPEG, smp.Source = seen.Features, seen.JPEG, "sighting:"+req.SightingID
 	} else {
 		img, err := camera.DecodeImage(req.ImageBytes())
 		if err != nil {
 			res.Error = fmt.Sprintf("image cannot be read: %v (send a base64 JPEG or PNG)", err)
 			return res
 		}
-		feats, err := a.pipe.Embed(ctx, &img)
-		if err != nil {
+		crop := image.Rectangle{}
+		var feats []float32
+		if req.Detect {
+			pet, err := a.pipe.EmbedPet(ctx, &img)
+			if err != nil {
+				res.Error = fmt.Sprintf("image could not be embedded: %v", err)
+				return res
+			}
+			feats = pet.Features
+			if pet.Found {
+				crop = pet.Crop
+			}
+		} else if feats, err = a.pipe.Embed(ctx, &img); err != nil {
 			res.Error = fmt.Sprintf("image could not be embedded: %v", err)
 			return res
 		}
-		jpeg, err := camera.EncodeJPEG(&img, a.cfg.Learner.SnapshotSize, camera.JPEGQuality)
+		var jpeg []byte
+		if crop.Empty() {
+			jpeg, err = camera.EncodeJPEG(&img, a.cfg.Learner.SnapshotSize, camera.JPEGQuality)
+		} else {
+			jpeg, err = camera.CropJPEG(&img, crop, a.cfg.Learner.SnapshotSize, camera.JPEGQuality)
+		}
 		if err != nil {
 			res.Error = fmt.Sprintf("image could not be re-encoded: %v", err)
 			return res
 		}
 		smp.Features, smp.JPEG, smp.Source = feats, jpeg, "image"
+		if !crop.Empty() {
+			smp.Source = "image:pet"
+		}
 	}
 	id, dup, err := a.store.Add(smp)
 	if err != nil {
@@ -134,6 +161,10 @@ func (a *Agent) handleLabel(ctx context.Context, payload []byte) protocol.Result
 				a.labelsChanged() // a new label: its entities appear
 			}
 		}
+		if req.SightingID != "" {
+			a.inbox.MarkLabelled([]string{req.SightingID}, req.Label, []uint64{id}, 0)
+		}
+		a.kickReclassify()
 	}
 	return res
 }
@@ -152,6 +183,8 @@ func (a *Agent) runCmd(ctx context.Context, req *protocol.CmdRequest) protocol.R
 	switch req.Cmd {
 	case "rename":
 		return a.change(req, learner.Change{Op: learner.OpRename, Label: req.Label, To: req.To})
+	case "move":
+		return a.change(req, learner.Change{Op: learner.OpMoveSample, SampleID: req.SampleID, To: req.To})
 	case "forget":
 		if req.SampleID != 0 {
 			return a.change(req, learner.Change{Op: learner.OpForgetSample, SampleID: req.SampleID})
@@ -273,6 +306,13 @@ func (a *Agent) change(req *protocol.CmdRequest, c learner.Change) protocol.Resu
 	res.Ok, res.Label, res.To, res.SampleID, res.Changed = true, done.Label, done.To, done.SampleID, done.N
 	a.log.Info("command applied", "cmd", req.Cmd, "label", res.Label, "to", res.To, "changed", res.Changed, "request_id", req.RequestID)
 	a.labelsChanged()
+	switch c.Op { // the inbox shows what people named
+	case learner.OpRename, learner.OpForget:
+		a.inbox.Relabelled(c.Label, c.To)
+	case learner.OpForgetSample, learner.OpMoveSample:
+		a.inbox.SampleRelabelled(c.SampleID, c.To)
+	}
+	a.kickReclassify()
 	if counts, err := a.store.Counts(a.identity); err == nil {
 		res.Labels = labelCounts(counts)
 	}
@@ -297,6 +337,7 @@ func (a *Agent) setThreshold(req *protocol.CmdRequest) protocol.Result {
 		return res
 	}
 	a.log.Info("threshold set", "value", res.Threshold, "request_id", req.RequestID)
+	a.kickReclassify()
 	res.Ok = true
 	a.publishStatusAsync()
 	return res

@@ -17,7 +17,8 @@ DEPS="${WHISKER_DEPS:-$ROOT/.deps}"
 CACHE="${WHISKER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/whisker}"
 
 # --- pins -------------------------------------------------------------------
-APT_PACKAGES=(libopencv-dev pkg-config mosquitto mosquitto-clients flatbuffers-compiler ca-certificates gstreamer1.0-plugins-base)
+# chromium: the browser the web page's tests drive (headless).
+APT_PACKAGES=(libopencv-dev pkg-config mosquitto mosquitto-clients flatbuffers-compiler ca-certificates gstreamer1.0-plugins-base chromium)
 
 TFLITE_NPM="node-tflite@0.0.2"
 TFLITE_TGZ_SHA="80e040b24096cbe4365b4960c8a93ff71218765a815e1b5f90180e2868dc930a"

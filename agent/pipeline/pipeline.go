@@ -27,12 +27,14 @@ import (
 // embedRequest asks the inference goroutine (which owns the backbone) to
 // embed an image.
 type embedRequest struct {
-	img   *frame.Frame
-	reply chan embedResult
+	img    *frame.Frame
+	detect bool // find the pet and embed its crop (EmbedPet)
+	reply  chan embedResult
 }
 
 type embedResult struct {
 	features []float32
+	pet      Pet
 	err      error
 }
 
@@ -410,8 +412,13 @@ func (p *Pipeline) infer(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case r := <-p.requests:
+			if r.detect {
+				pet, err := p.embedPet(r.img, &reqIn, &reqRes)
+				r.reply <- embedResult{pet: pet, err: err}
+				continue
+			}
 			feats, err := p.embedRequest(r.img, &reqIn, &reqRes)
-			r.reply <- embedResult{feats, err}
+			r.reply <- embedResult{features: feats, err: err}
 		case j := <-p.toInfer:
 			start := time.Now()
 			if err := p.inferJob(j, &cropIn, &cropRes); err != nil {
@@ -518,7 +525,7 @@ func (p *Pipeline) finish(ctx context.Context) {
 			s := protocol.Sighting{Label: protocol.Unknown, Scores: map[string]float64{}, TS: protocol.Timestamp(j.frame.Time), Frame: j.frame.Seq}
 			s.ID = fmt.Sprintf("%s-%d", p.cfg.IDPrefix, p.seq.Add(1))
 			if h != nil {
-				p.classify(h, &s, it.features, it.det == nil && p.dec != nil)
+				p.Name(h, &s, it.features, it.det != nil)
 			} else {
 				s.Why = WhyNoHead
 			}
@@ -562,24 +569,31 @@ const WhyNoHead = "nothing is labelled yet: label at least two names (two pets, 
 // and scenes, or no pet detected in a whole frame, which is never named
 // as a pet). The reference class of other animals and scenes is left out
 // of the scores.
-func (p *Pipeline) classify(h *learner.Head, s *protocol.Sighting, features []float32, noPet bool) {
+// Name names a pet's (or a frame's) features with head h into s, as the
+// camera's sightings are named: its label, confidence, scores and, when
+// unknown, why and the nearest name. boxed says the detector found the
+// pet; with a detecting backbone, a frame without one is never named as
+// a pet. It reports false when h cannot classify the features.
+func (p *Pipeline) Name(h *learner.Head, s *protocol.Sighting, features []float32, boxed bool) bool {
 	pr, err := h.ClassifyWith(features, learner.ClassifyOptions{
-		Threshold: p.cfg.Threshold(), NoPet: noPet, NoPetLabels: p.cfg.NoPetLabels,
+		Threshold: p.cfg.Threshold(), NoPet: !boxed && p.dec != nil, NoPetLabels: p.cfg.NoPetLabels,
 	})
 	if err != nil {
 		p.log.Error("classify", "err", err)
-		return
+		return false
 	}
+	s.Scores = make(map[string]float64, len(h.Classes))
 	for k, c := range h.Classes {
 		if c != learner.Background {
 			s.Scores[c] = round4(pr.Scores[k])
 		}
 	}
 	s.Confidence = round4(pr.Confidence)
-	s.Label, s.Why = pr.Label, pr.Why
+	s.Label, s.Why, s.Nearest = pr.Label, pr.Why, ""
 	if pr.Label == protocol.Unknown {
 		s.Nearest = pr.Nearest
 	}
+	return true
 }
 
 // countUnknown counts an unknown sighting under its reason.

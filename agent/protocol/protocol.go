@@ -36,6 +36,10 @@ const (
 	TopicResult   = "result"
 	// TopicSnapshot/<sighting id> carries a sighting's JPEG on request.
 	TopicSnapshot = "snapshot"
+	// TopicRevised carries sightings named again after the head changed
+	// (a label, a retrain): the same id with the new name, Previous and
+	// Revised set.
+	TopicRevised = "sighting/revised"
 )
 
 // Unknown is the label of a sighting no head is sure about.
@@ -47,6 +51,9 @@ const OtherAnimals = "(other animals and scenes)"
 
 // MaxLabelLen bounds label names (in characters).
 const MaxLabelLen = 64
+
+// MaxBatch bounds the sightings one label request names (sighting_ids).
+const MaxBatch = 200
 
 // LabelCount is how many samples a label has.
 type LabelCount struct {
@@ -66,13 +73,20 @@ func ValidTopicPrefix(p string) bool {
 // digits, '-' or '_' (it is part of MQTT topics).
 func ValidID(s string) bool { return idPattern.MatchString(s) }
 
-// LabelRequest labels the frame of an earlier sighting, or an image.
+// LabelRequest labels the frame of an earlier sighting, several
+// sightings at once, or an image.
 type LabelRequest struct {
 	V          int    `json:"v,omitempty"`
 	RequestID  string `json:"request_id"`
 	SightingID string `json:"sighting_id,omitempty"`
-	Image      string `json:"image,omitempty"` // base64 JPEG or PNG
-	Label      string `json:"label"`
+	// SightingIDs labels several sightings in one request (all stored, or
+	// none).
+	SightingIDs []string `json:"sighting_ids,omitempty"`
+	Image       string   `json:"image,omitempty"` // base64 JPEG or PNG
+	// Detect, with image, finds the pet with the detector and keeps its
+	// crop (the whole image when no pet is found), as the camera does.
+	Detect bool   `json:"detect,omitempty"`
+	Label  string `json:"label"`
 
 	imageBytes []byte
 }
@@ -106,16 +120,17 @@ var cmdArgs = map[string][]string{
 	"update":    {"url", "path", "sha256"},
 	"pause":     nil,
 	"resume":    nil,
+	"move":      {"sample_id", "to"},
 }
 
 // commands lists the command names in a stable order, for messages.
-var commands = []string{"retrain", "labels", "stats", "capture", "rename", "forget", "threshold", "pause", "resume", "snapshot", "update"}
+var commands = []string{"retrain", "labels", "stats", "capture", "rename", "forget", "move", "threshold", "pause", "resume", "snapshot", "update"}
 
 // Mutating reports whether a command changes state (and so is applied
 // once per request_id).
 func (r *CmdRequest) Mutating() bool {
 	switch r.Cmd {
-	case "rename", "forget", "threshold", "pause", "resume":
+	case "rename", "forget", "move", "threshold", "pause", "resume":
 		return true
 	}
 	return false
@@ -130,9 +145,12 @@ type Result struct {
 	Topic string `json:"topic"`
 	Cmd   string `json:"cmd,omitempty"`
 	// For labels:
-	SampleID  uint64 `json:"sample_id,omitempty"`
-	Label     string `json:"label,omitempty"`
-	Duplicate bool   `json:"duplicate,omitempty"`
+	SampleID uint64 `json:"sample_id,omitempty"`
+	// SampleIDs are the samples of a label request with sighting_ids, in
+	// its order.
+	SampleIDs []uint64 `json:"sample_ids,omitempty"`
+	Label     string   `json:"label,omitempty"`
+	Duplicate bool     `json:"duplicate,omitempty"`
 	// For commands:
 	To            string        `json:"to,omitempty"`
 	Changed       int           `json:"changed,omitempty"`
@@ -227,6 +245,10 @@ type Sighting struct {
 	// Nearest is, for an unknown sighting, the labelled name it came
 	// closest to: the one to label it with if it is that pet after all.
 	Nearest string `json:"nearest,omitempty"`
+	// On TopicRevised only: the name the sighting had before, and when it
+	// was named again.
+	Previous string `json:"previous,omitempty"`
+	Revised  string `json:"revised,omitempty"`
 }
 
 // Status is the retained device status; "offline" is the broker's will.
@@ -342,11 +364,27 @@ func DecodeLabel(payload []byte, maxPayload int) (*LabelRequest, error) {
 	if err := CheckLabelName(r.Label); err != nil {
 		return nil, Refuse(id, "%v", err)
 	}
+	given := 0
+	for _, g := range []bool{r.SightingID != "", r.SightingIDs != nil, r.Image != ""} {
+		if g {
+			given++
+		}
+	}
 	switch {
-	case r.SightingID == "" && r.Image == "":
-		return nil, Refuse(id, "give sighting_id (a sighting to label) or image (a base64 JPEG or PNG)")
-	case r.SightingID != "" && r.Image != "":
-		return nil, Refuse(id, "give either sighting_id or image, not both")
+	case given == 0:
+		return nil, Refuse(id, "give sighting_id (a sighting to label), sighting_ids (several) or image (a base64 JPEG or PNG)")
+	case given > 1:
+		return nil, Refuse(id, "give one of sighting_id, sighting_ids and image, not both")
+	case r.Detect && r.Image == "":
+		return nil, Refuse(id, "detect is for images: it finds the pet in an image")
+	case r.SightingIDs != nil:
+		if err := checkSightingIDs(r.SightingIDs); err != nil {
+			return nil, Refuse(id, "sighting_ids: %v", err)
+		}
+	case r.SightingID != "":
+		if !validSightingID(r.SightingID) {
+			return nil, Refuse(id, "sighting_id must be at most 128 printable characters")
+		}
 	case r.Image != "":
 		img, err := base64.StdEncoding.DecodeString(strings.TrimSpace(r.Image))
 		if err != nil {
@@ -359,6 +397,31 @@ func DecodeLabel(payload []byte, maxPayload int) (*LabelRequest, error) {
 		r.Image = ""
 	}
 	return &r, nil
+}
+
+func validSightingID(s string) bool {
+	return s != "" && len(s) <= 128 && utf8.ValidString(s) && printable(s)
+}
+
+// checkSightingIDs checks the ids of a batch: 1 to MaxBatch distinct ids.
+func checkSightingIDs(ids []string) error {
+	if len(ids) == 0 {
+		return errors.New("the list is empty")
+	}
+	if len(ids) > MaxBatch {
+		return fmt.Errorf("%d ids; at most %d per request", len(ids), MaxBatch)
+	}
+	seen := make(map[string]bool, len(ids))
+	for i, s := range ids {
+		if !validSightingID(s) {
+			return fmt.Errorf("id %d must be 1 to 128 printable characters", i+1)
+		}
+		if seen[s] {
+			return fmt.Errorf("%q is named twice", s)
+		}
+		seen[s] = true
+	}
+	return nil
 }
 
 // ImageBytes returns the decoded image of a label request.
@@ -412,6 +475,13 @@ func DecodeCmd(payload []byte, maxPayload int) (*CmdRequest, error) {
 			if err := CheckLabelName(r.Label); err != nil {
 				return nil, Refuse(id, "forget: %v", err)
 			}
+		}
+	case "move":
+		if r.SampleID == 0 {
+			return nil, Refuse(id, "move: sample_id is missing (the sample to move)")
+		}
+		if err := CheckLabelName(r.To); err != nil {
+			return nil, Refuse(id, "move: to (the new label): %v", err)
 		}
 	case "threshold":
 		if r.Value == nil {

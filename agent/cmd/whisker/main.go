@@ -45,7 +45,7 @@ classifier it trains on the device from the labels you send over MQTT.`,
 	// `whisker --version` prints what `whisker version` prints.
 	root.SetVersionTemplate(versionLine())
 	root.AddCommand(runCmd(), bootCmd(), labelCmd(), ctlCmd(), importCmd(), evalCmd(), demoCmd(), modelCmd(), configCmd(),
-		demoVideoCmd(), keysCmd(), bundleCmd(), fleetCmd(), embedCmd(), benchCmd(), versionCmd())
+		demoVideoCmd(), keysCmd(), bundleCmd(), fleetCmd(), embedCmd(), benchCmd(), versionCmd(), passwdCmd())
 	return root.ExecuteContext(ctx)
 }
 
