@@ -24,7 +24,7 @@ func (a *Agent) shareSample(id uint64, smp learner.Sample) {
 	if a.cfg.Fleet.Household == "" || b == nil {
 		return
 	}
-	payload, err := protocol.EncodeShared(a.cfg.Device, id, smp.Label, smp.Backbone, smp.Time, smp.Features, smp.JPEG)
+	payload, err := protocol.EncodeShared(a.cfg.Device, id, smp.Label, smp.Backbone, smp.Time, smp.Features, smp.JPEG, "", nil)
 	if err != nil {
 		return
 	}

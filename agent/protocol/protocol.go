@@ -19,6 +19,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // PayloadVersion is the version of the JSON payloads. Requests may carry
@@ -236,6 +238,14 @@ func Refuse(id, format string, a ...any) *RequestError {
 // trailing data and non-UTF-8 text. It returns the request id when one can
 // be read, so that even refusals can echo it.
 func decodeStrict(payload []byte, maxPayload int, v any) (reqID string, err error) {
+	// The size is checked before anything is parsed: an oversized payload
+	// only has its first bytes searched for a request id to echo.
+	if len(payload) > maxPayload {
+		if m := requestIDPattern.FindSubmatch(payload[:min(len(payload), 4096)]); m != nil && utf8.Valid(m[1]) {
+			reqID = string(m[1])
+		}
+		return reqID, Refuse(reqID, "payload is %d bytes; the limit is %d (mqtt.max_payload)", len(payload), maxPayload)
+	}
 	// Best effort: find the request id for the answer.
 	var probe struct {
 		RequestID any `json:"request_id"`
@@ -246,9 +256,6 @@ func decodeStrict(payload []byte, maxPayload int, v any) (reqID string, err erro
 		}
 	} else if m := requestIDPattern.FindSubmatch(payload[:min(len(payload), 4096)]); m != nil && utf8.Valid(m[1]) {
 		reqID = string(m[1]) // broken JSON: still echo an id that is plainly there
-	}
-	if len(payload) > maxPayload {
-		return reqID, Refuse(reqID, "payload is %d bytes; the limit is %d (mqtt.max_payload)", len(payload), maxPayload)
 	}
 	if len(bytes.TrimSpace(payload)) == 0 {
 		return reqID, Refuse(reqID, "payload is empty; send a JSON object")
@@ -308,6 +315,7 @@ func DecodeLabel(payload []byte, maxPayload int) (*LabelRequest, error) {
 	if err := checkCommon(r.V, r.RequestID); err != nil {
 		return nil, err
 	}
+	r.Label = NormalizeLabel(r.Label)
 	if err := CheckLabelName(r.Label); err != nil {
 		return nil, Refuse(id, "%v", err)
 	}
@@ -360,6 +368,7 @@ func DecodeCmd(payload []byte, maxPayload int) (*CmdRequest, error) {
 			return nil, Refuse(id, "cmd %q takes no %s", r.Cmd, arg)
 		}
 	}
+	r.Label, r.To = NormalizeLabel(r.Label), NormalizeLabel(r.To)
 	switch r.Cmd {
 	case "rename":
 		if err := CheckLabelName(r.Label); err != nil {
@@ -406,8 +415,10 @@ func DecodeCmd(payload []byte, maxPayload int) (*CmdRequest, error) {
 	return &r, nil
 }
 
-// CheckLabelName checks a pet's name: 1-64 printable characters, no path
-// separators, not the reserved "unknown".
+// CheckLabelName checks a pet's name: 1-64 printable characters in NFKC
+// form, no path separators, letters of one script (see labels.go), not the
+// reserved "unknown" in any case or form. Decoders normalise names
+// (NormalizeLabel) before checking them.
 func CheckLabelName(l string) error {
 	switch n := utf8.RuneCountInString(l); {
 	case l == "":
@@ -422,12 +433,14 @@ func CheckLabelName(l string) error {
 		return fmt.Errorf("label %q contains control characters", l)
 	case strings.TrimSpace(l) != l:
 		return fmt.Errorf("label %q starts or ends with spaces", l)
-	case strings.EqualFold(l, Unknown):
+	case !norm.NFKC.IsNormalString(l):
+		return fmt.Errorf("label %q is not in Unicode NFKC form (it is written %q)", l, NormalizeLabel(l))
+	case LabelKey(l) == Unknown:
 		return fmt.Errorf("label %q is reserved for sightings nobody is sure about", l)
 	case l == "." || l == "..":
 		return fmt.Errorf("label %q is not a name", l)
 	}
-	return nil
+	return checkScripts(l)
 }
 
 func printable(s string) bool {
