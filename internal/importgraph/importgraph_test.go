@@ -24,6 +24,7 @@ var allowed = map[string][]string{
 	"agent": {"agent/homeassistant", "agent/ota", "agent/pipeline", "agent/protocol", "camera", "internal/atomicfile", "internal/wait",
 		"learner", "learner/backbone", "learner/embedder"},
 	"agent/protocol":           {},
+	"agent/broker":             {"agent/protocol"},
 	"agent/pipeline":           {"agent/protocol", "camera", "camera/frame", "learner", "learner/backbone", "learner/detect"},
 	"agent/homeassistant":      {"agent/protocol", "learner"},
 	"agent/ota":                {"agent/protocol", "firmware/bundle", "firmware/model", "firmware/update"},
