@@ -13,17 +13,17 @@ func TestLabelNamesAreNormalised(t *testing.T) {
 		sent, stored string
 	}{
 		{"Tigger", "Tigger"},
-		{"Ｔｉｇｇｅｒ", "Tigger"},               // fullwidth
-		{"𝐓𝐢𝐠𝐠𝐞𝐫", "Tigger"},               // mathematical bold
-		{"ﬁfi", "fifi"},                    // ligature
-		{"Cafe\u0301", "Café"},             // decomposed accent
-		{"Ⅸ", "IX"},                        // roman numeral
-		{"Mi\u00a0sty", "Mi sty"},          // no-break space
-		{"ねこ", "ねこ"},                       // one script
-		{"Tama猫", "Tama猫"},                 // Latin with Han
-		{"タマ猫ちゃん", "タマ猫ちゃん"},               // Han and both kana
-		{"Тигр", "Тигр"},                   // all Cyrillic
-		{"R2-D2 🐱", "R2-D2 🐱"},             // digits, punctuation and emoji belong to every script
+		{"Ｔｉｇｇｅｒ", "Tigger"},      // fullwidth
+		{"𝐓𝐢𝐠𝐠𝐞𝐫", "Tigger"},      // mathematical bold
+		{"ﬁfi", "fifi"},           // ligature
+		{"Cafe\u0301", "Café"},    // decomposed accent
+		{"Ⅸ", "IX"},               // roman numeral
+		{"Mi\u00a0sty", "Mi sty"}, // no-break space
+		{"ねこ", "ねこ"},              // one script
+		{"Tama猫", "Tama猫"},        // Latin with Han
+		{"タマ猫ちゃん", "タマ猫ちゃん"},      // Han and both kana
+		{"Тигр", "Тигр"},          // all Cyrillic
+		{"R2-D2 🐱", "R2-D2 🐱"},    // digits, punctuation and emoji belong to every script
 		{"Chat noir", "Chat noir"},
 	} {
 		payload, _ := json.Marshal(map[string]string{"request_id": "n", "sighting_id": "s", "label": tc.sent})
