@@ -20,6 +20,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/whiskercam/whisker/agent/broker"
 	"github.com/whiskercam/whisker/agent/homeassistant"
 	"github.com/whiskercam/whisker/agent/ota"
 	"github.com/whiskercam/whisker/agent/pipeline"
@@ -54,6 +55,8 @@ type Config struct {
 	// Fleet shares labels between the cameras of a household.
 	Fleet FleetConfig `yaml:"fleet"`
 	Log   LogConfig   `yaml:"log"`
+	// Images bounds the images the agent decodes (label requests).
+	Images ImagesConfig `yaml:"images"`
 
 	// Delegate runs the backbone on an accelerator: none, xnnpack, edgetpu
 	// or gpu. One this build or machine lacks falls back to the CPU, with
@@ -65,6 +68,13 @@ type Config struct {
 type FleetConfig struct {
 	// Household names the group; empty turns sharing off.
 	Household string `yaml:"household"`
+	// HouseholdKeys is a directory of the enrolled public keys (DEVICE.pub,
+	// from whisker keys gen --device) of the cameras whose shared samples
+	// this camera stores; each sample must be signed by its origin's key.
+	HouseholdKeys string `yaml:"household_keys"`
+	// MaxSamplesPerCamera bounds the samples kept from each other camera
+	// (0: no limit).
+	MaxSamplesPerCamera int `yaml:"max_samples_per_camera"`
 }
 
 // HTTPConfig is the operations endpoint.
@@ -87,6 +97,13 @@ type MQTTConfig struct {
 	ClientID string `yaml:"client_id"`
 	Username string `yaml:"username"`
 	Password string `yaml:"password"`
+	// PasswordFile holds the password instead (its first line); a path
+	// starting with $CREDENTIALS_DIRECTORY/ is a systemd credential
+	// (LoadCredential=).
+	PasswordFile string `yaml:"password_file"`
+	// Embedded is who may use the embedded broker: users, their roles and
+	// password hashes, and the role of anonymous clients on loopback.
+	Embedded broker.Config `yaml:"embedded"`
 	// TLS for ssl:// (tls://, mqtts://) broker URLs.
 	TLS protocol.TLSConfig `yaml:"tls"`
 	// MaxPayload refuses larger label and command messages (bytes).
@@ -120,6 +137,15 @@ type LearnerConfig struct {
 	AnnounceAgree  int           `yaml:"announce_agree"`
 	AnnounceWindow int           `yaml:"announce_window"`
 	AnnounceGap    time.Duration `yaml:"announce_gap"`
+	// MaxSamplesPerLabel bounds one label's samples (0: no limit).
+	MaxSamplesPerLabel int `yaml:"max_samples_per_label"`
+	// MaxStoreBytes bounds what the stored samples take (0: no limit).
+	MaxStoreBytes int64 `yaml:"max_store_bytes"`
+	// MaxSampleJPEGBytes bounds one sample's JPEG.
+	MaxSampleJPEGBytes int `yaml:"max_sample_jpeg_bytes"`
+	// DiskReserveBytes is the free space a write must leave on the state
+	// directory's file system.
+	DiskReserveBytes int64 `yaml:"disk_reserve_bytes"`
 }
 
 // LogConfig sets the log level and format.
@@ -145,6 +171,7 @@ func Default() Config {
 		Camera:   pipeline.DefaultCamera(),
 		MQTT: MQTTConfig{
 			EmbeddedListen: "127.0.0.1:1883",
+			Embedded:       broker.DefaultConfig(),
 			TopicPrefix:    "whisker",
 			MaxPayload:     8 << 20,
 			KeepAlive:      30 * time.Second,
@@ -162,10 +189,17 @@ func Default() Config {
 			AnnounceAgree:  3,
 			AnnounceWindow: 5,
 			AnnounceGap:    2 * time.Minute,
+			// The store's suggested limits.
+			MaxSamplesPerLabel: learner.DefaultStoreOptions().MaxSamplesPerLabel,
+			MaxStoreBytes:      learner.DefaultStoreOptions().MaxBytes,
+			MaxSampleJPEGBytes: learner.DefaultStoreOptions().MaxJPEGBytes,
+			DiskReserveBytes:   learner.DefaultStoreOptions().ReserveBytes,
 		},
 		HomeAssistant: homeassistant.Default(),
 		HTTP:          HTTPConfig{Listen: "127.0.0.1:9808", StaleAfter: 30 * time.Second},
 		Update:        ota.Default(),
+		Fleet:         FleetConfig{MaxSamplesPerCamera: learner.DefaultStoreOptions().MaxSamplesPerOrigin},
+		Images:        ImagesConfig{MaxBytes: camera.MaxImageBytes, MaxPixels: camera.DefaultMaxPixels},
 		Log:           LogConfig{Level: "info", Format: "text"},
 	}
 }
@@ -211,7 +245,8 @@ func Load(path string) (Config, error) {
 		return cfg, fmt.Errorf("%s: %w", path, err)
 	}
 	resolve := resolveAgainst(filepath.Dir(path))
-	paths := []*string{&cfg.StateDir, &cfg.Backbone, &cfg.MQTT.TLS.CAFile, &cfg.MQTT.TLS.CertFile, &cfg.MQTT.TLS.KeyFile}
+	paths := []*string{&cfg.StateDir, &cfg.Backbone, &cfg.MQTT.TLS.CAFile, &cfg.MQTT.TLS.CertFile, &cfg.MQTT.TLS.KeyFile,
+		&cfg.MQTT.PasswordFile, &cfg.MQTT.Embedded.PasswordFile, &cfg.Fleet.HouseholdKeys}
 	// Only a file or folder source is a path; a device index, a URL or a
 	// GStreamer pipeline is not.
 	if kind, _, err := camera.ParseSource(cfg.Camera.Source); err == nil && (kind == camera.KindFile || kind == camera.KindFolder) {
@@ -228,7 +263,8 @@ func Load(path string) (Config, error) {
 
 func resolveAgainst(base string) func(*string) {
 	return func(p *string) {
-		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, "://") {
+		// "$CREDENTIALS_DIRECTORY/..." is read from the environment later.
+		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, "://") && !strings.HasPrefix(*p, "$") {
 			*p = filepath.Join(base, *p)
 		}
 	}
@@ -338,6 +374,9 @@ func (c *Config) Validate() error {
 		return bad("log.level", fmt.Sprintf("%q", c.Log.Level), "must be debug, info, warn or error")
 	case c.Log.Format != "text" && c.Log.Format != "json":
 		return bad("log.format", fmt.Sprintf("%q", c.Log.Format), "must be text or json")
+	}
+	if err := c.validateAccess(); err != nil {
+		return err
 	}
 	for _, sub := range []interface{ Validate() error }{&c.Camera, &c.HomeAssistant, &c.Update} {
 		if err := sub.Validate(); err != nil {
