@@ -23,14 +23,25 @@ func (a *Agent) serveRequests(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case in := <-a.inbound:
-			if in.Topic == topicShared {
-				a.storeShared(in.Payload)
+			if in.Retained {
+				// Acted on when it was published (brokers deliver a new
+				// message to subscribers as a plain one); what comes with
+				// the retained flag is the broker's copy, at a subscription.
+				a.log.Warn("retained message ignored: a request is acted on once, when it is published (clear it with an empty retained message)",
+					"topic", in.Topic, "bytes", len(in.Payload))
 				in.Ack()
+				continue
+			}
+			if in.Topic == topicShared {
+				if a.storeShared(in.Payload) {
+					in.Ack()
+				}
 				continue
 			}
 			res := a.handle(ctx, in)
 			res.Topic = in.Topic
 			res.TS = protocol.Timestamp(time.Now())
+			res.Disk = a.diskTrouble()
 			if !res.Ok {
 				a.log.Warn("request refused", "topic", in.Topic, "request_id", res.RequestID, "reason", res.Error)
 			}
@@ -75,8 +86,10 @@ func (a *Agent) handleLabel(ctx context.Context, payload []byte) protocol.Result
 	if err != nil {
 		return failed(err)
 	}
-	res := protocol.Result{RequestID: req.RequestID, Label: req.Label}
-	smp := learner.Sample{Label: req.Label, Backbone: a.identity, Time: time.Now(), RequestID: req.RequestID}
+	label := a.canonicalLabel(req.Label)
+	res := protocol.Result{RequestID: req.RequestID, Label: label}
+	smp := learner.Sample{Label: label, Backbone: a.identity, Time: time.Now(), RequestID: req.RequestID}
+	risky := false
 	if req.SightingID != "" {
 		r, ok := a.pipe.Recent(req.SightingID)
 		if !ok {
@@ -85,27 +98,42 @@ func (a *Agent) handleLabel(ctx context.Context, payload []byte) protocol.Result
 		}
 		smp.Features, smp.JPEG, smp.Source = r.Features, r.JPEG, "sighting:"+req.SightingID
 	} else {
-		img, err := camera.DecodeImage(req.ImageBytes())
-		if err != nil {
-			res.Error = fmt.Sprintf("image cannot be read: %v (send a base64 JPEG or PNG)", err)
+		// A retry of a stored request is answered without decoding again.
+		if id, ok, err := a.store.Request(req.RequestID); err == nil && ok {
+			res.Ok, res.SampleID, res.Duplicate = true, id, true
+			if counts, err := a.store.Counts(a.identity); err == nil {
+				res.Labels = labelCounts(counts)
+			}
 			return res
 		}
-		feats, err := a.pipe.Embed(ctx, &img)
-		if err != nil {
-			res.Error = fmt.Sprintf("image could not be embedded: %v", err)
+		// Decoding and embedding an image from outside is the one step a
+		// request takes that could take the process down: it is marked on
+		// disk first, and a request that was in this step when the agent
+		// died is refused when the broker delivers it again.
+		if err := a.store.BeginRisky(req.RequestID, "decoding and embedding the image"); err != nil {
+			res.Error = err.Error()
 			return res
 		}
-		jpeg, err := camera.EncodeJPEG(&img, a.cfg.Learner.SnapshotSize, camera.JPEGQuality)
+		risky = true
+		if a.riskyHook != nil {
+			a.riskyHook(req.RequestID)
+		}
+		feats, jpeg, err := a.embedImage(ctx, req.ImageBytes())
 		if err != nil {
-			res.Error = fmt.Sprintf("image could not be re-encoded: %v", err)
+			a.endRisky(req.RequestID)
+			res.Error = err.Error()
 			return res
 		}
 		smp.Features, smp.JPEG, smp.Source = feats, jpeg, "image"
 	}
-	id, dup, err := a.store.Add(smp)
+	id, dup, err := a.store.Add(smp) // clears the request's in-progress mark
 	if err != nil {
+		if risky {
+			a.endRisky(req.RequestID)
+		}
 		a.log.Error("store label", "err", err)
 		res.Error = fmt.Sprintf("label not stored: %v", err)
+		a.diskChanged()
 		return res
 	}
 	res.Ok, res.SampleID, res.Duplicate = true, id, dup
@@ -119,7 +147,7 @@ func (a *Agent) handleLabel(ctx context.Context, payload []byte) protocol.Result
 		a.trainer.Added(smp)
 		a.shareSample(id, smp)
 		for _, c := range res.Labels {
-			if c.Label == req.Label && c.Samples == 1 {
+			if c.Label == label && c.Samples == 1 {
 				a.labelsChanged() // a new label: its entities appear
 			}
 		}
@@ -134,12 +162,17 @@ func (a *Agent) handleCmd(ctx context.Context, payload []byte) protocol.Result {
 	}
 	switch req.Cmd {
 	case "rename":
-		return a.change(req, learner.Change{Op: learner.OpRename, Label: req.Label, To: req.To})
+		from := a.canonicalLabel(req.Label)
+		to := req.To
+		if !protocol.SameLabel(from, to) { // a new spelling of one label stays as sent
+			to = a.canonicalLabel(to)
+		}
+		return a.change(req, learner.Change{Op: learner.OpRename, Label: from, To: to})
 	case "forget":
 		if req.SampleID != 0 {
 			return a.change(req, learner.Change{Op: learner.OpForgetSample, SampleID: req.SampleID})
 		}
-		return a.change(req, learner.Change{Op: learner.OpForget, Label: req.Label})
+		return a.change(req, learner.Change{Op: learner.OpForget, Label: a.canonicalLabel(req.Label)})
 	case "threshold":
 		return a.setThreshold(req)
 	}
@@ -242,6 +275,7 @@ func (a *Agent) change(req *protocol.CmdRequest, c learner.Change) protocol.Resu
 	res.Ok, res.Label, res.To, res.SampleID, res.Changed = true, done.Label, done.To, done.SampleID, done.N
 	a.log.Info("command applied", "cmd", req.Cmd, "label", res.Label, "to", res.To, "changed", res.Changed, "request_id", req.RequestID)
 	a.labelsChanged()
+	a.diskChanged() // a forget may have made room
 	if counts, err := a.store.Counts(a.identity); err == nil {
 		res.Labels = labelCounts(counts)
 	}
@@ -312,6 +346,7 @@ func (a *Agent) Stats() (*protocol.Stats, error) {
 	for _, c := range counts {
 		st.Samples += c.Samples
 	}
+	st.Disk = a.diskHealth()
 	if h := a.trainer.Head(); h != nil {
 		st.Head = &protocol.HeadInfo{Classes: h.Classes, Samples: h.Samples, Trained: protocol.Timestamp(h.Trained)}
 		if st.Learner, err = json.Marshal(a.trainer.Summary()); err != nil {
@@ -326,4 +361,49 @@ func (a *Agent) Stats() (*protocol.Stats, error) {
 
 func round4(x float64) float64 {
 	return float64(int64(x*10000+0.5)) / 10000
+}
+
+// embedImage decodes an image from outside within the configured limits
+// (its real size read from its header before any pixel is decoded), runs
+// the backbone on it and re-encodes it as the sample's JPEG.
+func (a *Agent) embedImage(ctx context.Context, data []byte) ([]float32, []byte, error) {
+	img, err := camera.DecodeImageLimits(data, a.cfg.Images.limits())
+	if err != nil {
+		return nil, nil, fmt.Errorf("image cannot be read: %v (send a base64 JPEG, PNG, BMP or WebP within images.max_bytes and images.max_pixels)", err)
+	}
+	feats, err := a.pipe.Embed(ctx, &img)
+	if err != nil {
+		return nil, nil, fmt.Errorf("image could not be embedded: %v", err)
+	}
+	jpeg, err := camera.EncodeJPEG(&img, a.cfg.Learner.SnapshotSize, camera.JPEGQuality)
+	if err != nil {
+		return nil, nil, fmt.Errorf("image could not be re-encoded: %v", err)
+	}
+	return feats, jpeg, nil
+}
+
+// endRisky clears a request's in-progress mark after its risky step
+// failed without taking the process down.
+func (a *Agent) endRisky(requestID string) {
+	if err := a.store.EndRisky(requestID); err != nil {
+		a.log.Error("clear the in-progress mark of a request", "request_id", requestID, "err", err)
+	}
+}
+
+// canonicalLabel is the spelling a label name is stored under: that of a
+// stored label (or a no-pet label) it names the same as (NFKC, case
+// folded), else the name as sent.
+func (a *Agent) canonicalLabel(l string) string {
+	known := append([]string(nil), a.cfg.Learner.NoPetLabels...)
+	if counts, err := a.store.Counts(a.identity); err == nil {
+		stored := make([]string, len(counts))
+		for i, c := range counts {
+			stored[i] = c.Label
+		}
+		known = append(stored, known...)
+	}
+	if k, ok := protocol.FindLabel(l, known); ok {
+		return k
+	}
+	return l
 }

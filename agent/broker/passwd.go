@@ -148,3 +148,11 @@ func validUserName(s string) bool {
 	}
 	return true
 }
+
+// CheckUserName says why a name cannot be a user's, if it cannot.
+func CheckUserName(name string) error {
+	if !validUserName(name) {
+		return fmt.Errorf("user name %q: 1-64 letters, digits, '-', '_' or '.'", name)
+	}
+	return nil
+}

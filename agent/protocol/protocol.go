@@ -140,7 +140,9 @@ type Result struct {
 	Labels []LabelCount `json:"labels,omitempty"`
 	Train  *TrainResult `json:"train,omitempty"`
 	Stats  *Stats       `json:"stats,omitempty"`
-	TS     string       `json:"ts"`
+	// Disk is set while the sample store's disk is in trouble.
+	Disk *DiskHealth `json:"disk,omitempty"`
+	TS   string      `json:"ts"`
 }
 
 // TrainResult reports a training run.
@@ -173,6 +175,8 @@ type Stats struct {
 	// Learner describes the head: kind (linear or hidden), its capacity
 	// choice, calibration and imprinted labels (docs/learning.md).
 	Learner json.RawMessage `json:"learner,omitempty"`
+	// Disk is the sample store's disk health.
+	Disk *DiskHealth `json:"disk,omitempty"`
 }
 
 // HeadInfo describes the current head.
@@ -217,7 +221,9 @@ type Status struct {
 	// update is going.
 	Firmware *FirmwareStatus `json:"firmware,omitempty"`
 	Update   *UpdateStatus   `json:"update,omitempty"`
-	TS       string          `json:"ts"`
+	// Disk is the sample store's disk health.
+	Disk *DiskHealth `json:"disk,omitempty"`
+	TS   string      `json:"ts"`
 }
 
 // RequestError is a request the agent refuses, with the reason a person
