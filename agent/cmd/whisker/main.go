@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/learner/backbone"
 )
 
@@ -20,6 +21,12 @@ import (
 var version = "dev"
 
 func main() {
+	// OpenCV reads its pixel limit once, as it is loaded: the process must
+	// start with it in its environment. This restarts the program in place
+	// with it set, when it is not.
+	if err := camera.ExecWithOpenCVLimit(); err != nil {
+		fmt.Fprintln(os.Stderr, "whisker: OpenCV's own image size limit is not in effect:", err)
+	}
 	if err := run(); err != nil {
 		if errors.Is(err, ota.ErrRestart) {
 			os.Exit(ota.RestartExitCode)
@@ -42,7 +49,7 @@ classifier it trains on the device from the labels you send over MQTT.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(runCmd(), bootCmd(), labelCmd(), ctlCmd(), importCmd(), evalCmd(), demoCmd(), modelCmd(), configCmd(),
-		demoVideoCmd(), keysCmd(), bundleCmd(), fleetCmd(), embedCmd(), benchCmd(), versionCmd())
+		demoVideoCmd(), keysCmd(), bundleCmd(), fleetCmd(), embedCmd(), benchCmd(), mqttCmd(), versionCmd())
 	return root.ExecuteContext(ctx)
 }
 
