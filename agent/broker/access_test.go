@@ -40,7 +40,9 @@ type world struct {
 	// takenOver says whether a second client with the camera's client id
 	// (or its user name as one) takes the first one's place.
 	retainsRequests bool
-	refused         func() uint64
+	// anonymousOnLoopback: anonymous clients on loopback are let in.
+	anonymousOnLoopback bool
+	refused             func() uint64
 	// log is the broker's log, for failures.
 	log func() string
 }
@@ -83,7 +85,7 @@ func embeddedWorld(t *testing.T) *world {
 	}
 	t.Cleanup(func() { b.Close() })
 	user, secret := b.AgentCredentials()
-	return &world{name: "embedded", url: b.URL(), refused: b.Refused, creds: map[string][2]string{
+	return &world{name: "embedded", url: b.URL(), refused: b.Refused, anonymousOnLoopback: true, creds: map[string][2]string{
 		porch: {user, secret}, garden: {"garden", pw["garden"]}, operator: {"me", pw["me"]}, viewer: {"homeassistant", pw["homeassistant"]},
 	}}
 }
@@ -418,6 +420,15 @@ func TestRolesOnBothBrokers(t *testing.T) {
 					}
 				}
 			})
+			t.Run("anonymous", func(t *testing.T) {
+				conn, code, err := rawConnect(w.url, next("anon"), "", "", nil)
+				if err == nil {
+					conn.Close()
+				}
+				if (err == nil) != w.anonymousOnLoopback {
+					t.Errorf("an anonymous client on loopback let in: %v (code %d), want %v", err == nil, code, w.anonymousOnLoopback)
+				}
+			})
 			t.Run("camera client id", func(t *testing.T) {
 				cam := w.dial(t, porch, "whisker-porch")
 				cam.sub("whisker/porch/label")
@@ -522,6 +533,11 @@ type rawWill struct{ topic, payload string }
 // any size) and close the socket without DISCONNECT. It returns the
 // CONNACK's return code.
 func rawConnect(url, clientID, user, password string, will *rawWill) (net.Conn, byte, error) {
+	return rawConnectSession(url, clientID, user, password, will, true)
+}
+
+// rawConnectSession is rawConnect with the clean session flag given.
+func rawConnectSession(url, clientID, user, password string, will *rawWill, clean bool) (net.Conn, byte, error) {
 	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(url, "tcp://"), 10*time.Second)
 	if err != nil {
 		return nil, 0, err
@@ -533,7 +549,10 @@ func rawConnect(url, clientID, user, password string, will *rawWill) (net.Conn, 
 	}
 	str("MQTT")
 	body.WriteByte(4)
-	flags := byte(0x02) // clean session
+	flags := byte(0)
+	if clean {
+		flags |= 0x02
+	}
 	if user != "" {
 		flags |= 0x80 | 0x40
 	}
@@ -607,4 +626,57 @@ func rawHugePublish(conn net.Conn, topic string, size int) (int, error) {
 		}
 	}
 	return written, nil
+}
+
+// TestEmbeddedBrokerBoundsConnectionsAndSessions: idle connections and
+// persistent sessions are bounded; a client connected before the flood
+// keeps working.
+func TestEmbeddedBrokerBoundsConnectionsAndSessions(t *testing.T) {
+	w := embeddedWorld(t)
+	op := w.dial(t, operator, "")
+	op.sub("whisker/porch/status")
+	cam := w.dial(t, porch, "")
+	alive := func() {
+		t.Helper()
+		done := next("alive")
+		if err := cam.pub("whisker/porch/status", done, 1, false); err != nil {
+			t.Fatal(err)
+		}
+		op.until(done, "")
+	}
+	// Connections that never send CONNECT.
+	var idle []net.Conn
+	for range maxConnections + 50 {
+		c, err := net.Dial("tcp", strings.TrimPrefix(w.url, "tcp://"))
+		if err != nil {
+			break // the backlog is full: also a bound
+		}
+		idle = append(idle, c)
+	}
+	alive()
+	for _, c := range idle {
+		c.Close()
+	}
+	// Persistent sessions of new client ids, until refused.
+	cr := w.creds[operator]
+	refusedAt := 0
+	for i := range maxSessions + 10 {
+		conn, _, err := rawConnectSession(w.url, fmt.Sprintf("persist-%d", i), cr[0], cr[1], nil, false)
+		if err != nil {
+			refusedAt = i
+			break
+		}
+		conn.Close()
+	}
+	if refusedAt == 0 || refusedAt > maxSessions {
+		t.Fatalf("persistent sessions of new client ids refused from the %dth on, want at most %d kept", refusedAt, maxSessions)
+	}
+	t.Logf("the %dth new persistent session was refused", refusedAt+1)
+	alive()
+	// A client id the broker knows still connects.
+	if conn, _, err := rawConnectSession(w.url, "persist-0", cr[0], cr[1], nil, false); err != nil {
+		t.Fatalf("a known session refused: %v", err)
+	} else {
+		conn.Close()
+	}
 }
