@@ -100,3 +100,72 @@ func (cl *client) resultFor(prefix string) protocol.Result {
 		}
 	}
 }
+
+// TestDiskFilledToTheLastByte runs the agent (a child process in a user
+// and mount namespace of its own) with its state directory on a 2 MiB
+// tmpfs, no disk reserve and no store limit, and labels until the disk is
+// full: every label the agent acknowledged is kept, every one it could not
+// keep is answered ok:false with the reason, and the agent says what is
+// wrong and keeps answering.
+func TestDiskFilledToTheLastByte(t *testing.T) {
+	mosq := testenv.StartMosquitto(t)
+	dir := t.TempDir()
+	stateDir := filepath.Join(dir, "state")
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	config := filepath.Join(dir, "whisker.yaml")
+	yaml := fmt.Sprintf("device: fill\nstate_dir: %s\nbackbone: %s\ncamera:\n  source: %s\n  max_fps: 2\nmqtt:\n  broker: %s\n"+
+		"learner:\n  retrain_delay: 50ms\n  disk_reserve_bytes: 0\n  max_store_bytes: 0\nhttp:\n  listen: \"\"\n",
+		stateDir, testenv.BackboneManifest(t), testenv.DemoVideo(t), mosq.URL())
+	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "agent.log")
+	cl := newClient(t, mosq.URL(), "whisker/fill/")
+	uid, gid := os.Getuid(), os.Getgid()
+	startChildWith(t, config, logPath, &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: gid, Size: 1}},
+	}, "WHISKER_TEST_STATE_TMPFS=2m")
+	showLog := func() string { b, _ := os.ReadFile(logPath); return string(b) }
+	select {
+	case <-cl.status:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the agent on a tmpfs did not come online (it needs unprivileged user namespaces):\n%s", showLog())
+	}
+	s := cl.nextSighting(60 * time.Second)
+	acked, refused := 0, 0
+	for i := 0; refused < 5; i++ {
+		if i > 3000 {
+			t.Fatalf("3000 labels and the 2 MiB disk is not full:\n%s", showLog())
+		}
+		r := cl.requestJSON(protocol.TopicLabel, map[string]string{"request_id": fmt.Sprintf("fill-%d", i), "sighting_id": s.ID, "label": fmt.Sprintf("Pet%d", i%3)})
+		switch {
+		case r.Ok:
+			acked++
+		case strings.Contains(r.Error, "not enough free disk space") || strings.Contains(r.Error, "size limit"):
+			refused++
+			if r.Disk == nil || r.Disk.OK {
+				t.Errorf("a label refused for space does not say the disk is in trouble: %+v", r.Disk)
+			}
+		default:
+			t.Fatalf("label %d: %+v\n%s", i, r, showLog())
+		}
+	}
+	t.Logf("%d labels stored, then the disk was full", acked)
+	r := cl.requestJSON(protocol.TopicCmd, map[string]string{"request_id": "fill-labels", "cmd": "labels"})
+	total := 0
+	for _, l := range r.Labels {
+		total += l.Samples
+	}
+	if !r.Ok || total != acked || acked == 0 {
+		t.Fatalf("after filling the disk: %d samples kept, %d acknowledged (%+v)\n%s", total, acked, r, showLog())
+	}
+	r = cl.requestJSON(protocol.TopicCmd, map[string]string{"request_id": "fill-stats", "cmd": "stats"})
+	if !r.Ok || r.Stats.Disk == nil || r.Stats.Disk.OK || r.Stats.Disk.Problem == "" {
+		t.Fatalf("stats on a full disk: %+v", r.Stats)
+	}
+	t.Logf("disk: %s", r.Stats.Disk.Problem)
+}

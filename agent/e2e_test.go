@@ -42,6 +42,18 @@ func runChildAgent(path string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	// In a mount namespace of its own, the state directory can be a small
+	// tmpfs that the agent fills to the last byte.
+	if size := os.Getenv("WHISKER_TEST_STATE_TMPFS"); size != "" {
+		if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
+			fmt.Fprintln(os.Stderr, "make mounts private:", err)
+			return 2
+		}
+		if err := syscall.Mount("tmpfs", cfg.StateDir, "tmpfs", 0, "size="+size); err != nil {
+			fmt.Fprintln(os.Stderr, "mount the state directory:", err)
+			return 2
+		}
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a, err := agent.New(cfg, log, "test")
 	if err != nil {
@@ -427,8 +439,16 @@ http:
 
 func startChild(t *testing.T, config, logPath string) *exec.Cmd {
 	t.Helper()
+	return startChildWith(t, config, logPath, nil)
+}
+
+// startChildWith starts an agent child process with more environment and
+// process attributes.
+func startChildWith(t *testing.T, config, logPath string, attr *syscall.SysProcAttr, env ...string) *exec.Cmd {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "WHISKER_TEST_AGENT_CONFIG="+config)
+	cmd.Env = append(append(os.Environ(), "WHISKER_TEST_AGENT_CONFIG="+config), env...)
+	cmd.SysProcAttr = attr
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		t.Fatal(err)
