@@ -156,3 +156,12 @@ func CheckUserName(name string) error {
 	}
 	return nil
 }
+
+// CheckPassword says whether password matches a "$7$" hash.
+func CheckPassword(h, password string) (bool, error) {
+	ph, err := parseHash(h)
+	if err != nil {
+		return false, err
+	}
+	return ph.check(password), nil
+}
