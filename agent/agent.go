@@ -77,9 +77,6 @@ func New(cfg Config, log *slog.Logger, version string) (a *Agent, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg, err = cfg.Secrets(); err != nil {
-		return nil, err
-	}
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("state_dir: %w", err)
 	}

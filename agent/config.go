@@ -97,19 +97,18 @@ type MQTTConfig struct {
 	ClientID string `yaml:"client_id"`
 	Username string `yaml:"username"`
 	Password string `yaml:"password"`
-	// PasswordFile holds the password instead (its first line); a path
-	// starting with $CREDENTIALS_DIRECTORY/ is a systemd credential
-	// (LoadCredential=).
+	// PasswordFile holds the password instead (see ResolveSecrets).
 	PasswordFile string `yaml:"password_file"`
-	// Embedded is who may use the embedded broker: users, their roles and
-	// password hashes, and the role of anonymous clients on loopback.
-	Embedded broker.Config `yaml:"embedded"`
 	// TLS for ssl:// (tls://, mqtts://) broker URLs.
 	TLS protocol.TLSConfig `yaml:"tls"`
 	// MaxPayload refuses larger label and command messages (bytes).
 	MaxPayload int `yaml:"max_payload"`
 	// KeepAlive is the MQTT keep-alive interval.
 	KeepAlive time.Duration `yaml:"keep_alive"`
+
+	// Embedded is who may use the embedded broker: users, their roles and
+	// password hashes, and the role of anonymous clients on loopback.
+	Embedded broker.Config `yaml:"embedded"`
 }
 
 // LearnerConfig tunes recognition and training.
@@ -258,13 +257,15 @@ func Load(path string) (Config, error) {
 	for i := range cfg.Update.TrustedKeys {
 		resolve(&cfg.Update.TrustedKeys[i])
 	}
+	if err := ResolveSecrets(&cfg, os.Getenv("CREDENTIALS_DIRECTORY")); err != nil {
+		return cfg, err
+	}
 	return cfg, nil
 }
 
 func resolveAgainst(base string) func(*string) {
 	return func(p *string) {
-		// "$CREDENTIALS_DIRECTORY/..." is read from the environment later.
-		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, "://") && !strings.HasPrefix(*p, "$") {
+		if *p != "" && !filepath.IsAbs(*p) && !strings.Contains(*p, "://") {
 			*p = filepath.Join(base, *p)
 		}
 	}

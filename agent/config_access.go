@@ -2,9 +2,6 @@ package agent
 
 import (
 	"fmt"
-	"os"
-	"strings"
-	"syscall"
 
 	"github.com/whiskercam/whisker/agent/broker"
 	"github.com/whiskercam/whisker/camera"
@@ -34,8 +31,6 @@ func (c *Config) validateAccess() error {
 	switch {
 	case c.Device == "household":
 		return bad("device", `"household"`, "is reserved (household topics are <prefix>/household/...)")
-	case c.MQTT.Password != "" && c.MQTT.PasswordFile != "":
-		return bad("mqtt.password_file", fmt.Sprintf("%q", c.MQTT.PasswordFile), "and mqtt.password are both set: keep one")
 	case c.Images.MaxBytes < 1024 || c.Images.MaxBytes > 1<<30:
 		return bad("images.max_bytes", c.Images.MaxBytes, "must be between 1024 and 1073741824")
 	case c.Images.MaxPixels < 1 || c.Images.MaxPixels > camera.OpenCVPixelLimit:
@@ -81,63 +76,4 @@ func (c *Config) brokerTopics() broker.Topics {
 		t.Discovery = c.HomeAssistant.DiscoveryPrefix
 	}
 	return t
-}
-
-// credentialsPrefix starts a path in systemd's credentials directory.
-const credentialsPrefix = "$CREDENTIALS_DIRECTORY/"
-
-// maxSecret bounds a secret file.
-const maxSecret = 4096
-
-// ReadSecret reads a secret from a file named by a configuration key: its
-// first line, without the line end. A path starting with
-// $CREDENTIALS_DIRECTORY/ is in the directory systemd passes credentials
-// in (LoadCredential=). The file must be a regular file of at most 4 KiB;
-// one that others may read is refused.
-func ReadSecret(key, path string) (string, error) {
-	if rest, ok := strings.CutPrefix(path, credentialsPrefix); ok {
-		dir := os.Getenv("CREDENTIALS_DIRECTORY")
-		if dir == "" {
-			return "", fmt.Errorf("%s: %q names $CREDENTIALS_DIRECTORY, which is not set (it is, under systemd with LoadCredential=)", key, path)
-		}
-		path = dir + "/" + rest
-	}
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", key, err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", key, err)
-	}
-	switch {
-	case !st.Mode().IsRegular() || st.Size() > maxSecret:
-		return "", fmt.Errorf("%s: %s is not a regular file of at most %d bytes", key, path, maxSecret)
-	case st.Mode().Perm()&0o007 != 0:
-		return "", fmt.Errorf("%s: %s may be read by every user (mode %04o): chmod o-rwx it", key, path, st.Mode().Perm())
-	}
-	data := make([]byte, st.Size())
-	if _, err := f.ReadAt(data, 0); err != nil {
-		return "", fmt.Errorf("%s: %w", key, err)
-	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	line = strings.TrimSuffix(line, "\r")
-	if line == "" {
-		return "", fmt.Errorf("%s: %s is empty", key, path)
-	}
-	return line, nil
-}
-
-// Secrets returns the configuration with the secrets its *_file keys name
-// read in (mqtt.password from mqtt.password_file).
-func (c Config) Secrets() (Config, error) {
-	if c.MQTT.PasswordFile != "" {
-		pw, err := ReadSecret("mqtt.password_file", c.MQTT.PasswordFile)
-		if err != nil {
-			return c, err
-		}
-		c.MQTT.Password = pw
-	}
-	return c, nil
 }

@@ -21,7 +21,6 @@ func TestAccessConfigErrorsNameTheKey(t *testing.T) {
 		{"mqtt:\n  embedded:\n    users:\n      - {name: ha, role: root, password_hash: '" + h + "'}\n", "mqtt.embedded.users[0].role"},
 		{"mqtt:\n  embedded:\n    users:\n      - {name: ha, role: viewer}\n", "mqtt.embedded.users[0].password_hash"},
 		{"mqtt:\n  embedded:\n    users:\n      - {name: ha, role: viewer, password_hash: plain}\n", "(hidden)"},
-		{"mqtt:\n  password: a\n  password_file: /p\n", "mqtt.password_file"},
 		{"images:\n  max_pixels: 100000000\n", "images.max_pixels: 100000000"},
 		{"images:\n  max_bytes: 10\n", "images.max_bytes: 10"},
 		{"learner:\n  max_samples_per_label: -1\n", "learner.max_samples_per_label"},
@@ -59,52 +58,46 @@ func TestAccessConfigErrorsNameTheKey(t *testing.T) {
 	}
 }
 
-func TestSecretFiles(t *testing.T) {
+func TestPasswordFromFileOrCredential(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, content string, mode os.FileMode) string {
+	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		os.Chmod(p, mode)
 		return p
 	}
-	good := write("pw", "s3cret\nignored\n", 0o600)
+	// The file, relative to the configuration.
+	write("pw", "s3cret\n")
+	y := write("w.yaml", "mqtt:\n  broker: tcp://x:1883\n  password_file: pw\n")
+	c, err := Load(y)
+	if err != nil || c.MQTT.Password != "s3cret" {
+		t.Fatalf("password file: %q, %v", c.MQTT.Password, err)
+	}
+	// A systemd credential, when no password is configured.
+	creds := filepath.Join(dir, "creds")
+	os.Mkdir(creds, 0o700)
+	os.WriteFile(filepath.Join(creds, "mqtt.password"), []byte("from-systemd\r\n"), 0o400)
 	cfg := Default()
-	cfg.MQTT.PasswordFile = good
-	got, err := cfg.Secrets()
-	if err != nil || got.MQTT.Password != "s3cret" {
-		t.Fatalf("password file: %q, %v", got.MQTT.Password, err)
+	if err := ResolveSecrets(&cfg, creds); err != nil || cfg.MQTT.Password != "from-systemd" {
+		t.Fatalf("credential: %q, %v", cfg.MQTT.Password, err)
 	}
-	// A systemd credential.
-	t.Setenv("CREDENTIALS_DIRECTORY", dir)
-	if pw, err := ReadSecret("k", "$CREDENTIALS_DIRECTORY/pw"); err != nil || pw != "s3cret" {
-		t.Fatalf("credential: %q, %v", pw, err)
-	}
-	for _, tc := range []struct{ path, want string }{
-		{write("open", "x\n", 0o644), "every user"},
-		{write("empty", "\n", 0o600), "empty"},
-		{write("big", strings.Repeat("x", 5000), 0o600), "regular file"},
+	for _, tc := range []struct{ file, want string }{
+		{write("empty", "\n"), "empty"},
+		{write("big", strings.Repeat("x", 70<<10)), "larger"},
+		{write("nul", "a\x00b"), "null"},
 		{dir, "regular file"},
 		{filepath.Join(dir, "missing"), "no such file"},
 	} {
-		if _, err := ReadSecret("mqtt.password_file", tc.path); err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "mqtt.password_file") {
-			t.Errorf("%s: %v, want an error naming the key and %q", tc.path, err, tc.want)
+		cfg := Default()
+		cfg.MQTT.PasswordFile = tc.file
+		if err := ResolveSecrets(&cfg, ""); err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "mqtt.password_file") {
+			t.Errorf("%s: %v, want an error naming the key and %q", tc.file, err, tc.want)
 		}
 	}
-	t.Setenv("CREDENTIALS_DIRECTORY", "")
-	if _, err := ReadSecret("k", "$CREDENTIALS_DIRECTORY/pw"); err == nil || !strings.Contains(err.Error(), "not set") {
-		t.Errorf("credential without the directory: %v", err)
-	}
-	// Relative secret paths are taken relative to the configuration file;
-	// credentials are not.
-	y := filepath.Join(dir, "w.yaml")
-	os.WriteFile(y, []byte("mqtt:\n  broker: tcp://x:1883\n  password_file: pw\n  embedded:\n    password_file: $CREDENTIALS_DIRECTORY/users\n"), 0o600)
-	c, err := Load(y)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.MQTT.PasswordFile != good || c.MQTT.Embedded.PasswordFile != "$CREDENTIALS_DIRECTORY/users" {
-		t.Errorf("paths: %q %q", c.MQTT.PasswordFile, c.MQTT.Embedded.PasswordFile)
+	cfg = Default()
+	cfg.MQTT.Password, cfg.MQTT.PasswordFile = "a", write("pw2", "b")
+	if err := ResolveSecrets(&cfg, ""); err == nil {
+		t.Error("a password and a password file both accepted")
 	}
 }

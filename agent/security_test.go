@@ -165,6 +165,9 @@ func startAttackWorld(t *testing.T, kind string) *attackWorld {
 		cfg.MQTT.Username = "porch"
 		cfg.MQTT.PasswordFile = filepath.Join(dir, "mqtt-password")
 		os.WriteFile(cfg.MQTT.PasswordFile, []byte(passwords["porch"]+"\n"), 0o600)
+		if err := agent.ResolveSecrets(&cfg, ""); err != nil { // as Load does
+			t.Fatal(err)
+		}
 	case "embedded":
 		port := testenv.FreePort(t)
 		w.url = fmt.Sprintf("tcp://127.0.0.1:%d", port)

@@ -53,9 +53,9 @@ func (f *clientFlags) dial(ctx context.Context) (*protocol.Client, error) {
 		Broker: cfg.MQTT.Broker, Prefix: cfg.MQTT.TopicPrefix, Device: cfg.Device, TLS: cfg.MQTT.TLS,
 	}
 	if f.passwordFile != "" {
-		pw, err := agent.ReadSecret("--password-file", f.passwordFile)
+		pw, err := agent.ReadSecretFile(f.passwordFile)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("--password-file: %w", err)
 		}
 		cc.Password = pw
 	}
