@@ -31,6 +31,7 @@ func TestRules(t *testing.T) {
 	}{
 		{porch, "camera", "whisker/porch/status", true, true},
 		{porch, "camera", "whisker/porch/sighting", true, true},
+		{porch, "camera", "whisker/porch/sighting/revised", true, true},
 		{porch, "camera", "whisker/porch/result", true, true},
 		{porch, "camera", "whisker/porch/snapshot/6b08-1/crop", true, true},
 		{porch, "camera", "whisker/porch/pet/tigger_49df5f", true, true},
@@ -64,6 +65,7 @@ func TestRules(t *testing.T) {
 		{view, "viewer", "whisker/porch/status", false, true},
 		{view, "viewer", "whisker/+/status", false, true},
 		{view, "viewer", "whisker/porch/sighting", false, true},
+		{view, "viewer", "whisker/+/sighting/#", false, true},
 		{view, "viewer", "whisker/porch/pet/#", false, true},
 		{view, "viewer", "whisker/porch/snapshot/latest", false, true},
 		{view, "viewer", "homeassistant/#", false, true},

@@ -91,7 +91,7 @@ func Rules(role Role, device string, t Topics) []Rule {
 		d := p + "/" + device + "/"
 		rs = []Rule{
 			{Read, d + "label"}, {Read, d + "cmd"},
-			{Write, d + "status"}, {Write, d + "sighting"}, {Write, d + "result"},
+			{Write, d + "status"}, {Write, d + "sighting/#"}, {Write, d + "result"},
 			{Write, d + "snapshot/#"}, {Write, d + "pet/#"},
 		}
 		if t.Discovery != "" {
@@ -104,7 +104,7 @@ func Rules(role Role, device string, t Topics) []Rule {
 		rs = []Rule{{Write, p + "/+/label"}, {Write, p + "/+/cmd"}, {Read, p + "/#"}}
 	case Viewer:
 		d := p + "/+/"
-		rs = []Rule{{Read, d + "status"}, {Read, d + "sighting"}, {Read, d + "pet/#"}, {Read, d + "snapshot/latest"}}
+		rs = []Rule{{Read, d + "status"}, {Read, d + "sighting/#"}, {Read, d + "pet/#"}, {Read, d + "snapshot/latest"}}
 		if t.Discovery != "" {
 			rs = append(rs, Rule{Read, t.Discovery + "/#"}, Rule{Write, t.Discovery + "/status"})
 		}
