@@ -146,6 +146,7 @@ func (a *Agent) handleLabel(ctx context.Context, payload []byte) protocol.Result
 		smp.ID = id
 		a.trainer.Added(smp)
 		a.shareSample(id, smp)
+		a.diskChanged() // the sample may have brought the disk near its reserve
 		for _, c := range res.Labels {
 			if c.Label == label && c.Samples == 1 {
 				a.labelsChanged() // a new label: its entities appear

@@ -106,6 +106,7 @@ func (a *Agent) storeShared(payload []byte) (ack bool) {
 	a.log.Info("sample shared by the household stored", "label", label, "origin", s.Origin, "sample", id)
 	a.trainer.Added(learner.Sample{ID: id, Label: label, Backbone: s.Backbone, Features: feats})
 	a.labelsChanged()
+	a.diskChanged()
 	return true
 }
 
