@@ -171,13 +171,16 @@ install: deps ## Install binary, TFLite library, backbone, config (kept if prese
 	@if [ -f $(SYSCONF)/whisker.yaml ]; then echo "keeping $(SYSCONF)/whisker.yaml"; else \
 	  install -d -m 0755 $(SYSCONF) && \
 	  sed 's|/usr/local/share/whisker|$(SHAREDIR)|' examples/whisker.yaml > $(SYSCONF)/whisker.yaml && \
-	  chmod 0644 $(SYSCONF)/whisker.yaml && echo "installed $(SYSCONF)/whisker.yaml: edit device and camera.source"; fi
+	  chmod 0640 $(SYSCONF)/whisker.yaml && echo "installed $(SYSCONF)/whisker.yaml: edit device and camera.source"; fi
+	@if [ -n "$$(find $(SYSCONF)/whisker.yaml -perm -o=r 2>/dev/null)" ]; then \
+	  echo "warning: $(SYSCONF)/whisker.yaml can be read by every user; it may hold a password: chmod 0640 it"; fi
 	install -d -m 0755 $(UNITDIR)
 	sed -e 's|/usr/local/bin/whisker|$(PREFIX)/bin/whisker|' -e 's|/usr/local/share/doc|$(PREFIX)/share/doc|' \
 	  systemd/whisker.service > $(UNITDIR)/whisker.service
 	chmod 0644 $(UNITDIR)/whisker.service
 	install -D -m 0644 systemd/whisker.sysusers $(DESTDIR)/usr/lib/sysusers.d/whisker.conf
 	@if [ -z "$(DESTDIR)" ] && command -v systemd-sysusers >/dev/null; then systemd-sysusers /usr/lib/sysusers.d/whisker.conf; fi
+	@if [ -z "$(DESTDIR)" ] && getent group whisker >/dev/null; then chgrp whisker $(SYSCONF)/whisker.yaml; fi
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; \
 	  echo "installed; start it with: systemctl enable --now whisker"; fi
 

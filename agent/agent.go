@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/whiskercam/whisker/agent/broker"
 	"github.com/whiskercam/whisker/agent/homeassistant"
 	"github.com/whiskercam/whisker/agent/inbox"
 	"github.com/whiskercam/whisker/agent/ota"
@@ -20,6 +21,7 @@ import (
 	"github.com/whiskercam/whisker/agent/protocol"
 	"github.com/whiskercam/whisker/agent/web"
 	"github.com/whiskercam/whisker/camera"
+	"github.com/whiskercam/whisker/firmware/attest"
 	"github.com/whiskercam/whisker/learner"
 	"github.com/whiskercam/whisker/learner/backbone"
 	"github.com/whiskercam/whisker/learner/embedder"
@@ -52,6 +54,17 @@ type Agent struct {
 	obsMu   sync.Mutex
 	ring    []ringFrame
 	reclass chan struct{}
+	dim     int // the backbone's feature length
+
+	// household holds the enrolled keys of the cameras whose shared
+	// samples are stored; signer is this camera's device key, which signs
+	// what it shares.
+	household attest.Keyring
+	signer    *attest.Signer
+	disk      diskWatch
+	// riskyHook, when set (by tests), runs after a request is marked as
+	// in progress and before its risky step.
+	riskyHook func(requestID string)
 
 	inbound  chan Inbound
 	bus      atomic.Pointer[Bus] // nil until Run has made it
@@ -95,12 +108,23 @@ func New(cfg Config, log *slog.Logger, version string) (a *Agent, err error) {
 		log.Warn("delegate unavailable, the backbone runs on the CPU", "delegate", st.Requested, "reason", st.Fallback)
 	}
 	man := a.bb.Manifest()
-	a.identity = man.Identity
+	a.identity, a.dim = man.Identity, man.Embedding
 	if a.settings, err = LoadSettings(cfg.StateDir); err != nil {
 		return nil, err
 	}
-	if a.store, err = learner.OpenStore(filepath.Join(cfg.StateDir, "samples.db")); err != nil {
+	if a.store, err = learner.OpenStoreWith(filepath.Join(cfg.StateDir, "samples.db"), cfg.storeOptions(a.identity, a.dim), log.With("component", "store")); err != nil {
 		return nil, err
+	}
+	if cfg.Fleet.Household != "" {
+		if a.household, err = attest.LoadKeyring(cfg.Fleet.HouseholdKeys); err != nil {
+			return nil, fmt.Errorf("fleet.household_keys: %w", err)
+		}
+		if a.signer, err = ota.Layout(cfg.StateDir).Signer(); err != nil {
+			return nil, fmt.Errorf("fleet.household: this camera signs what it shares with its device key: %w", err)
+		}
+		if a.signer.Device != cfg.Device {
+			return nil, fmt.Errorf("fleet.household: the device key names %q, this camera is %q", a.signer.Device, cfg.Device)
+		}
 	}
 	if n, err := a.store.PruneAnswers(); err != nil {
 		log.Warn("prune request log", "err", err)
@@ -159,17 +183,24 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer a.close()
 	ctx, a.stop = context.WithCancel(ctx)
 	defer a.stop()
-	url := a.cfg.MQTT.Broker
+	url, mq := a.cfg.MQTT.Broker, a.cfg.MQTT
 	if url == "" {
-		br, err := StartEmbeddedBroker(a.cfg.MQTT.EmbeddedListen, a.log)
+		br, err := broker.Start(broker.Options{
+			Listen: mq.EmbeddedListen, Access: mq.Embedded, Topics: a.cfg.brokerTopics(), MaxPayload: mq.MaxPayload,
+			Device: a.cfg.Device, ClientID: clientID(mq, a.cfg.Device),
+		}, a.log)
 		if err != nil {
 			return err
 		}
 		defer br.Close()
 		url = br.URL()
-		a.log.Info("embedded MQTT broker listening", "url", url)
+		// The agent is a camera of its own broker, with a password made
+		// for this run.
+		mq.Username, mq.Password = br.AgentCredentials()
+		mq.TLS = protocol.TLSConfig{}
+		a.log.Info("embedded MQTT broker listening", "url", url, "users", len(mq.Embedded.Users), "anonymous_on_loopback", mq.Embedded.Anonymous)
 	}
-	bus, err := NewBus(a.cfg.MQTT, a.cfg.Device, url, a.log.With("component", "mqtt"), a.inbound, a.status, func() {
+	bus, err := NewBus(mq, a.cfg.Device, url, a.log.With("component", "mqtt"), a.inbound, a.status, func() {
 		if err := a.ha.Sync(); err != nil {
 			a.log.Warn("Home Assistant discovery", "err", err)
 		}
@@ -197,6 +228,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.notifySystemd(gctx) })
 	g.Go(func() error { return a.ota.Probation(gctx) })
 	g.Go(func() error { return a.ha.Run(gctx) })
+	g.Go(func() error { return a.watchDisk(gctx) })
 	g.Go(func() error {
 		// A finite source that ends leaves the agent serving labels and
 		// commands; only ctx stops the agent.
@@ -268,6 +300,7 @@ func (a *Agent) status() protocol.Status {
 		State: "online", Device: a.cfg.Device, Version: a.version, Backbone: a.identity,
 		Camera: a.capture.Status().Source, TS: protocol.Timestamp(time.Now()),
 		Firmware: &fw, Update: a.ota.Status(), UpdateReport: a.ota.Report(), Paused: a.pipe.Paused(),
+		Disk: a.diskHealth(),
 	}
 	if h := a.trainer.Head(); h != nil {
 		st.Labels = h.Labels()

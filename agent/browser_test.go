@@ -120,7 +120,13 @@ func TestBrowser(t *testing.T) {
 	// Enter), the lawn's is "neither" (key 0).
 	dog := eval[string](t, ctx, hasVisit("Dog")+".id")
 	eval[bool](t, ctx, `document.getElementById("`+dog+`").focus(), true`)
-	if err := chromedp.Do(ctx, chromedp.KeyEvent("n"), chromedp.KeyEvent("Misty"), chromedp.KeyEvent("\r")); err != nil {
+	if err := chromedp.Do(ctx, chromedp.KeyEvent("n")); err != nil {
+		t.Fatal(err)
+	}
+	// The name field takes the keys once it has the focus, as a person
+	// waits to see it before typing.
+	waitFor(t, ctx, "the new name's field focused", `document.activeElement && document.activeElement.tagName === "INPUT" && document.activeElement.closest("#`+dog+`") !== null`, 20*time.Second)
+	if err := chromedp.Do(ctx, chromedp.KeyEvent("Misty"), chromedp.KeyEvent("\r")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "the dog's visit named Misty", `document.querySelector('#`+dog+` [data-visit-label="Misty"]')`, 20*time.Second)

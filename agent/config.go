@@ -21,6 +21,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/whiskercam/whisker/agent/broker"
 	"github.com/whiskercam/whisker/agent/homeassistant"
 	"github.com/whiskercam/whisker/agent/inbox"
 	"github.com/whiskercam/whisker/agent/ota"
@@ -61,6 +62,8 @@ type Config struct {
 	// Fleet shares labels between the cameras of a household.
 	Fleet FleetConfig `yaml:"fleet"`
 	Log   LogConfig   `yaml:"log"`
+	// Images bounds the images the agent decodes (label requests).
+	Images ImagesConfig `yaml:"images"`
 
 	// Delegate runs the backbone on an accelerator: none, xnnpack, edgetpu
 	// or gpu. One this build or machine lacks falls back to the CPU, with
@@ -72,6 +75,13 @@ type Config struct {
 type FleetConfig struct {
 	// Household names the group; empty turns sharing off.
 	Household string `yaml:"household"`
+	// HouseholdKeys is a directory of the enrolled public keys (DEVICE.pub,
+	// from whisker keys gen --device) of the cameras whose shared samples
+	// this camera stores; each sample must be signed by its origin's key.
+	HouseholdKeys string `yaml:"household_keys"`
+	// MaxSamplesPerCamera bounds the samples kept from each other camera
+	// (0: no limit).
+	MaxSamplesPerCamera int `yaml:"max_samples_per_camera"`
 }
 
 // HTTPConfig is the operations endpoint.
@@ -111,6 +121,10 @@ type MQTTConfig struct {
 	MaxPayload int `yaml:"max_payload"`
 	// KeepAlive is the MQTT keep-alive interval.
 	KeepAlive time.Duration `yaml:"keep_alive"`
+
+	// Embedded is who may use the embedded broker: users, their roles and
+	// password hashes, and the role of anonymous clients on loopback.
+	Embedded broker.Config `yaml:"embedded"`
 }
 
 // LearnerConfig tunes recognition and training.
@@ -138,6 +152,15 @@ type LearnerConfig struct {
 	AnnounceAgree  int           `yaml:"announce_agree"`
 	AnnounceWindow int           `yaml:"announce_window"`
 	AnnounceGap    time.Duration `yaml:"announce_gap"`
+	// MaxSamplesPerLabel bounds one label's samples (0: no limit).
+	MaxSamplesPerLabel int `yaml:"max_samples_per_label"`
+	// MaxStoreBytes bounds what the stored samples take (0: no limit).
+	MaxStoreBytes int64 `yaml:"max_store_bytes"`
+	// MaxSampleJPEGBytes bounds one sample's JPEG.
+	MaxSampleJPEGBytes int `yaml:"max_sample_jpeg_bytes"`
+	// DiskReserveBytes is the free space a write must leave on the state
+	// directory's file system.
+	DiskReserveBytes int64 `yaml:"disk_reserve_bytes"`
 }
 
 // LogConfig sets the log level and format.
@@ -163,6 +186,7 @@ func Default() Config {
 		Camera:   pipeline.DefaultCamera(),
 		MQTT: MQTTConfig{
 			EmbeddedListen: "127.0.0.1:1883",
+			Embedded:       broker.DefaultConfig(),
 			TopicPrefix:    "whisker",
 			MaxPayload:     8 << 20,
 			KeepAlive:      30 * time.Second,
@@ -180,12 +204,19 @@ func Default() Config {
 			AnnounceAgree:  3,
 			AnnounceWindow: 5,
 			AnnounceGap:    2 * time.Minute,
+			// The store's suggested limits.
+			MaxSamplesPerLabel: learner.DefaultStoreOptions().MaxSamplesPerLabel,
+			MaxStoreBytes:      learner.DefaultStoreOptions().MaxBytes,
+			MaxSampleJPEGBytes: learner.DefaultStoreOptions().MaxJPEGBytes,
+			DiskReserveBytes:   learner.DefaultStoreOptions().ReserveBytes,
 		},
 		HomeAssistant: homeassistant.Default(),
 		HTTP:          HTTPConfig{Listen: "127.0.0.1:9808", StaleAfter: 30 * time.Second},
 		Inbox:         inbox.Default(),
 		Web:           web.Default(),
 		Update:        ota.Default(),
+		Fleet:         FleetConfig{MaxSamplesPerCamera: learner.DefaultStoreOptions().MaxSamplesPerOrigin},
+		Images:        ImagesConfig{MaxBytes: camera.MaxImageBytes, MaxPixels: camera.DefaultMaxPixels},
 		Log:           LogConfig{Level: "info", Format: "text"},
 	}
 }
@@ -258,8 +289,8 @@ func loadFile(path string, cfg *Config) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	resolve := resolveAgainst(filepath.Dir(path))
-	paths := []*string{&cfg.StateDir, &cfg.Backbone, &cfg.MQTT.TLS.CAFile, &cfg.MQTT.TLS.CertFile, &cfg.MQTT.TLS.KeyFile, &cfg.MQTT.PasswordFile, &cfg.Update.LocalDir,
-		&cfg.HTTP.TLS.CertFile, &cfg.HTTP.TLS.KeyFile}
+	paths := []*string{&cfg.StateDir, &cfg.Backbone, &cfg.MQTT.TLS.CAFile, &cfg.MQTT.TLS.CertFile, &cfg.MQTT.TLS.KeyFile, &cfg.MQTT.PasswordFile,
+		&cfg.MQTT.Embedded.PasswordFile, &cfg.Fleet.HouseholdKeys, &cfg.Update.LocalDir, &cfg.HTTP.TLS.CertFile, &cfg.HTTP.TLS.KeyFile}
 	// Only a file or folder source is a path; a device index, a URL or a
 	// GStreamer pipeline is not.
 	if kind, _, err := camera.ParseSource(cfg.Camera.Source); err == nil && (kind == camera.KindFile || kind == camera.KindFolder) {
@@ -398,6 +429,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Web.Enabled && !slices.Contains(c.Learner.NoPetLabels, c.Web.NeitherLabel) {
 		return bad("web.neither_label", fmt.Sprintf("%q", c.Web.NeitherLabel), "must be one of learner.no_pet_labels, or empty scenes would be announced as pets")
+	}
+	if err := c.validateAccess(); err != nil {
+		return err
 	}
 	for _, sub := range []interface{ Validate() error }{&c.Camera, &c.HomeAssistant, &c.Update, &c.Inbox} {
 		if err := sub.Validate(); err != nil {

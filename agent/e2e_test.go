@@ -13,6 +13,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -41,12 +42,31 @@ func runChildAgent(path string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	// In a mount namespace of its own, the state directory can be a small
+	// tmpfs that the agent fills to the last byte.
+	if size := os.Getenv("WHISKER_TEST_STATE_TMPFS"); size != "" {
+		if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
+			fmt.Fprintln(os.Stderr, "make mounts private:", err)
+			return 2
+		}
+		if err := syscall.Mount("tmpfs", cfg.StateDir, "tmpfs", 0, "size="+size); err != nil {
+			fmt.Fprintln(os.Stderr, "mount the state directory:", err)
+			return 2
+		}
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a, err := agent.New(cfg, log, "test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	// A request whose id starts with "poison" kills the process in the
+	// middle of its risky step, as an image that crashed the decoder would.
+	agent.SetRiskyHook(a, func(id string) {
+		if strings.HasPrefix(id, "poison") {
+			syscall.Kill(syscall.Getpid(), syscall.SIGKILL)
+		}
+	})
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	if err := a.Run(ctx); err != nil {
@@ -147,17 +167,29 @@ type client struct {
 	sightings chan protocol.Sighting
 	results   chan protocol.Result
 	status    chan protocol.Status
+	// requests receives the label and command messages the client sees
+	// (an operator reads them too); those that found it full are counted.
+	requests     chan paho.Message
+	requestsLost atomic.Uint64
 }
 
 func newClient(t *testing.T, url, prefix string) *client {
+	t.Helper()
+	return newClientAs(t, url, prefix, "", "")
+}
+
+// newClientAs is newClient for a broker user.
+func newClientAs(t *testing.T, url, prefix, user, password string) *client {
 	t.Helper()
 	cl := &client{
 		t: t, prefix: prefix,
 		sightings: make(chan protocol.Sighting, 4096),
 		results:   make(chan protocol.Result, 256),
 		status:    make(chan protocol.Status, 64),
+		requests:  make(chan paho.Message, 8192),
 	}
 	opts := paho.NewClientOptions().AddBroker(url).SetClientID(fmt.Sprintf("test-%d", time.Now().UnixNano())).
+		SetUsername(user).SetPassword(password).
 		SetCleanSession(true).SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(200 * time.Millisecond).
 		SetOnConnectHandler(func(c paho.Client) {
 			c.Subscribe(prefix+"#", 1, cl.route)
@@ -198,6 +230,12 @@ func (cl *client) route(_ paho.Client, m paho.Message) {
 		select {
 		case cl.status <- s:
 		default:
+		}
+	case protocol.TopicLabel, protocol.TopicCmd:
+		select {
+		case cl.requests <- m:
+		default:
+			cl.requestsLost.Add(1)
 		}
 	}
 }
@@ -405,8 +443,16 @@ http:
 
 func startChild(t *testing.T, config, logPath string) *exec.Cmd {
 	t.Helper()
+	return startChildWith(t, config, logPath, nil)
+}
+
+// startChildWith starts an agent child process with more environment and
+// process attributes.
+func startChildWith(t *testing.T, config, logPath string, attr *syscall.SysProcAttr, env ...string) *exec.Cmd {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "WHISKER_TEST_AGENT_CONFIG="+config)
+	cmd.Env = append(append(os.Environ(), "WHISKER_TEST_AGENT_CONFIG="+config), env...)
+	cmd.SysProcAttr = attr
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		t.Fatal(err)

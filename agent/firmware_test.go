@@ -407,6 +407,11 @@ func TestHouseholdSharesSamples(t *testing.T) {
 	cfgA := testConfig(t, mosq.URL(), "kitchen")
 	cfgB := testConfig(t, mosq.URL(), "garden")
 	cfgA.Fleet.Household, cfgB.Fleet.Household = "home", "home"
+	keys := t.TempDir()
+	cfgA.Fleet.HouseholdKeys, cfgB.Fleet.HouseholdKeys = keys, keys
+	enrolDevice(t, cfgA.StateDir, "kitchen", keys)
+	enrolDevice(t, cfgB.StateDir, "garden", keys)
+	porch := enrolDevice(t, t.TempDir(), "porch", keys)
 	cfgA.Log.Level, cfgB.Log.Level = "warn", "warn"
 	startAgent(t, cfgA)
 	_, logsB := startAgentLogged(t, cfgB)
@@ -445,15 +450,11 @@ func TestHouseholdSharesSamples(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	shared := protocol.SharedSample{V: 1, Origin: "porch", SampleID: 7, Label: "Tigger", Backbone: "other@123",
-		TS: time.Now().UTC().Format(time.RFC3339Nano), Features: base64.StdEncoding.EncodeToString(make([]byte, 16)), JPEG: ""}
-	payload, _ := json.Marshal(shared)
+	payload := shared(t, porch, "porch", 7, "Tigger", "other@123", make([]float32, 4), nil)
 	clB.c.Publish("whisker/household/home/samples", 1, false, payload).Wait()
 	waitLog("shared sample of another backbone ignored")
 	stats := clB.requestJSON(protocol.TopicCmd, map[string]string{"request_id": "g-foreign", "cmd": "stats"})
-	shared.Backbone, shared.SampleID = stats.Stats.Backbone, 8
-	shared.Features = base64.StdEncoding.EncodeToString(make([]byte, 4*1280))
-	payload, _ = json.Marshal(shared)
+	payload = shared(t, porch, "porch", 8, "Tigger", stats.Stats.Backbone, make([]float32, embeddingSize(t)), nil)
 	for range 2 {
 		clB.c.Publish("whisker/household/home/samples", 1, false, payload).Wait()
 	}

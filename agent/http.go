@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/whiskercam/whisker/agent/protocol"
 )
 
 // Health is the body of /healthz.
@@ -21,6 +23,8 @@ type Health struct {
 	MQTTConnected bool     `json:"mqtt_connected"`
 	Head          bool     `json:"head"`
 	Version       string   `json:"version"`
+	// Disk is the sample store's disk health.
+	Disk *protocol.DiskHealth `json:"disk"`
 }
 
 // Health reports whether the agent is doing its job: frames flowing and
@@ -42,6 +46,9 @@ func (a *Agent) Health() Health {
 	}
 	if !h.MQTTConnected {
 		h.Problems = append(h.Problems, "not connected to the MQTT broker")
+	}
+	if h.Disk = a.diskHealth(); !h.Disk.OK {
+		h.Problems = append(h.Problems, "disk: "+h.Disk.Problem)
 	}
 	h.OK = len(h.Problems) == 0
 	return h

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,7 +22,10 @@ import (
 type Inbound struct {
 	Topic   string // protocol.TopicLabel or protocol.TopicCmd
 	Payload []byte
-	Ack     func()
+	// Retained: the broker kept the message and delivers it again at
+	// every subscription; it is never acted on (it was, when published).
+	Retained bool
+	Ack      func()
 	// Reply, when set, receives the answer instead of the result topic
 	// (requests from the web page). It must have room for one.
 	Reply chan<- protocol.Result
@@ -51,6 +55,12 @@ type Bus struct {
 	up        atomic.Bool
 	everUp    chan struct{}
 	everOnce  atomic.Bool
+	// shed counts QoS 0 requests dropped because the request queue was
+	// full: nothing else bounds them.
+	shed atomic.Uint64
+
+	pauseMu sync.Mutex
+	paused  map[string]bool // subscriptions let go of for now (full names)
 }
 
 // sightingQueue bounds sightings waiting for the broker.
@@ -72,14 +82,10 @@ func NewBus(cfg MQTTConfig, device, url string, log *slog.Logger, inbound chan<-
 	if err != nil {
 		return nil, err
 	}
-	clientID := cfg.ClientID
-	if clientID == "" {
-		clientID = "whisker-" + device
-	}
 	offline, _ := json.Marshal(protocol.Status{State: "offline", Device: device})
 	opts := paho.NewClientOptions().
 		AddBroker(url).
-		SetClientID(clientID).
+		SetClientID(clientID(cfg, device)).
 		SetUsername(cfg.Username).
 		SetPassword(cfg.Password).
 		// A persistent session: the broker queues QoS 1 labels and
@@ -122,6 +128,15 @@ func NewBus(cfg MQTTConfig, device, url string, log *slog.Logger, inbound chan<-
 	return b, nil
 }
 
+// clientID is the agent's MQTT client id: mqtt.client_id, or
+// whisker-<device>.
+func clientID(cfg MQTTConfig, device string) string {
+	if cfg.ClientID != "" {
+		return cfg.ClientID
+	}
+	return "whisker-" + device
+}
+
 // Topic is the full name of one of the device's topics.
 func (b *Bus) Topic(name string) string { return b.prefix + name }
 
@@ -161,6 +176,9 @@ func (b *Bus) route() {
 func (b *Bus) onConnect(c paho.Client) {
 	b.log.Info("MQTT connected", "broker", b.url, "topics", b.prefix+"#")
 	for topic := range b.subscriptions() {
+		if b.isPaused(topic) {
+			continue
+		}
 		tok := c.Subscribe(topic, 1, nil) // handled by the routes added before connecting
 		if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 			b.log.Error("MQTT subscribe failed", "topic", topic, "err", tokenErr(tok))
@@ -181,12 +199,69 @@ func (b *Bus) onConnect(c paho.Client) {
 // handoff passes a request to the request worker. It waits while the
 // worker is busy; the message stays unacknowledged until answered, so
 // nothing is lost if the agent stops meanwhile (the broker redelivers).
+//
+// A QoS 0 message is never acknowledged, so the broker does not bound how
+// many are in flight: one that finds the queue full is dropped (and
+// counted) instead of holding a goroutine and its payload.
 func (b *Bus) handoff(name string, m paho.Message) {
-	in := Inbound{Topic: name, Payload: m.Payload(), Ack: m.Ack}
+	in := Inbound{Topic: name, Payload: m.Payload(), Ack: m.Ack, Retained: m.Retained()}
+	if m.Qos() == 0 {
+		select {
+		case b.inbound <- in:
+		default:
+			if b.shed.Add(1)%100 == 1 {
+				b.log.Warn("request queue full: QoS 0 requests dropped (send requests with QoS 1)", "dropped", b.shed.Load(), "topic", m.Topic())
+			}
+		}
+		return
+	}
 	select {
 	case b.inbound <- in:
 	case <-b.ctx.Done():
 	}
+}
+
+// Shed is the number of QoS 0 requests dropped because the queue was full.
+func (b *Bus) Shed() uint64 { return b.shed.Load() }
+
+// Pause unsubscribes from an extra topic (a full name) until Resume: its
+// messages are then neither received nor acknowledged. Unacknowledged
+// ones stay with the broker, which delivers them again at the next
+// connection.
+func (b *Bus) Pause(topic string) {
+	b.pauseMu.Lock()
+	if b.paused == nil {
+		b.paused = map[string]bool{}
+	}
+	already := b.paused[topic]
+	b.paused[topic] = true
+	b.pauseMu.Unlock()
+	if already || !b.client.IsConnectionOpen() {
+		return
+	}
+	if tok := b.client.Unsubscribe(topic); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		b.log.Warn("MQTT unsubscribe failed", "topic", topic, "err", tokenErr(tok))
+	}
+}
+
+// Resume subscribes again to a paused topic.
+func (b *Bus) Resume(topic string) {
+	b.pauseMu.Lock()
+	was := b.paused[topic]
+	delete(b.paused, topic)
+	b.pauseMu.Unlock()
+	if !was || !b.client.IsConnectionOpen() {
+		return
+	}
+	if tok := b.client.Subscribe(topic, 1, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		b.log.Warn("MQTT subscribe failed", "topic", topic, "err", tokenErr(tok))
+	}
+}
+
+func (b *Bus) isPaused(topic string) bool {
+	b.pauseMu.Lock()
+	defer b.pauseMu.Unlock()
+	return b.paused[topic]
 }
 
 func tokenErr(t paho.Token) error {
@@ -201,6 +276,11 @@ func (b *Bus) publish(topic string, qos byte, retained bool, payload []byte, wai
 }
 
 func (b *Bus) publishCtx(ctx context.Context, topic string, qos byte, retained bool, payload []byte, wait time.Duration) error {
+	// A broker with a packet limit (the embedded one, the mosquitto
+	// recipe) closes the connection of a client that goes over it.
+	if len(payload) > b.cfg.MaxPayload {
+		return fmt.Errorf("publish %s: %d bytes is over the limit of %d (mqtt.max_payload)", topic, len(payload), b.cfg.MaxPayload)
+	}
 	tok := b.client.Publish(topic, qos, retained, payload)
 	t := time.NewTimer(wait)
 	defer t.Stop()

@@ -27,19 +27,30 @@ func (a *Agent) serveRequests(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case in := <-a.inbound:
-			switch in.Topic {
-			case topicShared:
-				a.storeShared(in.Payload)
-				in.Ack()
-				continue
-			case homeassistant.TopicBirth:
+			if in.Topic == homeassistant.TopicBirth { // retained or not
 				a.ha.Birth(in.Payload)
 				in.Ack()
+				continue
+			}
+			if in.Retained {
+				// Acted on when it was published (brokers deliver a new
+				// message to subscribers as a plain one); what comes with
+				// the retained flag is the broker's copy, at a subscription.
+				a.log.Warn("retained message ignored: a request is acted on once, when it is published (clear it with an empty retained message)",
+					"topic", in.Topic, "bytes", len(in.Payload))
+				in.Ack()
+				continue
+			}
+			if in.Topic == topicShared {
+				if a.storeShared(in.Payload) {
+					in.Ack()
+				}
 				continue
 			}
 			res := a.handle(ctx, in)
 			res.Topic = in.Topic
 			res.TS = protocol.Timestamp(time.Now())
+			res.Disk = a.diskTrouble()
 			if !res.Ok {
 				a.log.Warn("request refused", "topic", in.Topic, "request_id", res.RequestID, "reason", res.Error)
 			}
@@ -91,11 +102,13 @@ func (a *Agent) handleLabel(ctx context.Context, payload []byte) protocol.Result
 	if err != nil {
 		return failed(err)
 	}
+	req.Label = a.canonicalLabel(req.Label)
 	res := protocol.Result{RequestID: req.RequestID, Label: req.Label}
 	if req.SightingIDs != nil {
 		return a.labelSightings(req, res)
 	}
 	smp := learner.Sample{Label: req.Label, Backbone: a.identity, Time: time.Now(), RequestID: req.RequestID}
+	risky := false
 	if req.SightingID != "" {
 		seen, err := a.sighting(req.SightingID)
 		if err != nil {
@@ -104,46 +117,42 @@ func (a *Agent) handleLabel(ctx context.Context, payload []byte) protocol.Result
 		}
 		smp.Features, smp.JPEG, smp.Source = seen.Features, seen.JPEG, "sighting:"+req.SightingID
 	} else {
-		img, err := camera.DecodeImage(req.ImageBytes())
-		if err != nil {
-			res.Error = fmt.Sprintf("image cannot be read: %v (send a base64 JPEG or PNG)", err)
-			return res
-		}
-		crop := image.Rectangle{}
-		var feats []float32
-		if req.Detect {
-			pet, err := a.pipe.EmbedPet(ctx, &img)
-			if err != nil {
-				res.Error = fmt.Sprintf("image could not be embedded: %v", err)
-				return res
+		// A retry of a stored request is answered without decoding again.
+		if id, ok, err := a.store.Request(req.RequestID); err == nil && ok {
+			res.Ok, res.SampleID, res.Duplicate = true, id, true
+			if counts, err := a.store.Counts(a.identity); err == nil {
+				res.Labels = labelCounts(counts)
 			}
-			feats = pet.Features
-			if pet.Found {
-				crop = pet.Crop
-			}
-		} else if feats, err = a.pipe.Embed(ctx, &img); err != nil {
-			res.Error = fmt.Sprintf("image could not be embedded: %v", err)
 			return res
 		}
-		var jpeg []byte
-		if crop.Empty() {
-			jpeg, err = camera.EncodeJPEG(&img, a.cfg.Learner.SnapshotSize, camera.JPEGQuality)
-		} else {
-			jpeg, err = camera.CropJPEG(&img, crop, a.cfg.Learner.SnapshotSize, camera.JPEGQuality)
+		// Decoding and embedding an image from outside is the one step a
+		// request takes that could take the process down: it is marked on
+		// disk first, and a request that was in this step when the agent
+		// died is refused when the broker delivers it again.
+		if err := a.store.BeginRisky(req.RequestID, "decoding and embedding the image"); err != nil {
+			res.Error = err.Error()
+			return res
 		}
+		risky = true
+		if a.riskyHook != nil {
+			a.riskyHook(req.RequestID)
+		}
+		feats, jpeg, source, err := a.embedImage(ctx, req.ImageBytes(), req.Detect)
 		if err != nil {
-			res.Error = fmt.Sprintf("image could not be re-encoded: %v", err)
+			a.endRisky(req.RequestID)
+			res.Error = err.Error()
 			return res
 		}
-		smp.Features, smp.JPEG, smp.Source = feats, jpeg, "image"
-		if !crop.Empty() {
-			smp.Source = "image:pet"
-		}
+		smp.Features, smp.JPEG, smp.Source = feats, jpeg, source
 	}
-	id, dup, err := a.store.Add(smp)
+	id, dup, err := a.store.Add(smp) // clears the request's in-progress mark
 	if err != nil {
+		if risky {
+			a.endRisky(req.RequestID)
+		}
 		a.log.Error("store label", "err", err)
 		res.Error = fmt.Sprintf("label not stored: %v", err)
+		a.diskChanged()
 		return res
 	}
 	res.Ok, res.SampleID, res.Duplicate = true, id, dup
@@ -156,6 +165,7 @@ func (a *Agent) handleLabel(ctx context.Context, payload []byte) protocol.Result
 		smp.ID = id
 		a.trainer.Added(smp)
 		a.shareSample(id, smp)
+		a.diskChanged() // the sample may have brought the disk near its reserve
 		for _, c := range res.Labels {
 			if c.Label == req.Label && c.Samples == 1 {
 				a.labelsChanged() // a new label: its entities appear
@@ -182,14 +192,19 @@ func (a *Agent) handleCmd(ctx context.Context, payload []byte) protocol.Result {
 func (a *Agent) runCmd(ctx context.Context, req *protocol.CmdRequest) protocol.Result {
 	switch req.Cmd {
 	case "rename":
-		return a.change(req, learner.Change{Op: learner.OpRename, Label: req.Label, To: req.To})
+		from := a.canonicalLabel(req.Label)
+		to := req.To
+		if !protocol.SameLabel(from, to) { // a new spelling of one label stays as sent
+			to = a.canonicalLabel(to)
+		}
+		return a.change(req, learner.Change{Op: learner.OpRename, Label: from, To: to})
 	case "move":
-		return a.change(req, learner.Change{Op: learner.OpMoveSample, SampleID: req.SampleID, To: req.To})
+		return a.change(req, learner.Change{Op: learner.OpMoveSample, SampleID: req.SampleID, To: a.canonicalLabel(req.To)})
 	case "forget":
 		if req.SampleID != 0 {
 			return a.change(req, learner.Change{Op: learner.OpForgetSample, SampleID: req.SampleID})
 		}
-		return a.change(req, learner.Change{Op: learner.OpForget, Label: req.Label})
+		return a.change(req, learner.Change{Op: learner.OpForget, Label: a.canonicalLabel(req.Label)})
 	case "threshold":
 		return a.setThreshold(req)
 	case "pause", "resume":
@@ -313,6 +328,7 @@ func (a *Agent) change(req *protocol.CmdRequest, c learner.Change) protocol.Resu
 		a.inbox.SampleRelabelled(c.SampleID, c.To)
 	}
 	a.kickReclassify()
+	a.diskChanged() // a forget may have made room
 	if counts, err := a.store.Counts(a.identity); err == nil {
 		res.Labels = labelCounts(counts)
 	}
@@ -412,6 +428,7 @@ func (a *Agent) Stats() (*protocol.Stats, error) {
 	}
 	st.Unknown = a.pipe.Unknown()
 	st.Advice = advice(counts, st.Unknown, a.trainer.Head(), a.cfg.Learner.NoPetLabels)
+	st.Disk = a.diskHealth()
 	if h := a.trainer.Head(); h != nil {
 		st.Head = &protocol.HeadInfo{Classes: h.Labels(), Samples: h.Samples, Trained: protocol.Timestamp(h.Trained)}
 		if st.Learner, err = json.Marshal(a.trainer.Summary()); err != nil {
@@ -453,4 +470,66 @@ func advice(counts []learner.LabelCount, unknown map[string]uint64, h *learner.H
 		out = append(out, fmt.Sprintf("%d sighting(s) looked unlike every pet you labelled: strangers need nothing; if some were your pets, label them so that such views are learnt.", n))
 	}
 	return out
+}
+
+// embedImage decodes an image from outside within the configured limits
+// (its real size read from its header before any pixel is decoded), runs
+// the backbone on it (on the pet the detector finds in it, with detect)
+// and re-encodes it (or the pet's crop) as the sample's JPEG. source says
+// which: "image" or "image:pet".
+func (a *Agent) embedImage(ctx context.Context, data []byte, detect bool) (feats []float32, jpeg []byte, source string, err error) {
+	img, err := camera.DecodeImageLimits(data, a.cfg.Images.limits())
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("image cannot be read: %v (send a base64 JPEG, PNG, BMP or WebP within images.max_bytes and images.max_pixels)", err)
+	}
+	crop := image.Rectangle{}
+	if detect {
+		pet, err := a.pipe.EmbedPet(ctx, &img)
+		if err != nil {
+			return nil, nil, "", fmt.Errorf("image could not be embedded: %v", err)
+		}
+		feats = pet.Features
+		if pet.Found {
+			crop = pet.Crop
+		}
+	} else if feats, err = a.pipe.Embed(ctx, &img); err != nil {
+		return nil, nil, "", fmt.Errorf("image could not be embedded: %v", err)
+	}
+	source = "image"
+	if crop.Empty() {
+		jpeg, err = camera.EncodeJPEG(&img, a.cfg.Learner.SnapshotSize, camera.JPEGQuality)
+	} else {
+		jpeg, err = camera.CropJPEG(&img, crop, a.cfg.Learner.SnapshotSize, camera.JPEGQuality)
+		source = "image:pet"
+	}
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("image could not be re-encoded: %v", err)
+	}
+	return feats, jpeg, source, nil
+}
+
+// endRisky clears a request's in-progress mark after its risky step
+// failed without taking the process down.
+func (a *Agent) endRisky(requestID string) {
+	if err := a.store.EndRisky(requestID); err != nil {
+		a.log.Error("clear the in-progress mark of a request", "request_id", requestID, "err", err)
+	}
+}
+
+// canonicalLabel is the spelling a label name is stored under: that of a
+// stored label (or a no-pet label) it names the same as (NFKC, case
+// folded), else the name as sent.
+func (a *Agent) canonicalLabel(l string) string {
+	known := append([]string(nil), a.cfg.Learner.NoPetLabels...)
+	if counts, err := a.store.Counts(a.identity); err == nil {
+		stored := make([]string, len(counts))
+		for i, c := range counts {
+			stored[i] = c.Label
+		}
+		known = append(stored, known...)
+	}
+	if k, ok := protocol.FindLabel(l, known); ok {
+		return k
+	}
+	return l
 }

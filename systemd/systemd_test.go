@@ -73,6 +73,9 @@ func TestUnitVerifiesAndIsHardened(t *testing.T) {
 	if len(d["PrivateDevices"]) != 0 {
 		t.Error("PrivateDevices would hide the camera")
 	}
+	if env := strings.Join(d["Environment"], " "); !strings.Contains(env, "OPENCV_IO_MAX_IMAGE_PIXELS=67108864") {
+		t.Errorf("Environment=%q does not set OpenCV's pixel limit to camera.OpenCVPixelLimit", env)
+	}
 }
 
 // make install into a staging directory installs binary, library, model,
@@ -94,6 +97,11 @@ func TestMakeInstall(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dest, f)); err != nil {
 			t.Errorf("not installed: %s", f)
 		}
+	}
+	// The configuration can hold a password and password hashes: the
+	// whisker group reads it, other users do not.
+	if st, err := os.Stat(filepath.Join(dest, "etc/whisker/whisker.yaml")); err != nil || st.Mode().Perm() != 0o640 {
+		t.Errorf("installed config: mode %v (%v), want 0640", st.Mode().Perm(), err)
 	}
 	bin := filepath.Join(dest, "usr/local/bin/whisker")
 	verify(t, filepath.Join(dest, "etc/systemd/system/whisker.service"), bin)

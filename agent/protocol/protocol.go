@@ -21,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/whiskercam/whisker/firmware/attest"
+	"golang.org/x/text/unicode/norm"
 )
 
 // PayloadVersion is the version of the JSON payloads. Requests may carry
@@ -169,7 +170,9 @@ type Result struct {
 	Labels []LabelCount `json:"labels,omitempty"`
 	Train  *TrainResult `json:"train,omitempty"`
 	Stats  *Stats       `json:"stats,omitempty"`
-	TS     string       `json:"ts"`
+	// Disk is set while the sample store's disk is in trouble.
+	Disk *DiskHealth `json:"disk,omitempty"`
+	TS   string      `json:"ts"`
 }
 
 // TrainResult reports a training run.
@@ -208,6 +211,8 @@ type Stats struct {
 	// by reason (Sighting.Why); Advice says in words what to label next.
 	Unknown map[string]uint64 `json:"unknown,omitempty"`
 	Advice  []string          `json:"advice,omitempty"`
+	// Disk is the sample store's disk health.
+	Disk *DiskHealth `json:"disk,omitempty"`
 }
 
 // HeadInfo describes the current head.
@@ -268,7 +273,9 @@ type Status struct {
 	// UpdateReport is the last step of an update, signed by the device's
 	// key (absent when the device has none or no update ran yet).
 	UpdateReport *attest.Envelope `json:"update_report,omitempty"`
-	TS           string           `json:"ts"`
+	// Disk is the sample store's disk health.
+	Disk *DiskHealth `json:"disk,omitempty"`
+	TS   string      `json:"ts"`
 }
 
 // RequestError is a request the agent refuses, with the reason a person
@@ -289,6 +296,14 @@ func Refuse(id, format string, a ...any) *RequestError {
 // trailing data and non-UTF-8 text. It returns the request id when one can
 // be read, so that even refusals can echo it.
 func decodeStrict(payload []byte, maxPayload int, v any) (reqID string, err error) {
+	// The size is checked before anything is parsed: an oversized payload
+	// only has its first bytes searched for a request id to echo.
+	if len(payload) > maxPayload {
+		if m := requestIDPattern.FindSubmatch(payload[:min(len(payload), 4096)]); m != nil && utf8.Valid(m[1]) {
+			reqID = string(m[1])
+		}
+		return reqID, Refuse(reqID, "payload is %d bytes; the limit is %d (mqtt.max_payload)", len(payload), maxPayload)
+	}
 	// Best effort: find the request id for the answer.
 	var probe struct {
 		RequestID any `json:"request_id"`
@@ -299,9 +314,6 @@ func decodeStrict(payload []byte, maxPayload int, v any) (reqID string, err erro
 		}
 	} else if m := requestIDPattern.FindSubmatch(payload[:min(len(payload), 4096)]); m != nil && utf8.Valid(m[1]) {
 		reqID = string(m[1]) // broken JSON: still echo an id that is plainly there
-	}
-	if len(payload) > maxPayload {
-		return reqID, Refuse(reqID, "payload is %d bytes; the limit is %d (mqtt.max_payload)", len(payload), maxPayload)
 	}
 	if len(bytes.TrimSpace(payload)) == 0 {
 		return reqID, Refuse(reqID, "payload is empty; send a JSON object")
@@ -361,6 +373,7 @@ func DecodeLabel(payload []byte, maxPayload int) (*LabelRequest, error) {
 	if err := checkCommon(r.V, r.RequestID); err != nil {
 		return nil, err
 	}
+	r.Label = NormalizeLabel(r.Label)
 	if err := CheckLabelName(r.Label); err != nil {
 		return nil, Refuse(id, "%v", err)
 	}
@@ -454,6 +467,7 @@ func DecodeCmd(payload []byte, maxPayload int) (*CmdRequest, error) {
 			return nil, Refuse(id, "cmd %q takes no %s", r.Cmd, arg)
 		}
 	}
+	r.Label, r.To = NormalizeLabel(r.Label), NormalizeLabel(r.To)
 	switch r.Cmd {
 	case "rename":
 		if err := CheckLabelName(r.Label); err != nil {
@@ -507,8 +521,10 @@ func DecodeCmd(payload []byte, maxPayload int) (*CmdRequest, error) {
 	return &r, nil
 }
 
-// CheckLabelName checks a pet's name: 1-64 printable characters, no path
-// separators, not the reserved "unknown".
+// CheckLabelName checks a pet's name: 1-64 printable characters in NFKC
+// form, no path separators, letters of one script (see labels.go), not the
+// reserved "unknown" in any case or form. Decoders normalise names
+// (NormalizeLabel) before checking them.
 func CheckLabelName(l string) error {
 	switch n := utf8.RuneCountInString(l); {
 	case l == "":
@@ -523,14 +539,16 @@ func CheckLabelName(l string) error {
 		return fmt.Errorf("label %q contains control characters", l)
 	case strings.TrimSpace(l) != l:
 		return fmt.Errorf("label %q starts or ends with spaces", l)
-	case strings.EqualFold(l, Unknown):
+	case !norm.NFKC.IsNormalString(l):
+		return fmt.Errorf("label %q is not in Unicode NFKC form (it is written %q)", l, NormalizeLabel(l))
+	case LabelKey(l) == Unknown:
 		return fmt.Errorf("label %q is reserved for sightings nobody is sure about", l)
-	case strings.EqualFold(l, OtherAnimals):
+	case LabelKey(l) == LabelKey(OtherAnimals):
 		return fmt.Errorf("label %q is reserved for the other animals and scenes the camera knows from the start", l)
 	case l == "." || l == "..":
 		return fmt.Errorf("label %q is not a name", l)
 	}
-	return nil
+	return checkScripts(l)
 }
 
 func printable(s string) bool {

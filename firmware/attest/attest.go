@@ -152,6 +152,9 @@ func NewSigner(device string, key ed25519.PrivateKey) (*Signer, error) {
 // Public is the key a rollout enrols for this device.
 func (s *Signer) Public() ed25519.PublicKey { return s.key.Public().(ed25519.PublicKey) }
 
+// KeyID names the key, as signatures carry it.
+func (s *Signer) KeyID() string { return bundle.KeyID(s.Public()) }
+
 // Sign fills in the format, the device and (if empty) the time, and signs.
 func (s *Signer) Sign(r Report) (*Envelope, error) {
 	r.V = Format
@@ -177,6 +180,53 @@ func (s *Signer) Sign(r Report) (*Envelope, error) {
 
 func signed(payload []byte) []byte {
 	return append([]byte(signingContext), payload...)
+}
+
+// checkContext refuses a message to sign or verify that does not start
+// with a context of its own: a printable name ending in a zero byte, not
+// the update reports'.
+func checkContext(msg []byte) error {
+	i := bytes.IndexByte(msg, 0)
+	if i < 8 || i > 64 || bytes.HasPrefix(msg, []byte(signingContext)) {
+		return fmt.Errorf("%w: a message to sign must start with its own context, a name ending in a zero byte", ErrMalformed)
+	}
+	for _, c := range msg[:i] {
+		if c < ' ' || c > '~' {
+			return fmt.Errorf("%w: the context of a message to sign is not printable", ErrMalformed)
+		}
+	}
+	return nil
+}
+
+// SignMessage signs a message for another use than update reports (a
+// sample shared with the household, say). The message must start with a
+// context naming that use and ending in a zero byte, so that the device
+// key's signature over one kind of message can never be taken for
+// another kind. It returns the key's id and the signature.
+func (s *Signer) SignMessage(msg []byte) (keyID string, sig []byte, err error) {
+	if err := checkContext(msg); err != nil {
+		return "", nil, err
+	}
+	return s.KeyID(), ed25519.Sign(s.key, msg), nil
+}
+
+// VerifyMessage checks a signature that SignMessage made with device's
+// enrolled key, whose id is keyID.
+func (k Keyring) VerifyMessage(device, keyID string, msg, sig []byte) error {
+	pub, ok := k[device]
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: %s", ErrNotEnrolled, device)
+	case checkContext(msg) != nil:
+		return checkContext(msg)
+	case len(sig) != ed25519.SignatureSize:
+		return fmt.Errorf("%w: signature of %d bytes", ErrSignature, len(sig))
+	case keyID != bundle.KeyID(pub):
+		return fmt.Errorf("%w: signed by key %.16s, %s's enrolled key is %s", ErrSignature, keyID, device, bundle.KeyID(pub))
+	case !ed25519.Verify(pub, msg, sig):
+		return fmt.Errorf("%w: not made by %s's key, or changed after signing", ErrSignature, device)
+	}
+	return nil
 }
 
 // Keyring holds the enrolled public key of each device.

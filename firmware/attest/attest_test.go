@@ -174,3 +174,51 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func TestSignMessageKeepsContextsApart(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(nil)
+	s, err := NewSigner("kitchen", priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := Keyring{"kitchen": s.Public()}
+	msg := []byte("whisker shared sample v1\x00digest")
+	id, sig, err := s.SignMessage(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.VerifyMessage("kitchen", id, msg, sig); err != nil {
+		t.Fatalf("own message: %v", err)
+	}
+	for name, err := range map[string]error{
+		"changed":      k.VerifyMessage("kitchen", id, append(msg, 'x'), sig),
+		"other device": k.VerifyMessage("garden", id, msg, sig),
+		"other key id": k.VerifyMessage("kitchen", "0000000000000000", msg, sig),
+		"short sig":    k.VerifyMessage("kitchen", id, msg, sig[:10]),
+	} {
+		if err == nil {
+			t.Errorf("%s: verified", name)
+		}
+	}
+	for _, bad := range [][]byte{
+		[]byte("no context at all"),
+		[]byte(signingContext + "{}"), // an update report's context
+		[]byte("short\x00x"),
+		[]byte("bad\x01context\x00x"),
+	} {
+		if _, _, err := s.SignMessage(bad); err == nil {
+			t.Errorf("signed %q", bad)
+		}
+	}
+	// A report's signature is not a message's, and the other way round.
+	env, err := s.Sign(Report{Event: EventCommitted, RequestID: "r", Bundle: strings.Repeat("a", 64), Version: "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.VerifyMessage("kitchen", env.KeyID, env.Payload, env.Sig) == nil {
+		t.Error("a report signature verified as a message")
+	}
+	if _, err := k.Verify("kitchen", &Envelope{Payload: msg, KeyID: id, Sig: sig}); err == nil {
+		t.Error("a message signature verified as a report")
+	}
+}

@@ -18,14 +18,15 @@ const module = "github.com/whiskercam/whisker/"
 // daemon, the daemon its rooms, the rooms the libraries; nothing imports
 // agent but its command.
 var allowed = map[string][]string{
-	"agent/cmd/whisker": {"agent", "agent/ota", "agent/pipeline", "agent/protocol", "agent/web", "camera", "camera/frame",
+	"agent/cmd/whisker": {"agent", "agent/broker", "agent/ota", "agent/pipeline", "agent/protocol", "agent/web", "camera", "camera/frame",
 		"firmware/attest", "firmware/bundle", "firmware/fleet", "firmware/model", "firmware/update", "internal/atomicfile", "internal/demo",
 		"learner", "learner/backbone", "learner/bench", "learner/detect", "learner/embedder", "learner/plots"},
-	"agent": {"agent/homeassistant", "agent/inbox", "agent/ota", "agent/pipeline", "agent/protocol", "agent/web", "camera",
-		"internal/atomicfile", "internal/wait", "learner", "learner/backbone", "learner/embedder"},
+	"agent": {"agent/broker", "agent/homeassistant", "agent/inbox", "agent/ota", "agent/pipeline", "agent/protocol", "agent/web", "camera",
+		"firmware/attest", "internal/atomicfile", "internal/wait", "learner", "learner/backbone", "learner/embedder"},
 	"agent/inbox":              {"agent/protocol"},
 	"agent/web":                {"agent/inbox", "agent/protocol", "learner", "learner/plots"},
 	"agent/protocol":           {"firmware/attest"},
+	"agent/broker":             {"agent/protocol"},
 	"agent/pipeline":           {"agent/protocol", "camera", "camera/frame", "learner", "learner/backbone", "learner/detect"},
 	"agent/homeassistant":      {"agent/protocol", "learner"},
 	"agent/ota":                {"agent/protocol", "firmware/attest", "firmware/bundle", "firmware/model", "firmware/update"},

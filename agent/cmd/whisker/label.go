@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/whiskercam/whisker/agent"
 	"github.com/whiskercam/whisker/agent/protocol"
 
 	"github.com/spf13/cobra"
@@ -23,8 +24,8 @@ import (
 // clientFlags say where the agent is; they default to what the agent's
 // configuration says.
 type clientFlags struct {
-	config, broker, device, prefix, username, password, ca string
-	timeout                                                time.Duration
+	config, broker, device, prefix, username, password, passwordFile, ca string
+	timeout                                                              time.Duration
 }
 
 func (f *clientFlags) add(fs *pflag.FlagSet) {
@@ -32,8 +33,9 @@ func (f *clientFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&f.broker, "broker", "", "broker URL (default: the agent's, or its embedded broker)")
 	fs.StringVar(&f.device, "device", "", "the agent's device id (default: the agent's)")
 	fs.StringVar(&f.prefix, "prefix", "", "topic prefix (default: the agent's)")
-	fs.StringVar(&f.username, "username", "", "broker user name")
+	fs.StringVar(&f.username, "username", "", "broker user name: an operator's, never the camera's own (default: none, which the embedded broker lets in over loopback)")
 	fs.StringVar(&f.password, "password", "", "broker password")
+	fs.StringVar(&f.passwordFile, "password-file", "", "read the broker password from this file's first line")
 	fs.StringVar(&f.ca, "ca", "", "CA certificate (PEM) for ssl:// brokers")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "how long to wait for the agent's answer")
 }
@@ -43,9 +45,19 @@ func (f *clientFlags) dial(ctx context.Context) (*protocol.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The configuration's user is the camera's own: its role may not send
+	// labels or commands, and with a broker that takes user names as
+	// client ids it would push the agent off the broker. Tools give their
+	// own user.
 	cc := protocol.ClientConfig{
-		Broker: cfg.MQTT.Broker, Prefix: cfg.MQTT.TopicPrefix, Device: cfg.Device,
-		Username: cfg.MQTT.Username, Password: cfg.MQTT.Password, TLS: cfg.MQTT.TLS,
+		Broker: cfg.MQTT.Broker, Prefix: cfg.MQTT.TopicPrefix, Device: cfg.Device, TLS: cfg.MQTT.TLS,
+	}
+	if f.passwordFile != "" {
+		pw, err := agent.ReadSecretFile(f.passwordFile)
+		if err != nil {
+			return nil, fmt.Errorf("--password-file: %w", err)
+		}
+		cc.Password = pw
 	}
 	if cc.Broker == "" {
 		cc.Broker = "tcp://" + cfg.MQTT.EmbeddedListen

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/learner/backbone"
 )
 
@@ -20,6 +21,12 @@ import (
 var version = "dev"
 
 func main() {
+	// OpenCV reads its pixel limit once, as it is loaded: the process must
+	// start with it in its environment. This restarts the program in place
+	// with it set, when it is not.
+	if err := camera.ExecWithOpenCVLimit(); err != nil {
+		fmt.Fprintln(os.Stderr, "whisker: OpenCV's own image size limit is not in effect:", err)
+	}
 	if err := run(); err != nil {
 		if errors.Is(err, ota.ErrRestart) {
 			os.Exit(ota.RestartExitCode)
@@ -45,7 +52,7 @@ classifier it trains on the device from the labels you send over MQTT.`,
 	// `whisker --version` prints what `whisker version` prints.
 	root.SetVersionTemplate(versionLine())
 	root.AddCommand(runCmd(), bootCmd(), labelCmd(), ctlCmd(), importCmd(), evalCmd(), demoCmd(), modelCmd(), configCmd(),
-		demoVideoCmd(), keysCmd(), bundleCmd(), fleetCmd(), embedCmd(), benchCmd(), versionCmd(), passwdCmd())
+		demoVideoCmd(), keysCmd(), bundleCmd(), fleetCmd(), embedCmd(), benchCmd(), mqttCmd(), versionCmd(), passwdCmd())
 	return root.ExecuteContext(ctx)
 }
 
