@@ -102,7 +102,7 @@ func keysCmd() *cobra.Command {
 func bundleCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bundle", Short: "Make and check signed update bundles"}
 	var (
-		agentBin, backbonePath, headPath, key, version, minAgent, target, out, notes string
+		agentBin, backbonePath, headPath, key, version, minAgent, target, out, notes, record string
 	)
 	create := &cobra.Command{
 		Use:   "create --version V --key KEY [--agent BIN] [--backbone MANIFEST] [--head HEAD] -o FILE",
@@ -117,6 +117,11 @@ func bundleCmd() *cobra.Command {
 			}
 			var inputs []bundle.Input
 			opt := bundle.CreateOptions{Version: version, MinAgentVersion: minAgent, Notes: notes, Key: priv}
+			if record != "" {
+				if opt.BuildRecord, err = os.ReadFile(record); err != nil {
+					return fmt.Errorf("--build-record: %w", err)
+				}
+			}
 			if agentBin != "" {
 				inputs = append(inputs, bundle.Input{Kind: bundle.KindAgent, Path: agentBin})
 				if target != "" {
@@ -194,6 +199,7 @@ func bundleCmd() *cobra.Command {
 	f.StringVar(&minAgent, "min-agent-version", "", "oldest agent that may install it")
 	f.StringVar(&target, "target", "", "OS/ARCH of the agent binary (default this machine's)")
 	f.StringVar(&notes, "notes", "", "free text carried in the manifest")
+	f.StringVar(&record, "build-record", "", "the agent binary's build record (JSON, as make writes it beside the binary)")
 	f.StringVarP(&out, "output", "o", "", "bundle file to write")
 	for _, name := range []string{"key", "version", "output"} {
 		_ = create.MarkFlagRequired(name)
