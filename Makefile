@@ -32,6 +32,18 @@ GO        ?= go
 GOFLAGS_B := -tags '$(GOTAGS)' -trimpath -ldflags '-X main.version=$(VERSION)'
 PKGS      := ./...
 
+# The build record (scripts/build-record.sh): version, commit, target, the
+# TensorFlow Lite library and the Debian packages a binary was built with.
+# It is embedded in the binary (`whisker version --record`), and the
+# binary's Debian package and update bundle carry the same one.
+# go_ldflags RECORD: the linker flags that embed it, with the version.
+go_ldflags   = -X main.version=$(VERSION) -X main.buildRecord=$$(base64 -w0 $(1))
+HOST_ARCH   := $(shell dpkg --print-architecture 2>/dev/null || $(GO) env GOARCH)
+TFLITE_DESC  = libtensorflowlite_c.so sha256:$(firstword $(shell sha256sum $(TFLITE_LIB) 2>/dev/null))$(if $(filter $(DEPS)/tflite,$(TFLITE_DIR)), from npm node-tflite 0.0.2 (TensorFlow Lite 2.2.0), in $(TFLITE_DIR))
+# The Debian packages a native build links.
+HOST_LINKED  = $(addprefix libopencv-,$(addsuffix 406,$(OPENCV_MODULES))) libstdc++6 libgcc-s1 libc6
+host_record  = scripts/build-record.sh --arch $(HOST_ARCH) --version '$(VERSION)' --tflite '$(TFLITE_DESC)' --host-packages '$(HOST_LINKED)'
+
 ##@ Setup
 .PHONY: deps
 deps: ## Install everything: Debian packages, Go modules, TFLite library, models, test data, demo video
@@ -45,9 +57,10 @@ check-deps:
 
 ##@ Build
 .PHONY: build
-build: check-deps ## Build bin/whisker
+build: check-deps ## Build bin/whisker (its build record: bin/whisker.record.json)
 	@mkdir -p $(BIN)
-	$(GO) build $(GOFLAGS_B) -o $(WHISKER) ./agent/cmd/whisker
+	@$(host_record) > $(WHISKER).record.json
+	$(GO) build -tags '$(GOTAGS)' -trimpath -ldflags "$(call go_ldflags,$(WHISKER).record.json)" -o $(WHISKER) ./agent/cmd/whisker
 
 .PHONY: backbone
 backbone: build ## Cut the default backbone (MobileNetV2 at Conv_1/Relu6, avg-pooled, 1280-d)
@@ -162,24 +175,34 @@ CROSS_TAGS      = $(strip customenv $(CROSS_EXTRA_TAGS) $(shell $(CROSS_TRIPLET)
 # needs) than the cross toolchain's (2.36): the binary links against the
 # older one, so it also runs on bookworm, and the linker lets the library's
 # newer references through.
-CROSS_ENV       = GOOS=linux GOARCH=arm64 CGO_ENABLED=1 CC=$(CROSS_TRIPLET)-gcc CXX=$(CROSS_TRIPLET)-g++ \
+# cross_env LDFLAGS: the environment of an arm64 build, with extra linker flags.
+cross_env       = GOOS=linux GOARCH=arm64 CGO_ENABLED=1 CC=$(CROSS_TRIPLET)-gcc CXX=$(CROSS_TRIPLET)-g++ \
   CGO_CFLAGS='-I$(SYSROOT)/usr/include $(CROSS_COMPAT)' \
   CGO_CPPFLAGS='-I$(SYSROOT)/usr/include/opencv4' CGO_CXXFLAGS='--std=c++11' \
   CGO_LDFLAGS='-L$(CROSS_LIBS) $(addprefix -lopencv_,$(OPENCV_MODULES)) \
-    -Wl,-rpath-link,$(SYSROOT)/usr/lib/$(CROSS_TRIPLET) -Wl,-rpath-link,$(SYSROOT)/usr/lib -Wl,--allow-shlib-undefined'
+    -Wl,-rpath-link,$(SYSROOT)/usr/lib/$(CROSS_TRIPLET) -Wl,-rpath-link,$(SYSROOT)/usr/lib -Wl,--allow-shlib-undefined $(1)'
+CROSS_ENV       = $(call cross_env,)
+# The sysroot holds what Debian serves at build time; the lock holds the
+# versions last reviewed, and a build that differs warns and records how
+# (CROSS_LOCK=FILE compares with another lock).
+CROSS_LOCK     ?= $(CURDIR)/cross/arm64.lock
+CROSS_TFLITE    = Debian $(shell awk '$$2 ~ /^libtensorflow-lite2/ { print $$1, $$2, $$3; exit }' $(SYSROOT)/.whisker-packages 2>/dev/null)
+cross_record    = scripts/build-record.sh --arch arm64 --version '$(VERSION)' --tflite '$(CROSS_TFLITE)' \
+  --packages $(SYSROOT)/.whisker-packages --lock $(CROSS_LOCK)
 CROSS_PHOTO     := $(DEPS)/testdata/chelsea.png
 comma          := ,
 space          := $(subst ,, )
 
 .PHONY: cross-sysroot
-cross-sysroot: ## Install the arm64 cross toolchain and qemu-user, and make the arm64 sysroot (cached, pinned)
-	@cross/sysroot.sh >&2 # progress on stderr: the output of cross-env is for eval
+cross-sysroot: ## Install the arm64 cross toolchain and qemu-user, and make the arm64 sysroot from what Debian serves (cached; differences from cross/arm64.lock are warned about and recorded)
+	@WHISKER_CROSS_LOCK='$(CROSS_LOCK)' cross/sysroot.sh >&2 # progress on stderr: the output of cross-env is for eval
 
 .PHONY: cross-arm64
-cross-arm64: cross-sysroot ## Build bin/whisker-linux-arm64 against the sysroot (TensorFlow Lite 2.14)
+cross-arm64: cross-sysroot ## Build bin/whisker-linux-arm64 against the sysroot (TensorFlow Lite 2.14); its build record beside it
 	@mkdir -p $(BIN)
+	@$(cross_record) > $(CROSS_WHISKER).record.json
 	@echo "==> go build for linux/arm64, tags: $(CROSS_TAGS)"
-	$(CROSS_ENV) $(GO) build -tags '$(CROSS_TAGS)' -trimpath -ldflags '-X main.version=$(VERSION)' -o $(CROSS_WHISKER) ./agent/cmd/whisker
+	$(CROSS_ENV) $(GO) build -tags '$(CROSS_TAGS)' -trimpath -ldflags "$(call go_ldflags,$(CROSS_WHISKER).record.json)" -o $(CROSS_WHISKER) ./agent/cmd/whisker
 
 .PHONY: cross-env
 cross-env: cross-sysroot ## Print the arm64 build environment, for running go by hand (docs/devices.md)
@@ -196,6 +219,11 @@ cross-test: cross-arm64 build ## arm64 tests under qemu-user: backbone, learner,
 	  echo "==> $(notdir $(CROSS_WHISKER)) needs $$v at most (bookworm has GLIBC_2.36)"; \
 	  test "$$(printf '%s\n' GLIBC_2.36 $$v | sort -V | tail -n1)" = GLIBC_2.36 || \
 	  { echo "cross-test: the arm64 binary needs a newer C library than bookworm's"; exit 1; }
+	@echo "==> the build record the arm64 binary carries ($(CROSS_WHISKER).record.json)"
+	$(QEMU) $(CROSS_WHISKER) version --record | cmp - $(CROSS_WHISKER).record.json
+	@awk '/"packages": \[$$/ { p = 1; next } /"differs": \[$$/ { d = 1; next } (p || d) && /^ *\]/ { p = d = 0; next } \
+	  p { n++ } d { m++; print "    differs from the lock:", $$0 } \
+	  END { printf "    built against %d Debian packages, %d of them differ from the lock\n", n, m }' $(CROSS_WHISKER).record.json
 	@echo "==> one photograph embedded on x86 (TensorFlow Lite $$($(WHISKER) version | sed 's/.*Lite \(.*\))/\1/')) and on arm64 under qemu-user"
 	$(WHISKER) embed --backbone $(MODELS)/backbone.manifest.json --threads 2 $(CROSS_PHOTO) > $(CROSS_OUT)/embedding-amd64.json
 	$(QEMU) $(CROSS_WHISKER) embed --backbone $(MODELS)/backbone.manifest.json --threads 2 \
@@ -205,6 +233,10 @@ cross-test: cross-arm64 build ## arm64 tests under qemu-user: backbone, learner,
 	@awk '/sightings named as a person would/ { n = $$3; ok = $$1 } END { exit !(n >= 3 && ok * 10 >= n * 9) }' $(CROSS_OUT)/demo.txt || \
 	  { echo "cross-test: the arm64 demo named fewer than 3 sightings, or under 90% of them as a person would ($(CROSS_OUT)/demo.txt)"; exit 1; }
 	@echo "==> cross-test passed"
+
+.PHONY: cross-lock-test
+cross-lock-test: ## Check that a lock naming versions and packages Debian no longer serves only warns: the sysroot still builds and records what it used
+	cross/lock-test.sh
 
 ##@ Camera pipeline
 DETECT_BACKBONE := $(MODELS)/backbone-detect.tflite
