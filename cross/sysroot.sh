@@ -22,6 +22,11 @@
 #   cross/sysroot.sh manifest SUITE...
 #                                 the sysroot's packages of those suites and
 #                                 their files (what Debian packages ship)
+#   cross/sysroot.sh root DIR PACKAGE...
+#                                 a bookworm arm64 system with those packages
+#                                 (their closure, unpacked) in DIR, as a
+#                                 Raspberry Pi OS bookworm board has it: the
+#                                 packages' install test runs there
 #
 # What goes in:
 #   bookworm arm64   the OpenCV 4.6 runtime libraries gocv links, with their
@@ -512,8 +517,64 @@ step_manifest() {
   done < <(entries "$SYSROOT/.whisker-packages")
 }
 
+# root DIR PACKAGE...: unpacks into DIR the dependency closure of the
+# packages in the first suite (bookworm) as apt resolves it now, with its
+# own C library: what a bookworm board with those packages installed has.
+# Kept while the closure stays the same.
+step_root() {
+  [ $# -ge 2 ] || die "root: give a directory and the packages"
+  local dir="$1" suite="${SUITES[0]}"; shift
+  need_tools
+  say "A $suite $ARCH root with $* -> $dir"
+  apt_index "$suite" || die "cannot read the $suite lists"
+  local sim
+  sim="$(apt_private "$suite" apt-get -s -qq install --no-install-recommends "$@" 2>&1)" ||
+    { printf '%s\n' "$sim" >&2; die "$suite cannot install $* (see above)"; }
+  local pkgs=()
+  while read -r line; do pkgs+=("$line"); done < <(
+    printf '%s\n' "$sim" | awk '$1 == "Inst" { gsub(/[()]/, "", $3); print $2 "=" $3 }')
+  local list; list="$(apt_private "$suite" apt-cache show "${pkgs[@]}" |
+    awk -v suite="$suite" '
+      /^Package:/ { p = $2 } /^Version:/ { v = $2 } /^Architecture:/ { a = $2 } /^SHA256:/ { s = $2 }
+      /^$/ { if (p != "" && !done[p]++) print suite, p, v, a, s; p = "" }
+      END { if (p != "" && !done[p]++) print suite, p, v, a, s }' | sort -k2)"
+  local id; id="layout $LAYOUT root $(printf '%s\n' "$list" | sha256sum | cut -d' ' -f1)"
+  if [ -f "$dir/.whisker-root" ] && [ "$(cat "$dir/.whisker-root")" = "$id" ]; then
+    note "up to date ($(printf '%s\n' "$list" | wc -l) packages)"
+    return
+  fi
+  mkdir -p "$DEBS"
+  local missing=() pkg ver arch sha f
+  while read -r _ pkg ver arch sha; do
+    f="$DEBS/$(deb_name "$pkg" "$ver" "$arch")"
+    [ -f "$f" ] && [ "$(sha256sum "$f" | cut -d' ' -f1)" = "$sha" ] || { rm -f "$f"; missing+=("$pkg=$ver"); }
+  done <<<"$list"
+  if [ ${#missing[@]} -gt 0 ]; then
+    note "downloading ${#missing[@]} packages"
+    download "$suite" "${missing[@]}" || die "downloading the $suite packages failed (see above)"
+  fi
+  local tmp="$dir.tmp" n=0
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  while read -r _ pkg ver arch sha; do
+    dpkg-deb --fsys-tarfile "$DEBS/$(deb_name "$pkg" "$ver" "$arch")" |
+      tar -x -C "$tmp" --keep-directory-symlink --no-same-owner --exclude='./usr/share/doc/*' \
+        --exclude='./usr/share/man/*' --exclude='./usr/share/locale/*' || die "unpacking $pkg $ver failed"
+    n=$((n + 1))
+  done <<<"$list"
+  local d="$tmp/usr/lib/$TRIPLET"
+  [ ! -e "$d/blas/libblas.so.3" ] || ln -sf blas/libblas.so.3 "$d/libblas.so.3"
+  [ ! -e "$d/lapack/liblapack.so.3" ] || ln -sf lapack/liblapack.so.3 "$d/liblapack.so.3"
+  printf '%s\n' "$list" > "$tmp/.whisker-packages"
+  echo "$id" > "$tmp/.whisker-root"
+  rm -rf "$dir"
+  mv "$tmp" "$dir"
+  note "unpacked $n packages ($(du -sh "$dir" | cut -f1))"
+}
+
 main() {
   if [ "${1:-}" = manifest ]; then shift; step_manifest "$@"; return; fi
+  if [ "${1:-}" = root ]; then shift; mkdir -p "$CROSS" "$CACHE"; step_root "$@"; return; fi
   local steps=("$@")
   [ ${#steps[@]} -eq 0 ] && steps=(toolchain resolve fetch sysroot check)
   mkdir -p "$CROSS" "$CACHE"
