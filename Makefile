@@ -175,10 +175,11 @@ CROSS_TAGS      = $(strip customenv $(CROSS_EXTRA_TAGS) $(shell $(CROSS_TRIPLET)
 # needs) than the cross toolchain's (2.36): the binary links against the
 # older one, so it also runs on bookworm, and the linker lets the library's
 # newer references through.
-# cross_env LDFLAGS: the environment of an arm64 build, with extra linker flags.
+# cross_env LDFLAGS,CFLAGS: the environment of an arm64 build, with extra
+# linker and compiler flags.
 cross_env       = GOOS=linux GOARCH=arm64 CGO_ENABLED=1 CC=$(CROSS_TRIPLET)-gcc CXX=$(CROSS_TRIPLET)-g++ \
-  CGO_CFLAGS='-I$(SYSROOT)/usr/include $(CROSS_COMPAT)' \
-  CGO_CPPFLAGS='-I$(SYSROOT)/usr/include/opencv4' CGO_CXXFLAGS='--std=c++11' \
+  CGO_CFLAGS='-I$(SYSROOT)/usr/include $(CROSS_COMPAT) $(2)' \
+  CGO_CPPFLAGS='-I$(SYSROOT)/usr/include/opencv4' CGO_CXXFLAGS='--std=c++11 $(2)' \
   CGO_LDFLAGS='-L$(CROSS_LIBS) $(addprefix -lopencv_,$(OPENCV_MODULES)) \
     -Wl,-rpath-link,$(SYSROOT)/usr/lib/$(CROSS_TRIPLET) -Wl,-rpath-link,$(SYSROOT)/usr/lib -Wl,--allow-shlib-undefined $(1)'
 CROSS_ENV       = $(call cross_env,)
@@ -238,6 +239,76 @@ cross-test: cross-arm64 build ## arm64 tests under qemu-user: backbone, learner,
 cross-lock-test: ## Check that a lock naming versions and packages Debian no longer serves only warns: the sysroot still builds and records what it used
 	cross/lock-test.sh
 
+##@ Packages
+# Debian packages built with dpkg-deb (packaging/deb), and signed update
+# bundles of the same binaries. The packaged binaries find TensorFlow Lite
+# in /usr/lib/whisker; the arm64 one also finds there the C runtime that
+# TensorFlow Lite 2.14 needs and uses its loader (docs/devices.md).
+DIST           ?= $(CURDIR)/dist
+PACKAGE_ARCHES ?= amd64 arm64
+DEB_VERSION     = $(shell printf '%s' '$(VERSION)' | sed 's/-/~/')
+PKG_LIBDIR     := /usr/lib/whisker
+PKG_LOADER     := ld-linux-aarch64.so.1
+BUNDLE_KEY     ?=
+# Packaged binaries are hardened and stripped as Debian's are: position
+# independent, full RELRO, fortified C, no symbol table (panics still name
+# functions).
+PKG_CFLAGS     := -O2 -D_FORTIFY_SOURCE=2
+PKG_LDFLAGS    := -Wl,-z,relro -Wl,-z,now
+pkg_goflags     = -buildmode=pie -trimpath -ldflags "-s -w $(call go_ldflags,$(1))"
+
+.PHONY: package
+package: deps ## Debian packages dist/whisker_<version>_{amd64,arm64}.deb (dpkg-deb), each checked with lintian
+	@for a in $(PACKAGE_ARCHES); do $(MAKE) --no-print-directory package-$$a || exit 1; done
+	@packaging/deb/lint.sh $(foreach a,$(PACKAGE_ARCHES),$(DIST)/whisker_$(DEB_VERSION)_$(a).deb)
+	@echo "==> packages"; ls -l $(foreach a,$(PACKAGE_ARCHES),$(DIST)/whisker_$(DEB_VERSION)_$(a).deb)
+
+.PHONY: package-amd64
+package-amd64: check-deps ## dist/whisker_<version>_amd64.deb, with TensorFlow Lite 2.2 (npm) in /usr/lib/whisker
+	@mkdir -p $(DIST)/amd64
+	@$(host_record) > $(DIST)/amd64/whisker.record.json
+	@echo "==> go build for the amd64 package"
+	CGO_CFLAGS='-I$(TFLITE_DIR)/include $(COMPAT_INC) $(PKG_CFLAGS)' CGO_CPPFLAGS='-I/usr/include/opencv4' \
+	CGO_CXXFLAGS='--std=c++11 $(PKG_CFLAGS)' \
+	CGO_LDFLAGS='-L$(TFLITE_DIR)/lib $(addprefix -lopencv_,$(OPENCV_MODULES)) -Wl,-rpath,$(PKG_LIBDIR) $(PKG_LDFLAGS)' \
+	  $(GO) build -tags 'customenv $(GOTAGS)' $(call pkg_goflags,$(DIST)/amd64/whisker.record.json) \
+	  -o $(DIST)/amd64/whisker ./agent/cmd/whisker
+	packaging/deb/build.sh --arch amd64 --version '$(VERSION)' --binary $(DIST)/amd64/whisker \
+	  --record $(DIST)/amd64/whisker.record.json --tflite-lib $(TFLITE_LIB) --out $(DIST)
+
+.PHONY: package-arm64
+package-arm64: cross-sysroot ## dist/whisker_<version>_arm64.deb, with TensorFlow Lite 2.14 and its C runtime (Debian forky) in /usr/lib/whisker
+	@mkdir -p $(DIST)/arm64
+	@$(cross_record) > $(DIST)/arm64/whisker.record.json
+	@echo "==> go build for the arm64 package, tags: $(CROSS_TAGS)"
+	$(call cross_env,-Wl$(comma)--dynamic-linker=$(PKG_LIBDIR)/$(PKG_LOADER) -Wl$(comma)--disable-new-dtags -Wl$(comma)-rpath$(comma)$(PKG_LIBDIR) $(PKG_LDFLAGS),$(PKG_CFLAGS)) \
+	  $(GO) build -tags '$(CROSS_TAGS)' $(call pkg_goflags,$(DIST)/arm64/whisker.record.json) \
+	  -o $(DIST)/arm64/whisker ./agent/cmd/whisker
+	packaging/deb/build.sh --arch arm64 --version '$(VERSION)' --binary $(DIST)/arm64/whisker \
+	  --record $(DIST)/arm64/whisker.record.json --sysroot $(SYSROOT) --out $(DIST)
+
+.PHONY: bundle
+bundle: ## Signed update bundles of the binaries `make package` packaged, with their version and build record: dist/whisker-<version>-linux-<arch>.wsk (BUNDLE_KEY=KEY)
+	@test -n '$(BUNDLE_KEY)' || { echo "make bundle needs BUNDLE_KEY=<private key> (make one with: bin/whisker keys gen -o fleet)"; exit 1; }
+	@for a in $(PACKAGE_ARCHES); do \
+	  test -f $(DIST)/whisker_$(DEB_VERSION)_$$a.deb && test -f $(DIST)/$$a/whisker.record.json && \
+	    grep -q '"version": "$(VERSION)"' $(DIST)/$$a/whisker.record.json || \
+	    { echo "no $$a package of $(VERSION) in $(DIST): run make package first"; exit 1; }; \
+	  $(WHISKER) bundle create --version '$(VERSION)' --key '$(BUNDLE_KEY)' --agent $(DIST)/$$a/whisker --target linux/$$a \
+	    --build-record $(DIST)/$$a/whisker.record.json -o $(DIST)/whisker-$(VERSION)-linux-$$a.wsk || exit 1; done
+
+.PHONY: package-test
+package-test: package ## Install the amd64 package into a throwaway Debian root, run its demo and service, upgrade, remove, purge; the arm64 one in an arm64 root under qemu; bundles match
+	$(MAKE) --no-print-directory package-amd64 VERSION='$(PACKAGE_TEST_UPGRADE)' DIST=$(DIST)/upgrade
+	@rm -rf $(DIST)/test-key && mkdir -p $(DIST)/test-key && $(WHISKER) keys gen -o $(DIST)/test-key/test >/dev/null
+	$(MAKE) --no-print-directory bundle BUNDLE_KEY=$(DIST)/test-key/test.key
+	packaging/deb/test.sh --version '$(VERSION)' --upgrade-version '$(PACKAGE_TEST_UPGRADE)' --dist $(DIST) \
+	  --upgrade $(DIST)/upgrade/whisker_$(subst -,~,$(PACKAGE_TEST_UPGRADE))_amd64.deb \
+	  --demo-video $(DEMO_VIDEO) --whisker $(WHISKER) --bundle-pub $(DIST)/test-key/test.pub
+# The upgrade: the next patch release's pre-release, newer than VERSION for
+# dpkg and for bundles alike.
+PACKAGE_TEST_UPGRADE = $(shell printf '%s' '$(VERSION)' | awk -F'[.-]' '{ printf "%d.%d.%d-pkgtest", $$1, $$2, $$3 + 1 }')
+
 ##@ Camera pipeline
 DETECT_BACKBONE := $(MODELS)/backbone-detect.tflite
 
@@ -262,7 +333,7 @@ soak: deps ## 10-minute soak of a looping video: open Mats (gocv matprofile) and
 ##@ Other
 .PHONY: clean
 clean: ## Remove build outputs (keeps .deps)
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(DIST)
 
 .PHONY: env
 env: ## Print the build environment, for running go by hand: eval $$(make env)
