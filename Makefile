@@ -13,7 +13,10 @@ WHISKER    := $(BIN)/whisker
 MODELS     := $(DEPS)/models
 BACKBONE   := $(MODELS)/backbone.tflite
 DEMO_VIDEO := $(DEPS)/demo/pets.avi
-VERSION    ?= $(shell scripts/version.sh)
+# Evaluated once, so that every step of a build uses one version.
+ifeq ($(origin VERSION),undefined)
+VERSION    := $(shell scripts/version.sh)
+endif
 
 # cgo flags for go-tflite. Libraries that ship no c_api_experimental.h (as
 # TensorFlow Lite 2.2 does) get the project's compatibility header; those
@@ -259,7 +262,7 @@ pkg_goflags     = -buildmode=pie -trimpath -ldflags "-s -w $(call go_ldflags,$(1
 
 .PHONY: package
 package: deps ## Debian packages dist/whisker_<version>_{amd64,arm64}.deb (dpkg-deb), each checked with lintian
-	@for a in $(PACKAGE_ARCHES); do $(MAKE) --no-print-directory package-$$a || exit 1; done
+	@for a in $(PACKAGE_ARCHES); do $(MAKE) --no-print-directory package-$$a VERSION='$(VERSION)' || exit 1; done
 	@packaging/deb/lint.sh $(foreach a,$(PACKAGE_ARCHES),$(DIST)/whisker_$(DEB_VERSION)_$(a).deb)
 	@echo "==> packages"; ls -l $(foreach a,$(PACKAGE_ARCHES),$(DIST)/whisker_$(DEB_VERSION)_$(a).deb)
 
@@ -301,7 +304,7 @@ bundle: ## Signed update bundles of the binaries `make package` packaged, with t
 package-test: package ## Install the amd64 package into a throwaway Debian root, run its demo and service, upgrade, remove, purge; the arm64 one in an arm64 root under qemu; bundles match
 	$(MAKE) --no-print-directory package-amd64 VERSION='$(PACKAGE_TEST_UPGRADE)' DIST=$(DIST)/upgrade
 	@rm -rf $(DIST)/test-key && mkdir -p $(DIST)/test-key && $(WHISKER) keys gen -o $(DIST)/test-key/test >/dev/null
-	$(MAKE) --no-print-directory bundle BUNDLE_KEY=$(DIST)/test-key/test.key
+	$(MAKE) --no-print-directory bundle BUNDLE_KEY=$(DIST)/test-key/test.key VERSION='$(VERSION)'
 	packaging/deb/test.sh --version '$(VERSION)' --upgrade-version '$(PACKAGE_TEST_UPGRADE)' --dist $(DIST) \
 	  --upgrade $(DIST)/upgrade/whisker_$(subst -,~,$(PACKAGE_TEST_UPGRADE))_amd64.deb \
 	  --demo-video $(DEMO_VIDEO) --whisker $(WHISKER) --bundle-pub $(DIST)/test-key/test.pub
