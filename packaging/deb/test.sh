@@ -295,7 +295,7 @@ A="$work/arm64"
 cp -al "$armroot" "$A"
 dpkg-deb -x "$arm64" "$A"
 mkdir -p "$A/tmp"
-cp "$ROOT/.deps/testdata/chelsea.png" "$A/tmp/" 2>/dev/null || cp "$DEPS/testdata/chelsea.png" "$A/tmp/"
+cp "$DEPS/testdata/chelsea.png" "$A/tmp/"
 qemu() { qemu-aarch64-static -L "$A" "$A/usr/bin/whisker" "$@"; }
 qemu version | has "^whisker $version (TensorFlow Lite 2.14" || die "arm64 whisker version: $(qemu version 2>&1)"
 ok "under qemu: $(qemu version)"
