@@ -13,7 +13,10 @@ WHISKER    := $(BIN)/whisker
 MODELS     := $(DEPS)/models
 BACKBONE   := $(MODELS)/backbone.tflite
 DEMO_VIDEO := $(DEPS)/demo/pets.avi
-VERSION    ?= $(shell scripts/version.sh)
+# Evaluated once, so that every step of a build uses one version.
+ifeq ($(origin VERSION),undefined)
+VERSION    := $(shell scripts/version.sh)
+endif
 
 # cgo flags for go-tflite. Libraries that ship no c_api_experimental.h (as
 # TensorFlow Lite 2.2 does) get the project's compatibility header; those
@@ -32,6 +35,18 @@ GO        ?= go
 GOFLAGS_B := -tags '$(GOTAGS)' -trimpath -ldflags '-X main.version=$(VERSION)'
 PKGS      := ./...
 
+# The build record (scripts/build-record.sh): version, commit, target, the
+# TensorFlow Lite library and the Debian packages a binary was built with.
+# It is embedded in the binary (`whisker version --record`), and the
+# binary's Debian package and update bundle carry the same one.
+# go_ldflags RECORD: the linker flags that embed it, with the version.
+go_ldflags   = -X main.version=$(VERSION) -X main.buildRecord=$$(base64 -w0 $(1))
+HOST_ARCH   := $(shell dpkg --print-architecture 2>/dev/null || $(GO) env GOARCH)
+TFLITE_DESC  = libtensorflowlite_c.so sha256:$(firstword $(shell sha256sum $(TFLITE_LIB) 2>/dev/null))$(if $(filter $(DEPS)/tflite,$(TFLITE_DIR)), from npm node-tflite 0.0.2 (TensorFlow Lite 2.2.0), in $(TFLITE_DIR))
+# The Debian packages a native build links.
+HOST_LINKED  = $(addprefix libopencv-,$(addsuffix 406,$(OPENCV_MODULES))) libstdc++6 libgcc-s1 libc6
+host_record  = scripts/build-record.sh --arch $(HOST_ARCH) --version '$(VERSION)' --tflite '$(TFLITE_DESC)' --host-packages '$(HOST_LINKED)'
+
 ##@ Setup
 .PHONY: deps
 deps: ## Install everything: Debian packages, Go modules, TFLite library, models, test data, photographs, reference sets, demo video
@@ -45,9 +60,10 @@ check-deps:
 
 ##@ Build
 .PHONY: build
-build: check-deps ## Build bin/whisker
+build: check-deps ## Build bin/whisker (its build record: bin/whisker.record.json)
 	@mkdir -p $(BIN)
-	$(GO) build $(GOFLAGS_B) -o $(WHISKER) ./agent/cmd/whisker
+	@$(host_record) > $(WHISKER).record.json
+	$(GO) build -tags '$(GOTAGS)' -trimpath -ldflags "$(call go_ldflags,$(WHISKER).record.json)" -o $(WHISKER) ./agent/cmd/whisker
 
 .PHONY: backbone
 backbone: build ## Cut the default backbone (MobileNetV2 at Conv_1/Relu6, avg-pooled, 1280-d)
@@ -206,24 +222,35 @@ CROSS_TAGS      = $(strip customenv $(CROSS_EXTRA_TAGS) $(shell $(CROSS_TRIPLET)
 # needs) than the cross toolchain's (2.36): the binary links against the
 # older one, so it also runs on bookworm, and the linker lets the library's
 # newer references through.
-CROSS_ENV       = GOOS=linux GOARCH=arm64 CGO_ENABLED=1 CC=$(CROSS_TRIPLET)-gcc CXX=$(CROSS_TRIPLET)-g++ \
-  CGO_CFLAGS='-I$(SYSROOT)/usr/include $(CROSS_COMPAT)' \
-  CGO_CPPFLAGS='-I$(SYSROOT)/usr/include/opencv4' CGO_CXXFLAGS='--std=c++11' \
+# cross_env LDFLAGS,CFLAGS: the environment of an arm64 build, with extra
+# linker and compiler flags.
+cross_env       = GOOS=linux GOARCH=arm64 CGO_ENABLED=1 CC=$(CROSS_TRIPLET)-gcc CXX=$(CROSS_TRIPLET)-g++ \
+  CGO_CFLAGS='-I$(SYSROOT)/usr/include $(CROSS_COMPAT) $(2)' \
+  CGO_CPPFLAGS='-I$(SYSROOT)/usr/include/opencv4' CGO_CXXFLAGS='--std=c++11 $(2)' \
   CGO_LDFLAGS='-L$(CROSS_LIBS) $(addprefix -lopencv_,$(OPENCV_MODULES)) \
-    -Wl,-rpath-link,$(SYSROOT)/usr/lib/$(CROSS_TRIPLET) -Wl,-rpath-link,$(SYSROOT)/usr/lib -Wl,--allow-shlib-undefined'
+    -Wl,-rpath-link,$(SYSROOT)/usr/lib/$(CROSS_TRIPLET) -Wl,-rpath-link,$(SYSROOT)/usr/lib -Wl,--allow-shlib-undefined $(1)'
+CROSS_ENV       = $(call cross_env,)
+# The sysroot holds what Debian serves at build time; the lock holds the
+# versions last reviewed, and a build that differs warns and records how
+# (CROSS_LOCK=FILE compares with another lock).
+CROSS_LOCK     ?= $(CURDIR)/cross/arm64.lock
+CROSS_TFLITE    = Debian $(shell awk '$$2 ~ /^libtensorflow-lite2/ { print $$1, $$2, $$3; exit }' $(SYSROOT)/.whisker-packages 2>/dev/null)
+cross_record    = scripts/build-record.sh --arch arm64 --version '$(VERSION)' --tflite '$(CROSS_TFLITE)' \
+  --packages $(SYSROOT)/.whisker-packages --lock $(CROSS_LOCK)
 CROSS_PHOTO     := $(DEPS)/testdata/chelsea.png
 comma          := ,
 space          := $(subst ,, )
 
 .PHONY: cross-sysroot
-cross-sysroot: ## Install the arm64 cross toolchain and qemu-user, and make the arm64 sysroot (cached, pinned)
-	@cross/sysroot.sh >&2 # progress on stderr: the output of cross-env is for eval
+cross-sysroot: ## Install the arm64 cross toolchain and qemu-user, and make the arm64 sysroot from what Debian serves (cached; differences from cross/arm64.lock are warned about and recorded)
+	@WHISKER_CROSS_LOCK='$(CROSS_LOCK)' cross/sysroot.sh >&2 # progress on stderr: the output of cross-env is for eval
 
 .PHONY: cross-arm64
-cross-arm64: cross-sysroot ## Build bin/whisker-linux-arm64 against the sysroot (TensorFlow Lite 2.14)
+cross-arm64: cross-sysroot ## Build bin/whisker-linux-arm64 against the sysroot (TensorFlow Lite 2.14); its build record beside it
 	@mkdir -p $(BIN)
+	@$(cross_record) > $(CROSS_WHISKER).record.json
 	@echo "==> go build for linux/arm64, tags: $(CROSS_TAGS)"
-	$(CROSS_ENV) $(GO) build -tags '$(CROSS_TAGS)' -trimpath -ldflags '-X main.version=$(VERSION)' -o $(CROSS_WHISKER) ./agent/cmd/whisker
+	$(CROSS_ENV) $(GO) build -tags '$(CROSS_TAGS)' -trimpath -ldflags "$(call go_ldflags,$(CROSS_WHISKER).record.json)" -o $(CROSS_WHISKER) ./agent/cmd/whisker
 
 .PHONY: cross-env
 cross-env: cross-sysroot ## Print the arm64 build environment, for running go by hand (docs/devices.md)
@@ -235,11 +262,18 @@ cross-test: cross-arm64 build ## arm64 tests under qemu-user: backbone, learner,
 	  test -f $$f || { echo "missing $$f: run 'make deps'"; exit 1; }; done
 	@mkdir -p $(CROSS_OUT)
 	@echo "==> arm64 test binaries under qemu-user: learner/backbone (TensorFlow Lite), learner, camera (OpenCV)"
-	WHISKER_TEST_EXEC='$(QEMU)' $(CROSS_ENV) $(GO) test -tags '$(CROSS_TAGS)' -count=1 -timeout 30m -exec '$(QEMU)' ./learner/... ./camera/...
+	@# Each emulated Invoke costs seconds, more on a busy machine: the open-set
+	@# test's 80 embeddings alone took over 30 minutes under a load of 20.
+	WHISKER_TEST_EXEC='$(QEMU)' $(CROSS_ENV) $(GO) test -tags '$(CROSS_TAGS)' -count=1 -timeout 60m -exec '$(QEMU)' ./learner/... ./camera/...
 	@v=$$($(CROSS_TRIPLET)-objdump -T $(CROSS_WHISKER) | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n1); \
 	  echo "==> $(notdir $(CROSS_WHISKER)) needs $$v at most (bookworm has GLIBC_2.36)"; \
 	  test "$$(printf '%s\n' GLIBC_2.36 $$v | sort -V | tail -n1)" = GLIBC_2.36 || \
 	  { echo "cross-test: the arm64 binary needs a newer C library than bookworm's"; exit 1; }
+	@echo "==> the build record the arm64 binary carries ($(CROSS_WHISKER).record.json)"
+	$(QEMU) $(CROSS_WHISKER) version --record | cmp - $(CROSS_WHISKER).record.json
+	@awk '/"packages": \[$$/ { p = 1; next } /"differs": \[$$/ { d = 1; next } (p || d) && /^ *\]/ { p = d = 0; next } \
+	  p { n++ } d { m++; print "    differs from the lock:", $$0 } \
+	  END { printf "    built against %d Debian packages, %d of them differ from the lock\n", n, m }' $(CROSS_WHISKER).record.json
 	@echo "==> one photograph embedded on x86 (TensorFlow Lite $$($(WHISKER) version | sed 's/.*Lite \(.*\))/\1/')) and on arm64 under qemu-user"
 	$(WHISKER) embed --backbone $(MODELS)/backbone.manifest.json --threads 2 $(CROSS_PHOTO) > $(CROSS_OUT)/embedding-amd64.json
 	$(QEMU) $(CROSS_WHISKER) embed --backbone $(MODELS)/backbone.manifest.json --threads 2 \
@@ -249,6 +283,80 @@ cross-test: cross-arm64 build ## arm64 tests under qemu-user: backbone, learner,
 	@awk '/sightings named as a person would/ { n = $$3; ok = $$1 } END { exit !(n >= 3 && ok * 10 >= n * 9) }' $(CROSS_OUT)/demo.txt || \
 	  { echo "cross-test: the arm64 demo named fewer than 3 sightings, or under 90% of them as a person would ($(CROSS_OUT)/demo.txt)"; exit 1; }
 	@echo "==> cross-test passed"
+
+.PHONY: cross-lock-test
+cross-lock-test: ## Check that a lock naming versions and packages Debian no longer serves only warns: the sysroot still builds and records what it used
+	cross/lock-test.sh
+
+##@ Packages
+# Debian packages built with dpkg-deb (packaging/deb), and signed update
+# bundles of the same binaries. The packaged binaries find TensorFlow Lite
+# in /usr/lib/whisker; the arm64 one also finds there the C runtime that
+# TensorFlow Lite 2.14 needs and uses its loader (docs/devices.md).
+DIST           ?= $(CURDIR)/dist
+PACKAGE_ARCHES ?= amd64 arm64
+DEB_VERSION     = $(shell printf '%s' '$(VERSION)' | sed 's/-/~/')
+PKG_LIBDIR     := /usr/lib/whisker
+PKG_LOADER     := ld-linux-aarch64.so.1
+BUNDLE_KEY     ?=
+# Packaged binaries are hardened and stripped as Debian's are: position
+# independent, full RELRO, fortified C, no symbol table (panics still name
+# functions).
+PKG_CFLAGS     := -O2 -D_FORTIFY_SOURCE=2
+PKG_LDFLAGS    := -Wl,-z,relro -Wl,-z,now
+pkg_goflags     = -buildmode=pie -trimpath -ldflags "-s -w $(call go_ldflags,$(1))"
+
+.PHONY: package
+package: deps ## Debian packages dist/whisker_<version>_{amd64,arm64}.deb (dpkg-deb), each checked with lintian
+	@for a in $(PACKAGE_ARCHES); do $(MAKE) --no-print-directory package-$$a VERSION='$(VERSION)' || exit 1; done
+	@packaging/deb/lint.sh $(foreach a,$(PACKAGE_ARCHES),$(DIST)/whisker_$(DEB_VERSION)_$(a).deb)
+	@echo "==> packages"; ls -l $(foreach a,$(PACKAGE_ARCHES),$(DIST)/whisker_$(DEB_VERSION)_$(a).deb)
+
+.PHONY: package-amd64
+package-amd64: check-deps ## dist/whisker_<version>_amd64.deb, with TensorFlow Lite 2.2 (npm) in /usr/lib/whisker
+	@mkdir -p $(DIST)/amd64
+	@$(host_record) > $(DIST)/amd64/whisker.record.json
+	@echo "==> go build for the amd64 package"
+	CGO_CFLAGS='-I$(TFLITE_DIR)/include $(COMPAT_INC) $(PKG_CFLAGS)' CGO_CPPFLAGS='-I/usr/include/opencv4' \
+	CGO_CXXFLAGS='--std=c++11 $(PKG_CFLAGS)' \
+	CGO_LDFLAGS='-L$(TFLITE_DIR)/lib $(addprefix -lopencv_,$(OPENCV_MODULES)) -Wl,-rpath,$(PKG_LIBDIR) $(PKG_LDFLAGS)' \
+	  $(GO) build -tags 'customenv $(GOTAGS)' $(call pkg_goflags,$(DIST)/amd64/whisker.record.json) \
+	  -o $(DIST)/amd64/whisker ./agent/cmd/whisker
+	packaging/deb/build.sh --arch amd64 --version '$(VERSION)' --binary $(DIST)/amd64/whisker \
+	  --record $(DIST)/amd64/whisker.record.json --tflite-lib $(TFLITE_LIB) --out $(DIST)
+
+.PHONY: package-arm64
+package-arm64: cross-sysroot ## dist/whisker_<version>_arm64.deb, with TensorFlow Lite 2.14 and its C runtime (Debian forky) in /usr/lib/whisker
+	@mkdir -p $(DIST)/arm64
+	@$(cross_record) > $(DIST)/arm64/whisker.record.json
+	@echo "==> go build for the arm64 package, tags: $(CROSS_TAGS)"
+	$(call cross_env,-Wl$(comma)--dynamic-linker=$(PKG_LIBDIR)/$(PKG_LOADER) -Wl$(comma)--disable-new-dtags -Wl$(comma)-rpath$(comma)$(PKG_LIBDIR) $(PKG_LDFLAGS),$(PKG_CFLAGS)) \
+	  $(GO) build -tags '$(CROSS_TAGS)' $(call pkg_goflags,$(DIST)/arm64/whisker.record.json) \
+	  -o $(DIST)/arm64/whisker ./agent/cmd/whisker
+	packaging/deb/build.sh --arch arm64 --version '$(VERSION)' --binary $(DIST)/arm64/whisker \
+	  --record $(DIST)/arm64/whisker.record.json --sysroot $(SYSROOT) --out $(DIST)
+
+.PHONY: bundle
+bundle: ## Signed update bundles of the binaries `make package` packaged, with their version and build record: dist/whisker-<version>-linux-<arch>.wsk (BUNDLE_KEY=KEY)
+	@test -n '$(BUNDLE_KEY)' || { echo "make bundle needs BUNDLE_KEY=<private key> (make one with: bin/whisker keys gen -o fleet)"; exit 1; }
+	@for a in $(PACKAGE_ARCHES); do \
+	  test -f $(DIST)/whisker_$(DEB_VERSION)_$$a.deb && test -f $(DIST)/$$a/whisker.record.json && \
+	    grep -q '"version": "$(VERSION)"' $(DIST)/$$a/whisker.record.json || \
+	    { echo "no $$a package of $(VERSION) in $(DIST): run make package first"; exit 1; }; \
+	  $(WHISKER) bundle create --version '$(VERSION)' --key '$(BUNDLE_KEY)' --agent $(DIST)/$$a/whisker --target linux/$$a \
+	    --build-record $(DIST)/$$a/whisker.record.json -o $(DIST)/whisker-$(VERSION)-linux-$$a.wsk || exit 1; done
+
+.PHONY: package-test
+package-test: package ## Install the amd64 package into a throwaway Debian root, run its demo and service, upgrade, remove, purge; the arm64 one in an arm64 root under qemu; bundles match
+	$(MAKE) --no-print-directory package-amd64 VERSION='$(PACKAGE_TEST_UPGRADE)' DIST=$(DIST)/upgrade
+	@rm -rf $(DIST)/test-key && mkdir -p $(DIST)/test-key && $(WHISKER) keys gen -o $(DIST)/test-key/test >/dev/null
+	$(MAKE) --no-print-directory bundle BUNDLE_KEY=$(DIST)/test-key/test.key VERSION='$(VERSION)'
+	packaging/deb/test.sh --version '$(VERSION)' --upgrade-version '$(PACKAGE_TEST_UPGRADE)' --dist $(DIST) \
+	  --upgrade $(DIST)/upgrade/whisker_$(subst -,~,$(PACKAGE_TEST_UPGRADE))_amd64.deb \
+	  --demo-video $(DEMO_VIDEO) --whisker $(WHISKER) --bundle-pub $(DIST)/test-key/test.pub
+# The upgrade: the next patch release's pre-release, newer than VERSION for
+# dpkg and for bundles alike.
+PACKAGE_TEST_UPGRADE = $(shell printf '%s' '$(VERSION)' | awk -F'[.-]' '{ printf "%d.%d.%d-pkgtest", $$1, $$2, $$3 + 1 }')
 
 ##@ Camera pipeline
 DETECT_BACKBONE := $(MODELS)/backbone-detect.tflite
@@ -277,7 +385,7 @@ soak: deps ## Soak of a looping video for SOAK (10m): open Mats (gocv matprofile
 ##@ Other
 .PHONY: clean
 clean: ## Remove build outputs (keeps .deps)
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(DIST)
 
 .PHONY: env
 env: ## Print the build environment, for running go by hand: eval $$(make env)

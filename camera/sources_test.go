@@ -250,7 +250,7 @@ func TestFailingSourcesAreRetried(t *testing.T) {
 		{dir + "/gone.mp4", "no such file"},
 		{"http://127.0.0.1:1/none.mjpg", "127.0.0.1:1"},
 	} {
-		st, o := runCapture(t, CaptureConfig{Source: tc.spec}, func(s Status) bool { return s.Reopens >= 2 })
+		st, o := runCapture(t, CaptureConfig{Source: tc.spec}, func(s Status) bool { return s.Reopens >= 2 && s.Failures >= 3 })
 		if st.Up || st.State != StateReopening || st.Reopens < 2 || o.n.Load() < 3 || st.RetryAt.IsZero() || st.Failures < 3 {
 			t.Errorf("%s: status %+v after %d opens", tc.spec, st, o.n.Load())
 		}

@@ -97,6 +97,10 @@ type Manifest struct {
 	DowngradeFrom string `json:"downgrade_from,omitempty"`
 	Files         []File `json:"files"`
 	Notes         string `json:"notes,omitempty"`
+	// BuildRecord is what the agent binary was built from
+	// (scripts/build-record.sh), the same record its Debian package
+	// carries: a JSON object, kept as given.
+	BuildRecord json.RawMessage `json:"build_record,omitempty"`
 }
 
 // Has reports whether the bundle carries a kind of payload.
@@ -208,6 +212,7 @@ type CreateOptions struct {
 	// DowngradeFrom marks a deliberate downgrade from that version.
 	DowngradeFrom string
 	Notes         string
+	BuildRecord   []byte // a JSON object, or nil
 	Key           ed25519.PrivateKey
 	// AlsoKeys sign the manifest too (key rotation).
 	AlsoKeys []ed25519.PrivateKey
@@ -243,6 +248,13 @@ func Create(w io.Writer, inputs []Input, opt CreateOptions) (*Manifest, error) {
 		if m.Target.Arch == "" {
 			m.Target.Arch = runtime.GOARCH
 		}
+	}
+	if len(opt.BuildRecord) > 0 {
+		var rec map[string]any
+		if err := json.Unmarshal(opt.BuildRecord, &rec); err != nil || rec == nil {
+			return nil, fmt.Errorf("build record: not a JSON object (%v)", err)
+		}
+		m.BuildRecord = json.RawMessage(opt.BuildRecord)
 	}
 	if err := m.validate(); err != nil {
 		return nil, err

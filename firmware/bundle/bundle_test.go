@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -355,5 +356,35 @@ func TestReferenceSetComesWithItsBackbone(t *testing.T) {
 	}
 	if _, err := create([]Input{f.inputs[0], {KindBackboneReference, ref}}); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("a reference set without its backbone: %v, want ErrCorrupt", err)
+	}
+}
+
+// A build record travels in the signed manifest unchanged in content, and
+// anything but a JSON object is refused.
+func TestBuildRecord(t *testing.T) {
+	f := newFixture(t)
+	rec := []byte(`{"format": 1, "version": "1.2.0", "packages": ["bookworm libc6 2.36-9 arm64"]}`)
+	var buf bytes.Buffer
+	m, err := Create(&buf, f.inputs, CreateOptions{Version: "1.2.0", TargetOS: "linux", TargetArch: "arm64", BuildRecord: rec, Key: f.key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(f.dir, "rec.wsk")
+	os.WriteFile(p, buf.Bytes(), 0o644)
+	v, err := Extract(p, t.TempDir(), f.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want, made, got bytes.Buffer
+	json.Compact(&want, rec)
+	json.Compact(&made, m.BuildRecord)
+	json.Compact(&got, v.Manifest.BuildRecord)
+	if got.String() != want.String() || made.String() != want.String() {
+		t.Fatalf("build record %s (made %s), want %s", got.String(), made.String(), want.String())
+	}
+	for _, bad := range []string{`[1, 2]`, `"text"`, `{"a":`, `null`} {
+		if _, err := Create(io.Discard, f.inputs, CreateOptions{Version: "1.2.0", BuildRecord: []byte(bad), Key: f.key}); err == nil {
+			t.Errorf("build record %s accepted", bad)
+		}
 	}
 }

@@ -257,8 +257,8 @@ func checkKeys(w io.Writer, layout update.Layout, keys []ed25519.PublicKey) erro
 func bundleCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bundle", Short: "Make and check signed update bundles"}
 	var (
-		agentBin, backbonePath, headPath, version, minAgent, target, out, notes, downgradeFrom string
-		keyPaths                                                                               []string
+		agentBin, backbonePath, headPath, version, minAgent, target, out, notes, downgradeFrom, record string
+		keyPaths                                                                                       []string
 	)
 	create := &cobra.Command{
 		Use:   "create --version V --key KEY [--key KEY2] [--agent BIN] [--backbone MANIFEST] [--head HEAD] -o FILE",
@@ -283,6 +283,12 @@ func bundleCmd() *cobra.Command {
 			var inputs []bundle.Input
 			opt := bundle.CreateOptions{Version: version, MinAgentVersion: minAgent, DowngradeFrom: downgradeFrom, Notes: notes,
 				Key: privs[0], AlsoKeys: privs[1:]}
+			if record != "" {
+				var err error
+				if opt.BuildRecord, err = os.ReadFile(record); err != nil {
+					return fmt.Errorf("--build-record: %w", err)
+				}
+			}
 			if agentBin != "" {
 				inputs = append(inputs, bundle.Input{Kind: bundle.KindAgent, Path: agentBin})
 				if target != "" {
@@ -369,6 +375,7 @@ func bundleCmd() *cobra.Command {
 	f.StringVar(&minAgent, "min-agent-version", "", "oldest agent that may install it")
 	f.StringVar(&target, "target", "", "OS/ARCH of the agent binary (default this machine's)")
 	f.StringVar(&notes, "notes", "", "free text carried in the manifest")
+	f.StringVar(&record, "build-record", "", "the agent binary's build record (JSON, as make writes it beside the binary)")
 	f.StringVarP(&out, "output", "o", "", "bundle file to write")
 	for _, name := range []string{"key", "version", "output"} {
 		_ = create.MarkFlagRequired(name)

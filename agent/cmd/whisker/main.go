@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -19,6 +20,11 @@ import (
 
 // version is set at build time (-ldflags -X main.version=...).
 var version = "dev"
+
+// buildRecord is the build record (scripts/build-record.sh), base64, set
+// at build time by the Makefile; the binary's Debian package and update
+// bundle carry the same record.
+var buildRecord string
 
 func main() {
 	// OpenCV reads its pixel limit once, as it is loaded: the process must
@@ -62,12 +68,27 @@ func versionLine() string {
 }
 
 func versionCmd() *cobra.Command {
-	return &cobra.Command{
+	var record bool
+	cmd := &cobra.Command{
 		Use:   "version",
-		Short: "Print the version",
+		Short: "Print the version (--record: what the binary was built from, as JSON)",
 		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, args []string) {
-			fmt.Fprint(cmd.OutOrStdout(), versionLine())
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !record {
+				fmt.Fprint(cmd.OutOrStdout(), versionLine())
+				return nil
+			}
+			if buildRecord == "" {
+				return errors.New("this binary carries no build record (build it with make)")
+			}
+			data, err := base64.StdEncoding.DecodeString(buildRecord)
+			if err != nil {
+				return fmt.Errorf("build record: %w", err)
+			}
+			_, err = cmd.OutOrStdout().Write(data)
+			return err
 		},
 	}
+	cmd.Flags().BoolVar(&record, "record", false, "print the build record: version, commit, target, TensorFlow Lite and the Debian packages built against")
+	return cmd
 }
