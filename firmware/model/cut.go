@@ -42,6 +42,11 @@ type CutOptions struct {
 	// vector: features from several depths of the network. It needs avg
 	// or max pooling, float32 tensors and no KeepOutputs.
 	Also []string
+	// Maps names feature maps appended whole (flattened: H*W*C values in
+	// the tensor's own order) after the pooled parts: what a head that
+	// trains the network's last layers needs to keep of each sample.
+	// Same conditions as Also.
+	Maps []string
 	// InputHeight and InputWidth, when not zero, give the model input a
 	// new height and width (a fully convolutional trunk takes any size).
 	// The shape of every tensor that depends on the input is inferred
@@ -56,10 +61,12 @@ type CutResult struct {
 	Model       []byte
 	Tensor      string // the full name of the cut tensor
 	TensorShape []int
-	// Also are the full names of the tensors pooled beside Tensor, and
-	// Parts the channels each part of the feature vector has (Tensor's
-	// first); Parts is nil for a single tensor.
+	// Also are the full names of the tensors pooled beside Tensor, Maps
+	// those appended whole, and Parts the size of each part of the
+	// feature vector (Tensor's first, then Also's, then Maps'); Parts is
+	// nil for a single tensor.
 	Also  []string
+	Maps  []string
 	Parts []int
 	// Resized says that the input has another size than the source's.
 	Resized      bool
@@ -123,8 +130,8 @@ func Cut(data []byte, opt CutOptions) (*CutResult, error) {
 	}
 	resize := opt.InputHeight != 0 || opt.InputWidth != 0
 	switch {
-	case len(opt.Also) > 0 && (opt.Pool == PoolNone || opt.KeepOutputs):
-		return nil, errors.New("more tensors (--also) need avg or max pooling and no detector outputs")
+	case len(opt.Also)+len(opt.Maps) > 0 && (opt.Pool == PoolNone || opt.KeepOutputs):
+		return nil, errors.New("more tensors (--also, --map) need avg or max pooling and no detector outputs")
 	case resize && opt.KeepOutputs:
 		return nil, errors.New("a new input size cannot keep the detector's outputs (its anchors are fixed to its input)")
 	case resize && (opt.InputHeight < 32 || opt.InputWidth < 32 || opt.InputHeight > 4096 || opt.InputWidth > 4096):
@@ -137,7 +144,8 @@ func Cut(data []byte, opt CutOptions) (*CutResult, error) {
 	}
 	tt := sg.Tensors[target]
 	var also []int32
-	for _, name := range opt.Also {
+	flat := map[int32]bool{}
+	for k, name := range append(slices.Clip(opt.Also), opt.Maps...) {
 		i, err := FindTensor(m, name)
 		if err != nil {
 			return nil, err
@@ -149,6 +157,7 @@ func Cut(data []byte, opt CutOptions) (*CutResult, error) {
 			return nil, fmt.Errorf("%w: concatenating pooled %s and %s tensors", ErrUnsupported, tt.Type, t.Type)
 		}
 		also = append(also, int32(i))
+		flat[int32(i)] = k >= len(opt.Also)
 	}
 
 	// Walk back from the target to the operators it needs.
@@ -262,7 +271,12 @@ func Cut(data []byte, opt CutOptions) (*CutResult, error) {
 		pooled := []int32{outT}
 		parts = []int{int(sg.Tensors[target].Shape[len(sg.Tensors[target].Shape)-1])}
 		for _, a := range also {
-			p, err := appendPool(out, nsg, mapTensor(a), opt.Pool)
+			var p int32
+			if flat[a] {
+				p, err = appendFlatten(out, nsg, mapTensor(a))
+			} else {
+				p, err = appendPool(out, nsg, mapTensor(a), opt.Pool)
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -317,7 +331,11 @@ func Cut(data []byte, opt CutOptions) (*CutResult, error) {
 		Resized:     resize,
 	}
 	for _, a := range also {
-		res.Also = append(res.Also, sg.Tensors[a].Name)
+		if flat[a] {
+			res.Maps = append(res.Maps, sg.Tensors[a].Name)
+		} else {
+			res.Also = append(res.Also, sg.Tensors[a].Name)
+		}
 	}
 	for _, d := range tt.Shape {
 		res.TensorShape = append(res.TensorShape, int(d))
@@ -431,6 +449,52 @@ func appendPool(m *tfl.ModelT, sg *tfl.SubGraphT, in int32, pool Pool) (int32, e
 		BuiltinOptions: &tfl.BuiltinOptionsT{
 			Type:  tfl.BuiltinOptionsReducerOptions,
 			Value: &tfl.ReducerOptionsT{KeepDims: false},
+		},
+	})
+	return outT, nil
+}
+
+// appendFlatten adds a RESHAPE of a [N,...] tensor to [N, the rest].
+func appendFlatten(m *tfl.ModelT, sg *tfl.SubGraphT, in int32) (int32, error) {
+	t := sg.Tensors[in]
+	if len(t.Shape) < 2 {
+		return 0, fmt.Errorf("flattening needs a [N,...] tensor; %q is %v", t.Name, t.Shape)
+	}
+	n := int32(1)
+	for _, d := range t.Shape[1:] {
+		n *= d
+	}
+	stem, _, _ := strings.Cut(t.Name, ";")
+	shape := make([]byte, 8)
+	binary.LittleEndian.PutUint32(shape[0:], uint32(t.Shape[0]))
+	binary.LittleEndian.PutUint32(shape[4:], uint32(n))
+	m.Buffers = append(m.Buffers, &tfl.BufferT{Data: shape})
+	shapeT := int32(len(sg.Tensors))
+	sg.Tensors = append(sg.Tensors, &tfl.TensorT{
+		Name: stem + "/whisker_flat_shape", Type: tfl.TensorTypeINT32,
+		Shape: []int32{2}, Buffer: uint32(len(m.Buffers) - 1),
+	})
+	outT := int32(len(sg.Tensors))
+	sg.Tensors = append(sg.Tensors, &tfl.TensorT{Name: stem + "/whisker_flat", Type: t.Type, Shape: []int32{t.Shape[0], n}})
+	opcode := -1
+	for i, oc := range m.OperatorCodes {
+		if BuiltinCode(oc) == tfl.BuiltinOperatorRESHAPE {
+			opcode = i
+		}
+	}
+	if opcode < 0 {
+		opcode = len(m.OperatorCodes)
+		m.OperatorCodes = append(m.OperatorCodes, &tfl.OperatorCodeT{
+			DeprecatedBuiltinCode: int8(tfl.BuiltinOperatorRESHAPE), BuiltinCode: tfl.BuiltinOperatorRESHAPE, Version: 1,
+		})
+	}
+	sg.Operators = append(sg.Operators, &tfl.OperatorT{
+		OpcodeIndex: uint32(opcode),
+		Inputs:      []int32{in, shapeT},
+		Outputs:     []int32{outT},
+		BuiltinOptions: &tfl.BuiltinOptionsT{
+			Type:  tfl.BuiltinOptionsReshapeOptions,
+			Value: &tfl.ReshapeOptionsT{NewShape: []int32{t.Shape[0], n}},
 		},
 	})
 	return outT, nil

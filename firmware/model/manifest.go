@@ -33,9 +33,11 @@ type Manifest struct {
 	} `json:"source"`
 	CutTensor string `json:"cut_tensor"`
 	// CutAlso are the tensors pooled beside CutTensor and concatenated
-	// after it into the feature vector, and CutParts the size of each part
-	// (CutTensor's first); both empty for one tensor.
+	// after it into the feature vector, CutMaps the feature maps appended
+	// whole after them, and CutParts the size of each part (CutTensor's
+	// first); all empty for one tensor.
 	CutAlso    []string   `json:"cut_also,omitempty"`
+	CutMaps    []string   `json:"cut_maps,omitempty"`
 	CutParts   []int      `json:"cut_parts,omitempty"`
 	Pool       Pool       `json:"pool"`
 	Input      ManifestIO `json:"input"`
@@ -123,14 +125,14 @@ func (m *Manifest) Validate() error {
 	default:
 		return fmt.Errorf("manifest preprocess resize %q: want stretch, letterbox or crop", m.Preprocess.Resize)
 	}
-	if len(m.CutAlso) > 0 || len(m.CutParts) > 0 {
+	if len(m.CutAlso)+len(m.CutMaps) > 0 || len(m.CutParts) > 0 {
 		sum := 0
 		for _, p := range m.CutParts {
 			sum += p
 		}
-		if len(m.CutParts) != len(m.CutAlso)+1 || sum != m.Embedding || m.HostPool {
+		if n := len(m.CutAlso) + len(m.CutMaps) + 1; len(m.CutParts) != n || sum != m.Embedding || m.HostPool {
 			return fmt.Errorf("manifest cut_parts %v: want one size per tensor (%d), adding up to embedding_size %d, without host_pool",
-				m.CutParts, len(m.CutAlso)+1, m.Embedding)
+				m.CutParts, n, m.Embedding)
 		}
 	}
 	if m.HostPool {
@@ -226,11 +228,19 @@ func NewManifest(res *CutResult, modelFile string, source string, sourceData []b
 	m.Source.SHA256 = hex.EncodeToString(src[:])
 	m.Input = ManifestIO{Name: res.Input.Name, Type: res.Input.Type, Shape: res.Input.Shape, Scale: res.Input.Scale, Zero: res.Input.Zero}
 	m.Output = ManifestIO{Name: res.Output.Name, Type: res.Output.Type, Shape: res.Output.Shape, Scale: res.Output.Scale, Zero: res.Output.Zero}
-	m.CutAlso, m.CutParts = slices.Clone(res.Also), slices.Clone(res.Parts)
+	m.CutAlso, m.CutMaps, m.CutParts = slices.Clone(res.Also), slices.Clone(res.Maps), slices.Clone(res.Parts)
 	stem := identityStem(res.Tensor, pool)
-	if len(res.Also) > 0 {
-		// e.g. Conv_1-Relu6+2-avg: two more tensors beside Conv_1.
-		stem = fmt.Sprintf("%s+%d-%s", strings.TrimSuffix(stem, "-"+string(pool)), len(res.Also), pool)
+	if len(res.Also)+len(res.Maps) > 0 {
+		// e.g. Conv_1-Relu6+2-avg: two more tensors pooled beside Conv_1;
+		// Conv_1-Relu6+1map-avg: one map kept whole.
+		extra := ""
+		if len(res.Also) > 0 {
+			extra += fmt.Sprintf("+%d", len(res.Also))
+		}
+		if len(res.Maps) > 0 {
+			extra += fmt.Sprintf("+%dmap", len(res.Maps))
+		}
+		stem = fmt.Sprintf("%s%s-%s", strings.TrimSuffix(stem, "-"+string(pool)), extra, pool)
 	}
 	if res.Resized {
 		stem += fmt.Sprintf("-%dx%d", res.Input.Shape[1], res.Input.Shape[2])

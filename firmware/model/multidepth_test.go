@@ -50,6 +50,19 @@ func TestCutConcatenatesPooledDepths(t *testing.T) {
 	if err := man.Validate(); err == nil {
 		t.Error("a manifest whose parts do not add up to its embedding validated")
 	}
+
+	const block16 = "FeatureExtractor/MobilenetV2/expanded_conv_16/expand/Relu6"
+	withMap, err := model.Cut(src, model.CutOptions{Tensor: cutTensor, Pool: model.PoolAvg, Also: []string{block13}, Maps: []string{block16}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equalInts(withMap.Parts, 1280, 576, 96000) || len(withMap.Maps) != 1 || withMap.EmbeddingDim != 1280+576+96000 {
+		t.Errorf("parts %v, maps %v, dim %d", withMap.Parts, withMap.Maps, withMap.EmbeddingDim)
+	}
+	man = model.NewManifest(withMap, "map.tflite", "ssd.tflite", src, model.PoolAvg, model.RangePreprocess(-1, 1))
+	if err := man.Validate(); err != nil || !strings.HasPrefix(man.Identity, "Conv_1-Relu6+1+1map-avg@") {
+		t.Errorf("identity %q, %v", man.Identity, err)
+	}
 }
 
 // Giving the input the size it has changes no shape: the inferred shapes

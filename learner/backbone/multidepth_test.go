@@ -10,7 +10,10 @@ import (
 	"github.com/whiskercam/whisker/learner/backbone"
 )
 
-const block13 = "FeatureExtractor/MobilenetV2/expanded_conv_13/expand/Relu6"
+const (
+	block13 = "FeatureExtractor/MobilenetV2/expanded_conv_13/expand/Relu6"
+	block15 = "FeatureExtractor/MobilenetV2/expanded_conv_15/add"
+)
 
 func cutWith(t *testing.T, opt model.CutOptions) []byte {
 	t.Helper()
@@ -47,13 +50,14 @@ func maxRelDiff(got []float32, want []float64) float64 {
 }
 
 // A multi-depth cut's vector is each tensor's own map, pooled on the host,
-// one after the other.
+// one after the other, then the whole maps.
 func TestMultiDepthCutConcatenatesPooledMaps(t *testing.T) {
-	multi := open(t, cutWith(t, model.CutOptions{Tensor: cutTensor, Pool: model.PoolAvg, Also: []string{block13}}))
+	multi := open(t, cutWith(t, model.CutOptions{Tensor: cutTensor, Pool: model.PoolAvg, Also: []string{block13}, Maps: []string{block15}}))
 	last := open(t, cutWith(t, model.CutOptions{Tensor: cutTensor}))
 	mid := open(t, cutWith(t, model.CutOptions{Tensor: block13}))
-	if multi.Dim() != 1856 {
-		t.Fatalf("dim %d, want 1856", multi.Dim())
+	whole := open(t, cutWith(t, model.CutOptions{Tensor: block15}))
+	if multi.Dim() != 1856+16000 {
+		t.Fatalf("dim %d, want %d", multi.Dim(), 1856+16000)
 	}
 	in := ramp(300*300*3, 0.3)
 	got, err := multi.Embed(in)
@@ -71,6 +75,17 @@ func TestMultiDepthCutConcatenatesPooledMaps(t *testing.T) {
 		if d := maxRelDiff(got[part.from:part.to], hostAvg(m, part.to-part.from)); d > 1e-5 {
 			t.Errorf("values %d-%d differ from the host-pooled map by %g of its largest", part.from, part.to, d)
 		}
+	}
+	m, err := whole.Embed(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]float64, len(m))
+	for i, v := range m {
+		want[i] = float64(v)
+	}
+	if d := maxRelDiff(got[1856:], want); len(m) != 16000 || d != 0 {
+		t.Errorf("the whole map (%d values) differs from the map cut by %g of its largest", len(m), d)
 	}
 }
 
