@@ -32,6 +32,7 @@ type benchOpenSetOptions struct {
 var osMethodKeys = map[string]string{
 	"head": osHead, "before": osHeadBefore, "cal20": osHeadCal20, "noshrink": osHeadNoShrink,
 	"ncm": "nearest class mean + threshold", "knn": "nearest neighbour + threshold", "sklearn": osSklearn,
+	"block": osBlock, "blockforced": osBlockForced,
 }
 
 // Method names of the open-set table.
@@ -41,6 +42,8 @@ const (
 	osHeadCal20    = "agent head, calibrated from 20"
 	osHeadNoShrink = "agent head, limits not shrunk"
 	osSklearn      = "scikit-learn LogisticRegression + threshold 0.6"
+	osBlock        = "agent head, last block trained when cross-validation prefers it"
+	osBlockForced  = "agent head, last block trained from 20 labels per pet"
 )
 
 func benchOpenSetCmd() *cobra.Command {
@@ -76,7 +79,11 @@ pets, and the backbone of that manifest (another cut of the network, see
 'whisker model cut --also --input-size') embeds the crops, the whole frames
 and the reference set. --parts keeps some of the parts a multi-depth cut
 concatenates (0 is its first tensor), so one embedding serves every
-combination.`,
+combination. The methods block and blockforced train new units of the
+network's last block on each sample's map beside the frozen ones (the
+"train more layers" experiment): they need a --features cut with one --map
+and no --also (e.g. Conv_1 pooled, then the map it is computed from), and
+are compared with the agent head on the pooled part alone.`,
 		Example: `  whisker bench openset -o openset.md --plot openset.png
   whisker bench openset --quick
   whisker bench openset --quick --methods head,ncm --features multi.manifest.json --parts 0,2`,
@@ -94,7 +101,7 @@ combination.`,
 	f.IntVar(&opt.threads, "threads", 0, "backbone threads for embedding (0: all cores)")
 	f.StringVar(&opt.features, "features", "", "embed crops and frames with this backbone manifest instead of the detector's feature map")
 	f.StringVar(&opt.parts, "parts", "", "with a multi-depth --features backbone: the parts to keep, e.g. 0,2 (default all)")
-	f.StringSliceVar(&opt.methods, "methods", nil, "run only these methods: head, before, cal20, noshrink, ncm, knn, sklearn (default all)")
+	f.StringSliceVar(&opt.methods, "methods", nil, "run only these methods: head, before, cal20, noshrink, ncm, knn, sklearn, block, blockforced (default all but the block ones)")
 	f.BoolVar(&opt.quick, "quick", false, "5 households per shot count and shots 1, 6, 24 (about a minute once cached)")
 	f.BoolVar(&opt.noSklearn, "no-sklearn", false, "leave scikit-learn out")
 	return cmd
@@ -115,7 +122,7 @@ func runBenchOpenSet(cmd *cobra.Command, opt benchOpenSetOptions) error {
 	for _, k := range opt.methods {
 		name, ok := osMethodKeys[k]
 		if !ok {
-			return fmt.Errorf("--methods: unknown method %q (want head, before, cal20, noshrink, ncm, knn or sklearn)", k)
+			return fmt.Errorf("--methods: unknown method %q (want head, before, cal20, noshrink, ncm, knn, sklearn, block or blockforced)", k)
 		}
 		run[name] = true
 	}
@@ -142,6 +149,20 @@ func runBenchOpenSet(cmd *cobra.Command, opt benchOpenSetOptions) error {
 		return err
 	}
 	var parts *bench.Parts
+	var block *bench.BlockConfig
+	blockDim := 0
+	if run[osBlock] || run[osBlockForced] {
+		if opt.features == "" || opt.parts != "" {
+			det.Close()
+			return fmt.Errorf("the block methods need a --features cut with one --map (and no --parts)")
+		}
+		cfg, dim, err := blockLayout(opt.features)
+		if err != nil {
+			det.Close()
+			return err
+		}
+		block, blockDim = &cfg, dim
+	}
 	if opt.parts != "" {
 		if opt.features == "" {
 			return fmt.Errorf("--parts needs a multi-depth --features backbone")
@@ -213,6 +234,17 @@ func runBenchOpenSet(cmd *cobra.Command, opt benchOpenSetOptions) error {
 		bench.NearestMeanMethod(),
 		bench.KNNMethod(),
 	}
+	var blockStats bench.BlockStats
+	if block != nil {
+		// The agent head and nearest class mean see the pooled part alone.
+		ref0 := bench.ProjectReference(ref, blockDim)
+		methods = []bench.OpenSetMethod{
+			bench.ProjectMethod(bench.HeadMethod(osHead, learner.FitConfig{Train: tc, Background: learner.BackgroundConfig{Reference: ref0}}), blockDim),
+			bench.ProjectMethod(bench.NearestMeanMethod(), blockDim),
+		}
+		chosen, forced := bench.BlockMethods(osBlock, osBlockForced, learner.FitConfig{Train: tc}, ref, blockDim, *block, &blockStats)
+		methods = append(methods, chosen, forced)
+	}
 	if len(run) > 0 {
 		methods = slices.DeleteFunc(methods, func(m bench.OpenSetMethod) bool { return !run[m.Name] })
 	}
@@ -241,8 +273,19 @@ func runBenchOpenSet(cmd *cobra.Command, opt benchOpenSetOptions) error {
 		if err != nil {
 			return err
 		}
+		if m.Name == osBlockForced && outcomes[osBlock] != nil {
+			// It reuses the other block method's fits: their time is its.
+			for i := range o {
+				o[i].Fit = outcomes[osBlock][i].Fit
+			}
+		}
 		outcomes[m.Name] = o
 		res.Methods = append(res.Methods, m.Name)
+	}
+	if block != nil {
+		res.Setup = append(res.Setup, fmt.Sprintf("Block head: %d units of ReLU6 on the %dx%dx%d map (averaged over %dx%d cells), beside the frozen pooled vector; %s",
+			block.Units, block.Grid, block.Grid, block.Channels, block.Pool, block.Pool, blockStats.Summary()))
+		fmt.Fprintln(stderr, blockStats.Summary())
 	}
 	if !opt.noSklearn {
 		fmt.Fprintln(stderr, "open set: scikit-learn...")
@@ -286,4 +329,29 @@ func runBenchOpenSet(cmd *cobra.Command, opt benchOpenSetOptions) error {
 		fmt.Fprintf(stderr, "wrote %s\n", opt.plot)
 	}
 	return nil
+}
+
+// blockLayout reads how a map cut's vectors split: the pooled part's size,
+// then the map's grid and channels.
+func blockLayout(manifest string) (bench.BlockConfig, int, error) {
+	man, data, err := model.LoadBackbone(manifest)
+	if err != nil {
+		return bench.BlockConfig{}, 0, err
+	}
+	if len(man.CutMaps) != 1 || len(man.CutAlso) != 0 {
+		return bench.BlockConfig{}, 0, fmt.Errorf("%s: the block methods need a cut with one --map and no --also", manifest)
+	}
+	info, err := model.Inspect(data)
+	if err != nil {
+		return bench.BlockConfig{}, 0, err
+	}
+	for _, t := range info.Tensors {
+		if t.Name == man.CutMaps[0] {
+			if len(t.Shape) != 4 || t.Shape[1] != t.Shape[2] {
+				return bench.BlockConfig{}, 0, fmt.Errorf("%s: map %v is not a square [1,H,W,C] map", manifest, t.Shape)
+			}
+			return bench.BlockConfig{Grid: t.Shape[1], Channels: t.Shape[3], Pool: 2}, man.CutParts[0], nil
+		}
+	}
+	return bench.BlockConfig{}, 0, fmt.Errorf("%s: no tensor %q in the model", manifest, man.CutMaps[0])
 }
