@@ -15,7 +15,7 @@ const (
 	block15 = "FeatureExtractor/MobilenetV2/expanded_conv_15/add"
 )
 
-func cutWith(t *testing.T, opt model.CutOptions) []byte {
+func cutWith(t testing.TB, opt model.CutOptions) []byte {
 	t.Helper()
 	src, err := os.ReadFile(testenv.Detector(t))
 	if err != nil {
@@ -115,5 +115,40 @@ func TestResizedCutRuns(t *testing.T) {
 	// A 300-pixel input through the resized model is refused, not padded.
 	if _, err := pooled.Embed(ramp(300*300*3, 0)); err == nil {
 		t.Error("a 300x300 input was taken by a 448x448 model")
+	}
+}
+
+// BenchmarkCuts compares the cost of one embedding through the cuts the
+// feature experiments tried: the default (Conv_1 at 300x300), earlier
+// depths pooled beside it, larger inputs, and Conv_1 with the map it is
+// computed from kept whole.
+func BenchmarkCuts(b *testing.B) {
+	const p = "FeatureExtractor/MobilenetV2/"
+	depths := []string{p + "expanded_conv_16/expand/Relu6", p + "expanded_conv_13/expand/Relu6", p + "expanded_conv_6/expand/Relu6", p + "expanded_conv_3/expand/Relu6"}
+	block16 := p + "expanded_conv_16/project/BatchNorm/FusedBatchNormV3;" + p + "expanded_conv_16/project/Conv2D1"
+	for _, bc := range []struct {
+		name string
+		opt  model.CutOptions
+	}{
+		{"conv1-300", model.CutOptions{}},
+		{"conv1+4depths-300", model.CutOptions{Also: depths}},
+		{"conv1+map16-300", model.CutOptions{Maps: []string{block16}}},
+		{"conv1-384", model.CutOptions{InputHeight: 384, InputWidth: 384}},
+		{"conv1-448", model.CutOptions{InputHeight: 448, InputWidth: 448}},
+		{"conv1+4depths-448", model.CutOptions{Also: depths, InputHeight: 448, InputWidth: 448}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			opt := bc.opt
+			opt.Tensor, opt.Pool = cutTensor, model.PoolAvg
+			bb := open(b, cutWith(b, opt))
+			in := bb.InputShape()
+			x := ramp(in[1]*in[2]*3, 0)
+			b.ResetTimer()
+			for range b.N {
+				if _, err := bb.Embed(x); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
