@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/whiskercam/whisker/internal/atomicfile"
@@ -30,7 +31,14 @@ type Manifest struct {
 		File   string `json:"file"`
 		SHA256 string `json:"sha256"`
 	} `json:"source"`
-	CutTensor  string     `json:"cut_tensor"`
+	CutTensor string `json:"cut_tensor"`
+	// CutAlso are the tensors pooled beside CutTensor and concatenated
+	// after it into the feature vector, CutMaps the feature maps appended
+	// whole after them, and CutParts the size of each part (CutTensor's
+	// first); all empty for one tensor.
+	CutAlso    []string   `json:"cut_also,omitempty"`
+	CutMaps    []string   `json:"cut_maps,omitempty"`
+	CutParts   []int      `json:"cut_parts,omitempty"`
 	Pool       Pool       `json:"pool"`
 	Input      ManifestIO `json:"input"`
 	Output     ManifestIO `json:"output"`
@@ -116,6 +124,16 @@ func (m *Manifest) Validate() error {
 	case "", "stretch", "letterbox", "crop":
 	default:
 		return fmt.Errorf("manifest preprocess resize %q: want stretch, letterbox or crop", m.Preprocess.Resize)
+	}
+	if len(m.CutAlso)+len(m.CutMaps) > 0 || len(m.CutParts) > 0 {
+		sum := 0
+		for _, p := range m.CutParts {
+			sum += p
+		}
+		if n := len(m.CutAlso) + len(m.CutMaps) + 1; len(m.CutParts) != n || sum != m.Embedding || m.HostPool {
+			return fmt.Errorf("manifest cut_parts %v: want one size per tensor (%d), adding up to embedding_size %d, without host_pool",
+				m.CutParts, n, m.Embedding)
+		}
 	}
 	if m.HostPool {
 		if s := m.Output.Shape; len(s) != 4 || s[3] != m.Embedding {
@@ -210,7 +228,24 @@ func NewManifest(res *CutResult, modelFile string, source string, sourceData []b
 	m.Source.SHA256 = hex.EncodeToString(src[:])
 	m.Input = ManifestIO{Name: res.Input.Name, Type: res.Input.Type, Shape: res.Input.Shape, Scale: res.Input.Scale, Zero: res.Input.Zero}
 	m.Output = ManifestIO{Name: res.Output.Name, Type: res.Output.Type, Shape: res.Output.Shape, Scale: res.Output.Scale, Zero: res.Output.Zero}
-	m.Identity = fmt.Sprintf("%s@%s", identityStem(res.Tensor, pool), m.ModelSHA256[:12])
+	m.CutAlso, m.CutMaps, m.CutParts = slices.Clone(res.Also), slices.Clone(res.Maps), slices.Clone(res.Parts)
+	stem := identityStem(res.Tensor, pool)
+	if len(res.Also)+len(res.Maps) > 0 {
+		// e.g. Conv_1-Relu6+2-avg: two more tensors pooled beside Conv_1;
+		// Conv_1-Relu6+1map-avg: one map kept whole.
+		extra := ""
+		if len(res.Also) > 0 {
+			extra += fmt.Sprintf("+%d", len(res.Also))
+		}
+		if len(res.Maps) > 0 {
+			extra += fmt.Sprintf("+%dmap", len(res.Maps))
+		}
+		stem = fmt.Sprintf("%s%s-%s", strings.TrimSuffix(stem, "-"+string(pool)), extra, pool)
+	}
+	if res.Resized {
+		stem += fmt.Sprintf("-%dx%d", res.Input.Shape[1], res.Input.Shape[2])
+	}
+	m.Identity = fmt.Sprintf("%s@%s", stem, m.ModelSHA256[:12])
 	return m
 }
 

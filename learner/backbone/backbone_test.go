@@ -31,7 +31,7 @@ func cut(t *testing.T, pool model.Pool) []byte {
 	return res.Model
 }
 
-func open(t *testing.T, data []byte) *backbone.Backbone {
+func open(t testing.TB, data []byte) *backbone.Backbone {
 	t.Helper()
 	b, err := backbone.New(data, backbone.Options{Threads: 2})
 	if err != nil {

@@ -21,6 +21,12 @@ type DetectConfig struct {
 	IoU      float64  // default 0.6
 	Margin   float64  // context around a box for its crop; default 0.1
 	MaxPets  int      // default 4
+	// Features, when set, is the manifest of another backbone that embeds
+	// the crops and the whole frames instead of the detector's own feature
+	// map (another cut of the same network: more depths, a larger input).
+	// The detector then only finds the pets, and every sighting costs one
+	// more run of a model.
+	Features string
 }
 
 func (c DetectConfig) withDefaults() DetectConfig {
@@ -61,6 +67,7 @@ type Found struct {
 // then each pet's crop with its margin. It belongs to one goroutine.
 type Detector struct {
 	bb  *backbone.Backbone
+	emb *Embedder // embeds crops and frames when not nil
 	pre *camera.Preprocessor
 	dec *detect.Decoder
 	cfg DetectConfig
@@ -80,6 +87,12 @@ func OpenDetector(manifestPath string, opt backbone.Options, cfg DetectConfig) (
 	if err != nil {
 		bb.Close()
 		return nil, fmt.Errorf("detecting backbone %s: %w", manifestPath, err)
+	}
+	if cfg.Features != "" {
+		if d.emb, err = Open(cfg.Features, opt); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("feature backbone: %w", err)
+		}
 	}
 	return d, nil
 }
@@ -122,7 +135,12 @@ func newDetector(bb *backbone.Backbone, cfg DetectConfig) (*Detector, error) {
 }
 
 // Identity is the backbone identity of the feature vectors.
-func (d *Detector) Identity() string { return d.bb.Manifest().Identity }
+func (d *Detector) Identity() string {
+	if d.emb != nil {
+		return d.emb.Identity()
+	}
+	return d.bb.Manifest().Identity
+}
 
 // Frame runs the pipeline on one frame: the frame's own feature vector
 // (what the agent classifies when no pet is found) and every pet found,
@@ -135,6 +153,11 @@ func (d *Detector) Frame(f *frame.Frame) (whole []float32, found []Found, err er
 		return nil, nil, err
 	}
 	whole = slices.Clone(d.res.Embedding)
+	if d.emb != nil {
+		if whole, err = d.emb.EmbedRegion(f, image.Rect(0, 0, f.Width, f.Height)); err != nil {
+			return nil, nil, err
+		}
+	}
 	dets, err := d.dec.Decode(d.res.Boxes, d.res.Scores)
 	if err != nil {
 		return nil, nil, err
@@ -158,6 +181,9 @@ func (d *Detector) Frame(f *frame.Frame) (whole []float32, found []Found, err er
 // Region embeds one part of a frame (stretched to the input, as the agent
 // embeds a pet's crop).
 func (d *Detector) Region(f *frame.Frame, r image.Rectangle) ([]float32, error) {
+	if d.emb != nil {
+		return d.emb.EmbedRegion(f, r)
+	}
 	if err := d.pre.Prepare(f, r, &d.in); err != nil {
 		return nil, err
 	}
@@ -167,8 +193,14 @@ func (d *Detector) Region(f *frame.Frame, r image.Rectangle) ([]float32, error) 
 	return slices.Clone(d.res.Embedding), nil
 }
 
-// Spec is the model input the preprocessor produces.
-func (d *Detector) Spec() frame.Spec { return d.pre.Spec() }
+// Spec is the model input the feature vectors are computed from: the
+// feature backbone's when there is one, else the detector's.
+func (d *Detector) Spec() frame.Spec {
+	if d.emb != nil {
+		return d.emb.Spec()
+	}
+	return d.pre.Spec()
+}
 
 // Embed embeds a whole frame (as the agent embeds a frame without a pet).
 func (d *Detector) Embed(f *frame.Frame) ([]float32, error) {
@@ -177,6 +209,9 @@ func (d *Detector) Embed(f *frame.Frame) ([]float32, error) {
 
 // Close frees the backbone and the preprocessor.
 func (d *Detector) Close() error {
+	if d.emb != nil {
+		d.emb.Close()
+	}
 	d.pre.Close()
 	return d.bb.Close()
 }

@@ -70,6 +70,22 @@ func (e *Embedder) Embed(f *frame.Frame) ([]float32, error) {
 	return slices.Clone(e.res.Embedding), nil
 }
 
+// EmbedRegion embeds one part of a frame, stretched or fitted to the
+// input as the manifest says (a pet's crop); the feature vector is the
+// caller's.
+func (e *Embedder) EmbedRegion(f *frame.Frame, r image.Rectangle) ([]float32, error) {
+	if r.Empty() {
+		return nil, fmt.Errorf("empty region %v", r)
+	}
+	if err := e.pre.Prepare(f, r, &e.in); err != nil {
+		return nil, err
+	}
+	if err := e.bb.Infer(e.in, &e.res); err != nil {
+		return nil, err
+	}
+	return slices.Clone(e.res.Embedding), nil
+}
+
 // Close frees the backbone and the preprocessor.
 func (e *Embedder) Close() error {
 	e.pre.Close()

@@ -6,10 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/whiskercam/whisker/firmware/model"
 	"github.com/whiskercam/whisker/learner"
 	"github.com/whiskercam/whisker/learner/backbone"
 	"github.com/whiskercam/whisker/learner/bench"
@@ -18,9 +20,18 @@ import (
 
 type benchOpenSetOptions struct {
 	deps, detector, python, out, plot string
+	features, parts                   string
 	splits, threads                   int
 	shots                             []int
+	methods                           []string
 	quick, noSklearn                  bool
+}
+
+// Short names of the open-set methods, for --methods.
+var osMethodKeys = map[string]string{
+	"head": osHead, "before": osHeadBefore, "cal20": osHeadCal20, "noshrink": osHeadNoShrink,
+	"ncm": "nearest class mean + threshold", "knn": "nearest neighbour + threshold", "sklearn": osSklearn,
+	"block": osBlock, "blockforced": osBlockForced,
 }
 
 // Method names of the open-set table.
@@ -30,6 +41,8 @@ const (
 	osHeadCal20    = "agent head, calibrated from 20"
 	osHeadNoShrink = "agent head, limits not shrunk"
 	osSklearn      = "scikit-learn LogisticRegression + threshold 0.6"
+	osBlock        = "agent head, last block trained when cross-validation prefers it"
+	osBlockForced  = "agent head, last block trained from 20 labels per pet"
 )
 
 func benchOpenSetCmd() *cobra.Command {
@@ -58,9 +71,21 @@ nearest neighbour with thresholds, and scikit-learn's LogisticRegression with
 the agent's 0.6 threshold, on the same households.
 
 The sightings and the reference set are cached under DEPS/cache (computing
-them takes several minutes once).`,
+them takes several minutes once).
+
+--features compares other features: the detecting backbone still finds the
+pets, and the backbone of that manifest (another cut of the network, see
+'whisker model cut --also --input-size') embeds the crops, the whole frames
+and the reference set. --parts keeps some of the parts a multi-depth cut
+concatenates (0 is its first tensor), so one embedding serves every
+combination. The methods block and blockforced train new units of the
+network's last block on each sample's map beside the frozen ones (the
+"train more layers" experiment): they need a --features cut with one --map
+and no --also (e.g. Conv_1 pooled, then the map it is computed from), and
+are compared with the agent head on the pooled part alone.`,
 		Example: `  whisker bench openset -o openset.md --plot openset.png
-  whisker bench openset --quick`,
+  whisker bench openset --quick
+  whisker bench openset --quick --methods head,ncm --features multi.manifest.json --parts 0,2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return runBenchOpenSet(cmd, opt) },
 	}
@@ -73,6 +98,9 @@ them takes several minutes once).`,
 	f.IntVar(&opt.splits, "splits", 20, "random households per shot count")
 	f.IntSliceVar(&opt.shots, "shots", []int{1, 3, 6, 12, 24}, "labelled sightings per pet")
 	f.IntVar(&opt.threads, "threads", 0, "backbone threads for embedding (0: all cores)")
+	f.StringVar(&opt.features, "features", "", "embed crops and frames with this backbone manifest instead of the detector's feature map")
+	f.StringVar(&opt.parts, "parts", "", "with a multi-depth --features backbone: the parts to keep, e.g. 0,2 (default all)")
+	f.StringSliceVar(&opt.methods, "methods", nil, "run only these methods: head, before, cal20, noshrink, ncm, knn, sklearn, block, blockforced (default all but the block ones)")
 	f.BoolVar(&opt.quick, "quick", false, "5 households per shot count and shots 1, 6, 24 (about a minute once cached)")
 	f.BoolVar(&opt.noSklearn, "no-sklearn", false, "leave scikit-learn out")
 	return cmd
@@ -89,6 +117,17 @@ func runBenchOpenSet(cmd *cobra.Command, opt benchOpenSetOptions) error {
 			opt.shots = []int{1, 6, 24}
 		}
 	}
+	run := map[string]bool{}
+	for _, k := range opt.methods {
+		name, ok := osMethodKeys[k]
+		if !ok {
+			return fmt.Errorf("--methods: unknown method %q (want head, before, cal20, noshrink, ncm, knn, sklearn, block or blockforced)", k)
+		}
+		run[name] = true
+	}
+	if len(run) > 0 && !run[osSklearn] {
+		opt.noSklearn = true
+	}
 	var skVersion string
 	if !opt.noSklearn {
 		v, err := bench.CheckSklearn(ctx, opt.python)
@@ -104,9 +143,47 @@ func runBenchOpenSet(cmd *cobra.Command, opt benchOpenSetOptions) error {
 	if opt.detector == "" {
 		opt.detector = filepath.Join(opt.deps, "models", "backbone-detect.manifest.json")
 	}
-	det, err := embedder.OpenDetector(opt.detector, backbone.Options{Threads: opt.threads}, embedder.DetectConfig{})
+	det, err := embedder.OpenDetector(opt.detector, backbone.Options{Threads: opt.threads}, embedder.DetectConfig{Features: opt.features})
 	if err != nil {
 		return err
+	}
+	var parts *bench.Parts
+	var block *bench.BlockConfig
+	blockDim := 0
+	if run[osBlock] || run[osBlockForced] {
+		if opt.features == "" || opt.parts != "" {
+			det.Close()
+			return fmt.Errorf("the block methods need a --features cut with one --map (and no --parts)")
+		}
+		cfg, dim, err := blockLayout(opt.features)
+		if err != nil {
+			det.Close()
+			return err
+		}
+		block, blockDim = &cfg, dim
+	}
+	if opt.parts != "" {
+		if opt.features == "" {
+			return fmt.Errorf("--parts needs a multi-depth --features backbone")
+		}
+		man, err := model.ReadManifest(opt.features)
+		if err != nil {
+			det.Close()
+			return err
+		}
+		p, err := bench.ParseParts(opt.parts, man.CutParts)
+		if err != nil {
+			det.Close()
+			return err
+		}
+		parts = &p
+	}
+	detIdentity := det.Identity()
+	if opt.features != "" {
+		detIdentity = fmt.Sprintf("%s; crops and frames embedded by %s (input %dx%d)", filepath.Base(opt.detector), det.Identity(), det.Spec().Width, det.Spec().Height)
+		if parts != nil {
+			detIdentity += fmt.Sprintf(", parts %v of %v kept (%d values)", parts.Keep, parts.Sizes, parts.Dim())
+		}
 	}
 	cache := filepath.Join(opt.deps, "cache")
 	var bar *progress
@@ -136,6 +213,11 @@ func runBenchOpenSet(cmd *cobra.Command, opt benchOpenSetOptions) error {
 	if err != nil {
 		return err
 	}
+	if parts != nil {
+		if err := bench.ApplyParts(*parts, s, ref); err != nil {
+			return err
+		}
+	}
 	hs, err := bench.MakeHouseholds(s, bench.OpenSetConfig{Shots: opt.shots, Splits: opt.splits})
 	if err != nil {
 		return err
@@ -150,6 +232,20 @@ func runBenchOpenSet(cmd *cobra.Command, opt benchOpenSetOptions) error {
 		bench.NearestMeanMethod(),
 		bench.KNNMethod(),
 	}
+	var blockStats bench.BlockStats
+	if block != nil {
+		// The agent head and nearest class mean see the pooled part alone.
+		ref0 := bench.ProjectReference(ref, blockDim)
+		methods = []bench.OpenSetMethod{
+			bench.ProjectMethod(bench.HeadMethod(osHead, learner.FitConfig{Train: tc, Background: learner.BackgroundConfig{Reference: ref0}}), blockDim),
+			bench.ProjectMethod(bench.NearestMeanMethod(), blockDim),
+		}
+		chosen, forced := bench.BlockMethods(osBlock, osBlockForced, learner.FitConfig{Train: tc}, ref, blockDim, *block, &blockStats)
+		methods = append(methods, chosen, forced)
+	}
+	if len(run) > 0 {
+		methods = slices.DeleteFunc(methods, func(m bench.OpenSetMethod) bool { return !run[m.Name] })
+	}
 	counts := map[string]int{}
 	for _, x := range s {
 		counts[x.Kind]++
@@ -158,7 +254,7 @@ func runBenchOpenSet(cmd *cobra.Command, opt benchOpenSetOptions) error {
 		fmt.Sprintf("Command: `whisker bench openset%s`", changedFlags(cmd)),
 		fmt.Sprintf("Machine: %s, %d cores, %s, load average %s at the start", cpuModel(), runtime.NumCPU(), runtime.Version(), loadAvg()),
 		fmt.Sprintf("Sightings: %d from the benchmark's photographs (cats %d, dogs %d, other animals %d, empty scenes %d), made by the detecting backbone %s as the agent's pipeline makes them (Cat and Dog boxes at score 0.5, crops with a 10%% margin, else the whole frame)",
-			len(s), counts[bench.KindCat], counts[bench.KindDog], counts[bench.KindOther], counts[bench.KindScene], ref.Backbone),
+			len(s), counts[bench.KindCat], counts[bench.KindDog], counts[bench.KindOther], counts[bench.KindScene], detIdentity),
 		fmt.Sprintf("Reference set: %d vectors (other animals pasted onto scenes, scenes from two videos and street photographs, 500 CIFAR-10 cats and 500 dogs), no photograph shared with the tests; the agent's head trains on 300 of them as one more class", len(ref.X)),
 		"Heads: C = 1, balanced class weights. The agent head trains with the reference set as one more class; its open-set limits are calibrated by cross-validation once 6 labelled sightings can be cross-validated, and shrunk toward priors (threshold 0.6; the distance within which 5% of 200 held-out reference vectors lie) with 20 samples' weight. Without a reference set it is the head as it was: limits calibrated from 20 sightings, threshold 0.6 and no distance test before. \"calibrated from 20\" and \"limits not shrunk\" each leave one part out",
 		"Baselines: nearest class mean and nearest neighbour on standardised vectors (cosine), with a threshold that keeps 95% of the labelled sightings left out one at a time (none with one label per pet)",
@@ -175,8 +271,19 @@ func runBenchOpenSet(cmd *cobra.Command, opt benchOpenSetOptions) error {
 		if err != nil {
 			return err
 		}
+		if m.Name == osBlockForced && outcomes[osBlock] != nil {
+			// It reuses the other block method's fits: their time is its.
+			for i := range o {
+				o[i].Fit = outcomes[osBlock][i].Fit
+			}
+		}
 		outcomes[m.Name] = o
 		res.Methods = append(res.Methods, m.Name)
+	}
+	if block != nil {
+		res.Setup = append(res.Setup, fmt.Sprintf("Block head: %d units of ReLU6 on the %dx%dx%d map (averaged over %dx%d cells), beside the frozen pooled vector; %s",
+			block.Units, block.Grid, block.Grid, block.Channels, block.Pool, block.Pool, blockStats.Summary()))
+		fmt.Fprintln(stderr, blockStats.Summary())
 	}
 	if !opt.noSklearn {
 		fmt.Fprintln(stderr, "open set: scikit-learn...")
@@ -220,4 +327,29 @@ func runBenchOpenSet(cmd *cobra.Command, opt benchOpenSetOptions) error {
 		fmt.Fprintf(stderr, "wrote %s\n", opt.plot)
 	}
 	return nil
+}
+
+// blockLayout reads how a map cut's vectors split: the pooled part's size,
+// then the map's grid and channels.
+func blockLayout(manifest string) (bench.BlockConfig, int, error) {
+	man, data, err := model.LoadBackbone(manifest)
+	if err != nil {
+		return bench.BlockConfig{}, 0, err
+	}
+	if len(man.CutMaps) != 1 || len(man.CutAlso) != 0 {
+		return bench.BlockConfig{}, 0, fmt.Errorf("%s: the block methods need a cut with one --map and no --also", manifest)
+	}
+	info, err := model.Inspect(data)
+	if err != nil {
+		return bench.BlockConfig{}, 0, err
+	}
+	for _, t := range info.Tensors {
+		if t.Name == man.CutMaps[0] {
+			if len(t.Shape) != 4 || t.Shape[1] != t.Shape[2] {
+				return bench.BlockConfig{}, 0, fmt.Errorf("%s: map %v is not a square [1,H,W,C] map", manifest, t.Shape)
+			}
+			return bench.BlockConfig{Grid: t.Shape[1], Channels: t.Shape[3], Pool: 2}, man.CutParts[0], nil
+		}
+	}
+	return bench.BlockConfig{}, 0, fmt.Errorf("%s: no tensor %q in the model", manifest, man.CutMaps[0])
 }

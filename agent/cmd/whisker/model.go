@@ -57,6 +57,8 @@ func modelCutCmd() *cobra.Command {
 		tensor, pool, out, pixelRange, color, resize string
 		detect                                       bool
 		labels, anchors                              string
+		also, maps                                   []string
+		inputSize                                    int
 	)
 	cmd := &cobra.Command{
 		Use:   "cut IN --tensor NAME -o OUT",
@@ -76,11 +78,21 @@ With --detect, the model keeps the detector's own outputs (SSD box
 encodings and class logits) and adds the feature map un-pooled as a last
 output, so that one run serves detection and embedding; Whisker pools the
 map (--pool) over the frame or over a detected box. --labels names the
-classes and --anchors the anchor layout, both recorded in the manifest.`,
+classes and --anchors the anchor layout, both recorded in the manifest.
+
+--also pools more tensors (earlier feature maps) the same way and
+concatenates them after NAME into one feature vector: features from several
+depths. --map appends a feature map whole (flattened) after them, for a
+head that trains the network's last layers on each sample's map.
+--input-size gives the input another size (square; the trunk is
+fully convolutional) and infers every shape again. Both make features of a
+new backbone identity.`,
 		Example: `  whisker model cut ssd.tflite --tensor FeatureExtractor/MobilenetV2/Conv_1/Relu6 \
       --pool avg --range=-1,1 -o backbone.tflite
   whisker model cut ssd.tflite --tensor FeatureExtractor/MobilenetV2/Conv_1/Relu6 \
-      --detect --labels oidv4_labelmap.txt --pool avg --range=-1,1 -o pets.tflite`,
+      --detect --labels oidv4_labelmap.txt --pool avg --range=-1,1 -o pets.tflite
+  whisker model cut ssd.tflite --tensor FeatureExtractor/MobilenetV2/Conv_1/Relu6 \
+      --also FeatureExtractor/MobilenetV2/expanded_conv_13/expand/Relu6 --input-size 448 -o wide.tflite`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := model.ParsePool(pool)
@@ -106,6 +118,9 @@ classes and --anchors the anchor layout, both recorded in the manifest.`,
 			pre.Resize = resize
 			var res *model.CutResult
 			var man *model.Manifest
+			if detect && (len(also)+len(maps) > 0 || inputSize != 0) {
+				return fmt.Errorf("--detect keeps the detector's input size and a single feature map: no --also, --map or --input-size")
+			}
 			if detect {
 				if labels == "" {
 					return fmt.Errorf("--detect needs --labels (the detector's label map, background first)")
@@ -123,7 +138,7 @@ classes and --anchors the anchor layout, both recorded in the manifest.`,
 				res = dc.CutResult
 				man = model.NewDetectorManifest(dc, out, args[0], data, p, pre)
 			} else {
-				res, err = model.Cut(data, model.CutOptions{Tensor: tensor, Pool: p})
+				res, err = model.Cut(data, model.CutOptions{Tensor: tensor, Pool: p, Also: also, Maps: maps, InputHeight: inputSize, InputWidth: inputSize})
 				if err != nil {
 					return fmt.Errorf("cut %s: %w", args[0], err)
 				}
@@ -141,6 +156,12 @@ classes and --anchors the anchor layout, both recorded in the manifest.`,
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "cut at     %s %v\n", res.Tensor, res.TensorShape)
+			for i, a := range res.Also {
+				fmt.Fprintf(w, "also       %s (pooled, %d values)\n", a, res.Parts[i+1])
+			}
+			for i, a := range res.Maps {
+				fmt.Fprintf(w, "map        %s (whole, %d values)\n", a, res.Parts[len(res.Also)+i+1])
+			}
 			fmt.Fprintf(w, "kept       %d operators (dropped %d", res.KeptOps, res.DroppedOps)
 			if res.DroppedSigs > 0 {
 				fmt.Fprintf(w, ", and %d signature(s) that named the old outputs", res.DroppedSigs)
@@ -165,6 +186,9 @@ classes and --anchors the anchor layout, both recorded in the manifest.`,
 	f.StringVar(&pixelRange, "range", "-1,1", "pixel range the model expects, LO,HI (recorded in the manifest)")
 	f.StringVar(&color, "color", "RGB", "colour order the model expects: RGB or BGR")
 	f.StringVar(&resize, "resize", "stretch", "how frames are fitted to the input: stretch, letterbox or crop")
+	f.StringArrayVar(&also, "also", nil, "another tensor to pool and concatenate after --tensor (repeatable)")
+	f.StringArrayVar(&maps, "map", nil, "a feature map to append whole (flattened) after the pooled tensors (repeatable)")
+	f.IntVar(&inputSize, "input-size", 0, "give the input this height and width in pixels (0: the source's)")
 	f.BoolVar(&detect, "detect", false, "keep the detector's outputs and add the un-pooled feature map (one run for both)")
 	f.StringVar(&labels, "labels", "", "with --detect: the label map, one class per line, background first")
 	f.StringVar(&anchors, "anchors", "ssd_mobilenet_v2_300", "with --detect: the anchor layout the detector was trained with")
