@@ -1,3 +1,10 @@
+// Package agent is the Whisker daemon: the wiring of the camera pipeline
+// (agent/pipeline), the learner, Home Assistant (agent/homeassistant), the
+// inbox and the web page (agent/inbox, agent/web) and updates (agent/ota)
+// to MQTT, whose wire contract is agent/protocol. It also runs the request
+// worker, the MQTT connection and the embedded broker (agent/broker), HTTP
+// (metrics, health, the page) and systemd notification. Its configuration
+// is agent/config. It holds no math and no pixels of its own.
 package agent
 
 import (
@@ -14,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/whiskercam/whisker/agent/broker"
+	"github.com/whiskercam/whisker/agent/config"
 	"github.com/whiskercam/whisker/agent/homeassistant"
 	"github.com/whiskercam/whisker/agent/inbox"
 	"github.com/whiskercam/whisker/agent/ota"
@@ -30,7 +38,7 @@ import (
 // Agent is the running daemon: it wires the camera pipeline, the learner,
 // Home Assistant, updates and MQTT together.
 type Agent struct {
-	cfg      Config
+	cfg      config.Config
 	log      *slog.Logger
 	version  string
 	started  time.Time
@@ -83,7 +91,7 @@ const inboundQueue = 64
 // New opens everything the agent needs (state, backbone, camera
 // configuration) and fails early, naming what is wrong. What it opened is
 // closed again when it fails.
-func New(cfg Config, log *slog.Logger, version string) (a *Agent, err error) {
+func New(cfg config.Config, log *slog.Logger, version string) (a *Agent, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -112,7 +120,7 @@ func New(cfg Config, log *slog.Logger, version string) (a *Agent, err error) {
 	if a.settings, err = LoadSettings(cfg.StateDir); err != nil {
 		return nil, err
 	}
-	if a.store, err = learner.OpenStoreWith(filepath.Join(cfg.StateDir, "samples.db"), cfg.storeOptions(a.identity, a.dim), log.With("component", "store")); err != nil {
+	if a.store, err = learner.OpenStoreWith(filepath.Join(cfg.StateDir, "samples.db"), cfg.StoreOptions(a.identity, a.dim), log.With("component", "store")); err != nil {
 		return nil, err
 	}
 	if cfg.Fleet.Household != "" {
@@ -148,7 +156,7 @@ func New(cfg Config, log *slog.Logger, version string) (a *Agent, err error) {
 	a.ha, err = homeassistant.New(cfg.HomeAssistant, homeassistant.Options{
 		Device: cfg.Device, Version: version, Topics: cfg.MQTT.TopicPrefix + "/" + cfg.Device + "/",
 		ConfigurationURL: cfg.ConfigurationURL(),
-		NoPetLabels:      cfg.Learner.NoPetLabels, Announce: cfg.Learner.announcer(), Pets: a.labels,
+		NoPetLabels:      cfg.Learner.NoPetLabels, Announce: cfg.Learner.Announcer(), Pets: a.labels,
 		State: a.haState, Firmware: a.haFirmware,
 		Announced: func(l string) { a.metrics.announced(l) },
 	}, log.With("component", "homeassistant"), lazyBus{&a.bus}, a.settings)
@@ -186,7 +194,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	url, mq := a.cfg.MQTT.Broker, a.cfg.MQTT
 	if url == "" {
 		br, err := broker.Start(broker.Options{
-			Listen: mq.EmbeddedListen, Access: mq.Embedded, Topics: a.cfg.brokerTopics(), MaxPayload: mq.MaxPayload,
+			Listen: mq.EmbeddedListen, Access: mq.Embedded, Topics: a.cfg.BrokerTopics(), MaxPayload: mq.MaxPayload,
 			Device: a.cfg.Device, ClientID: clientID(mq, a.cfg.Device),
 		}, a.log)
 		if err != nil {
