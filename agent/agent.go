@@ -52,7 +52,7 @@ type Agent struct {
 	pipe     *pipeline.Pipeline
 	ha       *homeassistant.Service
 	ota      *ota.Updater
-	settings *Settings
+	settings *config.Settings
 	metrics  *metrics
 	inbox    *inbox.Inbox
 	web      *web.Server
@@ -117,7 +117,7 @@ func New(cfg config.Config, log *slog.Logger, version string) (a *Agent, err err
 	}
 	man := a.bb.Manifest()
 	a.identity, a.dim = man.Identity, man.Embedding
-	if a.settings, err = LoadSettings(cfg.StateDir); err != nil {
+	if a.settings, err = config.LoadSettings(cfg.StateDir); err != nil {
 		return nil, err
 	}
 	if a.store, err = learner.OpenStoreWith(filepath.Join(cfg.StateDir, "samples.db"), cfg.StoreOptions(a.identity, a.dim), log.With("component", "store")); err != nil {

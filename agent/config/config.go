@@ -3,7 +3,9 @@
 // files and systemd credentials, and the checks that name a bad key with
 // its value. Every section of a room of the agent (camera, Home
 // Assistant, updates, the inbox, the web page, the embedded broker) is
-// that room's own Config type, kept here under its key.
+// that room's own Config type, kept here under its key. Settings are what
+// commands change at run time (threshold, pause), kept in the state
+// directory.
 package config
 
 import (

@@ -25,7 +25,7 @@ var allowed = map[string][]string{
 		"firmware/attest", "internal/atomicfile", "internal/wait", "learner", "learner/backbone", "learner/embedder"},
 	// The configuration holds each room's section under its key.
 	"agent/config": {"agent/broker", "agent/homeassistant", "agent/inbox", "agent/ota", "agent/pipeline", "agent/protocol", "agent/web",
-		"camera", "learner", "learner/backbone"},
+		"camera", "internal/atomicfile", "learner", "learner/backbone"},
 	"agent/inbox":              {"agent/protocol"},
 	"agent/web":                {"agent/inbox", "agent/protocol", "learner", "learner/plots"},
 	"agent/protocol":           {"firmware/attest"},
