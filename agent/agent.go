@@ -4,7 +4,8 @@
 // to MQTT, whose wire contract is agent/protocol. It also runs the request
 // worker, the MQTT connection and the embedded broker (agent/broker), HTTP
 // (metrics, health, the page) and systemd notification. Its configuration
-// is agent/config. It holds no math and no pixels of its own.
+// is agent/config, its Prometheus metrics agent/metrics. It holds no math
+// and no pixels of its own.
 package agent
 
 import (
@@ -24,6 +25,7 @@ import (
 	"github.com/whiskercam/whisker/agent/config"
 	"github.com/whiskercam/whisker/agent/homeassistant"
 	"github.com/whiskercam/whisker/agent/inbox"
+	"github.com/whiskercam/whisker/agent/metrics"
 	"github.com/whiskercam/whisker/agent/ota"
 	"github.com/whiskercam/whisker/agent/pipeline"
 	"github.com/whiskercam/whisker/agent/protocol"
@@ -53,7 +55,7 @@ type Agent struct {
 	ha       *homeassistant.Service
 	ota      *ota.Updater
 	settings *config.Settings
-	metrics  *metrics
+	metrics  *metrics.Metrics
 	inbox    *inbox.Inbox
 	web      *web.Server
 
@@ -158,7 +160,7 @@ func New(cfg config.Config, log *slog.Logger, version string) (a *Agent, err err
 		ConfigurationURL: cfg.ConfigurationURL(),
 		NoPetLabels:      cfg.Learner.NoPetLabels, Announce: cfg.Learner.Announcer(), Pets: a.labels,
 		State: a.haState, Firmware: a.haFirmware,
-		Announced: func(l string) { a.metrics.announced(l) },
+		Announced: func(l string) { a.metrics.Announced(l) },
 	}, log.With("component", "homeassistant"), lazyBus{&a.bus}, a.settings)
 	if err != nil {
 		return nil, err
@@ -173,7 +175,7 @@ func New(cfg config.Config, log *slog.Logger, version string) (a *Agent, err err
 	if err != nil {
 		return nil, err
 	}
-	a.metrics = newMetrics(a)
+	a.metrics = metrics.New(version, a.identity, a.reading)
 	if cfg.Web.Enabled && cfg.HTTP.Listen != "" {
 		if a.web, err = web.New(cfg.Web, web.Options{Device: cfg.Device, Version: version, Listen: cfg.HTTP.Listen,
 			Secure: cfg.HTTP.TLS.CertFile != ""}, log.With("component", "web"), webBackend{a}, a.inbox); err != nil {
@@ -345,7 +347,7 @@ func (a *Agent) observe(obs []pipeline.Observation) {
 		if b := a.bus.Load(); b != nil {
 			b.PublishSighting(s)
 		}
-		a.metrics.sighted(s.Label, o.At, a.ha.IsPet(s.Label))
+		a.metrics.Sighted(s.Label, o.At, a.ha.IsPet(s.Label))
 	}
 	ms := float64(obs[0].Infer.Microseconds()) / 1000
 	a.embedMu.Lock()
@@ -355,7 +357,7 @@ func (a *Agent) observe(obs []pipeline.Observation) {
 		a.embedAvg = 0.9*a.embedAvg + 0.1*ms
 	}
 	a.embedMu.Unlock()
-	a.metrics.inference.Observe(obs[0].Infer.Seconds())
+	a.metrics.Inferred(obs[0].Infer)
 	a.obsMu.Lock()
 	defer a.obsMu.Unlock()
 	a.remember(obs, sightings)
@@ -395,7 +397,7 @@ func (a *Agent) labelsChanged() {
 	a.publishStatusAsync()
 	a.ha.LabelsChanged()
 	if labels, err := a.labels(); err == nil {
-		a.metrics.prune(labels)
+		a.metrics.Prune(labels)
 	}
 }
 
@@ -408,15 +410,7 @@ func (a *Agent) health() (uint64, bool) {
 
 // trained records a training run in the metrics and the status.
 func (a *Agent) trained(_ *learner.Head, rep learner.TrainReport) {
-	switch {
-	case rep.Err == nil:
-		a.metrics.trainRuns.WithLabelValues("ok").Inc()
-		a.metrics.trainTime.Observe(rep.Duration.Seconds())
-	case errors.Is(rep.Err, learner.ErrTooFewClasses):
-		a.metrics.trainRuns.WithLabelValues("too_few_labels").Inc()
-	default:
-		a.metrics.trainRuns.WithLabelValues("error").Inc()
-	}
+	a.metrics.Trained(rep)
 	a.publishStatusAsync()
 	if rep.Err == nil {
 		a.kickReclassify()

@@ -54,7 +54,7 @@ func (a *Agent) serveRequests(ctx context.Context) error {
 			if !res.Ok {
 				a.log.Warn("request refused", "topic", in.Topic, "request_id", res.RequestID, "reason", res.Error)
 			}
-			a.metrics.request(in.Topic, res.Ok)
+			a.metrics.Request(in.Topic, res.Ok)
 			if in.Reply != nil { // from the web page: answered there
 				in.Reply <- res
 				continue
