@@ -1,3 +1,11 @@
+// Package agent is the Whisker daemon: the wiring of the camera pipeline
+// (agent/pipeline), the learner, Home Assistant (agent/homeassistant), the
+// inbox and the web page (agent/inbox, agent/web) and updates (agent/ota)
+// to MQTT, whose wire contract is agent/protocol. It also runs the request
+// worker, the MQTT connection and the embedded broker (agent/broker), HTTP
+// (metrics, health, the page) and systemd notification. Its configuration
+// is agent/config, its Prometheus metrics agent/metrics. It holds no math
+// and no pixels of its own.
 package agent
 
 import (
@@ -14,8 +22,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/whiskercam/whisker/agent/broker"
+	"github.com/whiskercam/whisker/agent/config"
 	"github.com/whiskercam/whisker/agent/homeassistant"
 	"github.com/whiskercam/whisker/agent/inbox"
+	"github.com/whiskercam/whisker/agent/metrics"
 	"github.com/whiskercam/whisker/agent/ota"
 	"github.com/whiskercam/whisker/agent/pipeline"
 	"github.com/whiskercam/whisker/agent/protocol"
@@ -30,7 +40,7 @@ import (
 // Agent is the running daemon: it wires the camera pipeline, the learner,
 // Home Assistant, updates and MQTT together.
 type Agent struct {
-	cfg      Config
+	cfg      config.Config
 	log      *slog.Logger
 	version  string
 	started  time.Time
@@ -44,8 +54,8 @@ type Agent struct {
 	pipe     *pipeline.Pipeline
 	ha       *homeassistant.Service
 	ota      *ota.Updater
-	settings *Settings
-	metrics  *metrics
+	settings *config.Settings
+	metrics  *metrics.Metrics
 	inbox    *inbox.Inbox
 	web      *web.Server
 
@@ -83,7 +93,7 @@ const inboundQueue = 64
 // New opens everything the agent needs (state, backbone, camera
 // configuration) and fails early, naming what is wrong. What it opened is
 // closed again when it fails.
-func New(cfg Config, log *slog.Logger, version string) (a *Agent, err error) {
+func New(cfg config.Config, log *slog.Logger, version string) (a *Agent, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -109,10 +119,10 @@ func New(cfg Config, log *slog.Logger, version string) (a *Agent, err error) {
 	}
 	man := a.bb.Manifest()
 	a.identity, a.dim = man.Identity, man.Embedding
-	if a.settings, err = LoadSettings(cfg.StateDir); err != nil {
+	if a.settings, err = config.LoadSettings(cfg.StateDir); err != nil {
 		return nil, err
 	}
-	if a.store, err = learner.OpenStoreWith(filepath.Join(cfg.StateDir, "samples.db"), cfg.storeOptions(a.identity, a.dim), log.With("component", "store")); err != nil {
+	if a.store, err = learner.OpenStoreWith(filepath.Join(cfg.StateDir, "samples.db"), cfg.StoreOptions(a.identity, a.dim), log.With("component", "store")); err != nil {
 		return nil, err
 	}
 	if cfg.Fleet.Household != "" {
@@ -148,9 +158,9 @@ func New(cfg Config, log *slog.Logger, version string) (a *Agent, err error) {
 	a.ha, err = homeassistant.New(cfg.HomeAssistant, homeassistant.Options{
 		Device: cfg.Device, Version: version, Topics: cfg.MQTT.TopicPrefix + "/" + cfg.Device + "/",
 		ConfigurationURL: cfg.ConfigurationURL(),
-		NoPetLabels:      cfg.Learner.NoPetLabels, Announce: cfg.Learner.announcer(), Pets: a.labels,
+		NoPetLabels:      cfg.Learner.NoPetLabels, Announce: cfg.Learner.Announcer(), Pets: a.labels,
 		State: a.haState, Firmware: a.haFirmware,
-		Announced: func(l string) { a.metrics.announced(l) },
+		Announced: func(l string) { a.metrics.Announced(l) },
 	}, log.With("component", "homeassistant"), lazyBus{&a.bus}, a.settings)
 	if err != nil {
 		return nil, err
@@ -165,7 +175,7 @@ func New(cfg Config, log *slog.Logger, version string) (a *Agent, err error) {
 	if err != nil {
 		return nil, err
 	}
-	a.metrics = newMetrics(a)
+	a.metrics = metrics.New(version, a.identity, a.reading)
 	if cfg.Web.Enabled && cfg.HTTP.Listen != "" {
 		if a.web, err = web.New(cfg.Web, web.Options{Device: cfg.Device, Version: version, Listen: cfg.HTTP.Listen,
 			Secure: cfg.HTTP.TLS.CertFile != ""}, log.With("component", "web"), webBackend{a}, a.inbox); err != nil {
@@ -186,7 +196,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	url, mq := a.cfg.MQTT.Broker, a.cfg.MQTT
 	if url == "" {
 		br, err := broker.Start(broker.Options{
-			Listen: mq.EmbeddedListen, Access: mq.Embedded, Topics: a.cfg.brokerTopics(), MaxPayload: mq.MaxPayload,
+			Listen: mq.EmbeddedListen, Access: mq.Embedded, Topics: a.cfg.BrokerTopics(), MaxPayload: mq.MaxPayload,
 			Device: a.cfg.Device, ClientID: clientID(mq, a.cfg.Device),
 		}, a.log)
 		if err != nil {
@@ -337,7 +347,7 @@ func (a *Agent) observe(obs []pipeline.Observation) {
 		if b := a.bus.Load(); b != nil {
 			b.PublishSighting(s)
 		}
-		a.metrics.sighted(s.Label, o.At, a.ha.IsPet(s.Label))
+		a.metrics.Sighted(s.Label, o.At, a.ha.IsPet(s.Label))
 	}
 	ms := float64(obs[0].Infer.Microseconds()) / 1000
 	a.embedMu.Lock()
@@ -347,7 +357,7 @@ func (a *Agent) observe(obs []pipeline.Observation) {
 		a.embedAvg = 0.9*a.embedAvg + 0.1*ms
 	}
 	a.embedMu.Unlock()
-	a.metrics.inference.Observe(obs[0].Infer.Seconds())
+	a.metrics.Inferred(obs[0].Infer)
 	a.obsMu.Lock()
 	defer a.obsMu.Unlock()
 	a.remember(obs, sightings)
@@ -387,7 +397,7 @@ func (a *Agent) labelsChanged() {
 	a.publishStatusAsync()
 	a.ha.LabelsChanged()
 	if labels, err := a.labels(); err == nil {
-		a.metrics.prune(labels)
+		a.metrics.Prune(labels)
 	}
 }
 
@@ -400,15 +410,7 @@ func (a *Agent) health() (uint64, bool) {
 
 // trained records a training run in the metrics and the status.
 func (a *Agent) trained(_ *learner.Head, rep learner.TrainReport) {
-	switch {
-	case rep.Err == nil:
-		a.metrics.trainRuns.WithLabelValues("ok").Inc()
-		a.metrics.trainTime.Observe(rep.Duration.Seconds())
-	case errors.Is(rep.Err, learner.ErrTooFewClasses):
-		a.metrics.trainRuns.WithLabelValues("too_few_labels").Inc()
-	default:
-		a.metrics.trainRuns.WithLabelValues("error").Inc()
-	}
+	a.metrics.Trained(rep)
 	a.publishStatusAsync()
 	if rep.Err == nil {
 		a.kickReclassify()

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whiskercam/whisker/agent/config"
 	"github.com/whiskercam/whisker/agent/homeassistant"
 	"github.com/whiskercam/whisker/agent/protocol"
 
@@ -49,7 +50,7 @@ func benchLabelToAnnouncement(b *testing.B, bySighting bool) {
 	}
 	os.WriteFile(filepath.Join(cam, "cat.png"), data, 0o644)
 
-	cfg := agent.Default()
+	cfg := config.Default()
 	cfg.Device, cfg.StateDir, cfg.Backbone = "lat", filepath.Join(dir, "state"), testenv.BackboneManifest(b)
 	cfg.Camera.Source, cfg.Camera.Loop, cfg.Camera.FolderFPS = cam, true, 2
 	cfg.Camera.Motion.Enabled = false // one photo over and over: a still scene

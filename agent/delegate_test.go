@@ -12,35 +12,6 @@ import (
 	"github.com/whiskercam/whisker/learner/backbone"
 )
 
-func TestConfigDelegate(t *testing.T) {
-	for _, tc := range []struct {
-		yaml string
-		ok   bool
-	}{
-		{"delegate: none", true},
-		{"delegate: xnnpack", true},
-		{"delegate: edgetpu", true},
-		{"delegate: gpu", true},
-		{"delegate: tpu", false},
-		{"delegate: XNNPACK", false},
-	} {
-		cfg := agent.Default()
-		if err := agent.Decode([]byte(tc.yaml), &cfg); err != nil {
-			t.Fatalf("%s: %v", tc.yaml, err)
-		}
-		err := cfg.Validate()
-		if (err == nil) != tc.ok {
-			t.Errorf("%s: Validate() = %v, want ok %v", tc.yaml, err, tc.ok)
-		}
-		if err != nil && !strings.Contains(err.Error(), "delegate:") {
-			t.Errorf("%s: %v does not name the key", tc.yaml, err)
-		}
-	}
-	if d := agent.Default().Delegate; d != "none" {
-		t.Errorf("default delegate %q, want none", d)
-	}
-}
-
 // syncBuffer is a log sink the agent's goroutines may share.
 type syncBuffer struct {
 	mu sync.Mutex

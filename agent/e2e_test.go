@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whiskercam/whisker/agent/config"
 	"github.com/whiskercam/whisker/agent/protocol"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -37,7 +38,7 @@ func TestMain(m *testing.M) {
 }
 
 func runChildAgent(path string) int {
-	cfg, err := agent.Load(path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -77,8 +78,8 @@ func runChildAgent(path string) int {
 }
 
 // testConfig is an agent configuration for the demo video and a broker.
-func testConfig(t *testing.T, broker, device string) agent.Config {
-	cfg := agent.Default()
+func testConfig(t *testing.T, broker, device string) config.Config {
+	cfg := config.Default()
 	cfg.Device = device
 	cfg.StateDir = t.TempDir()
 	cfg.Backbone = testenv.BackboneManifest(t)
@@ -95,27 +96,27 @@ func testConfig(t *testing.T, broker, device string) agent.Config {
 }
 
 // startAgent runs an agent in this process until the test ends.
-func startAgent(t *testing.T, cfg agent.Config) *agent.Agent {
+func startAgent(t *testing.T, cfg config.Config) *agent.Agent {
 	a, _ := startAgentStop(t, cfg)
 	return a
 }
 
 // startAgentStop also returns a function that stops the agent (at most
 // once; the test's end calls it too).
-func startAgentStop(t *testing.T, cfg agent.Config) (*agent.Agent, func()) {
+func startAgentStop(t *testing.T, cfg config.Config) (*agent.Agent, func()) {
 	return startAgentLog(t, cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: logLevel(cfg.Log.Level)})))
 }
 
 // startAgentLogged runs an agent whose log lines, at every level, are
 // also kept, for tests that wait for one.
-func startAgentLogged(t *testing.T, cfg agent.Config) (*agent.Agent, *logBuffer) {
+func startAgentLogged(t *testing.T, cfg config.Config) (*agent.Agent, *logBuffer) {
 	logs := &logBuffer{}
 	both := slog.NewTextHandler(io.MultiWriter(testWriter{t}, logs), &slog.HandlerOptions{Level: slog.LevelDebug})
 	a, _ := startAgentLog(t, cfg, slog.New(both))
 	return a, logs
 }
 
-func startAgentLog(t *testing.T, cfg agent.Config, log *slog.Logger) (*agent.Agent, func()) {
+func startAgentLog(t *testing.T, cfg config.Config, log *slog.Logger) (*agent.Agent, func()) {
 	t.Helper()
 	a, err := agent.New(cfg, log, "test")
 	if err != nil {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net"
-	"os"
 	"strings"
 	"time"
 
@@ -17,30 +15,6 @@ import (
 // What the agent tells Home Assistant about itself, and how Home
 // Assistant's commands become the agent's own (agent/homeassistant holds
 // the discovery, the entities and the checks of its payloads).
-
-// ConfigurationURL is the page Home Assistant links the device to:
-// homeassistant.configuration_url, else the agent's web page when
-// http.listen is set (for a listener on every address, under the host
-// name), else none.
-func (c Config) ConfigurationURL() string {
-	if c.HomeAssistant.ConfigurationURL != "" {
-		return c.HomeAssistant.ConfigurationURL
-	}
-	host, port, err := net.SplitHostPort(c.HTTP.Listen)
-	if c.HTTP.Listen == "" || err != nil || port == "" || port == "0" {
-		return ""
-	}
-	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
-		if host, err = os.Hostname(); err != nil {
-			return ""
-		}
-	}
-	u := "http://" + net.JoinHostPort(host, port) + "/"
-	if !homeassistant.ValidConfigurationURL(u) {
-		return ""
-	}
-	return u
-}
 
 // haState is the device's state for Home Assistant.
 func (a *Agent) haState() homeassistant.DeviceState {

@@ -9,8 +9,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
+	"github.com/whiskercam/whisker/agent/metrics"
 	"github.com/whiskercam/whisker/agent/protocol"
 )
 
@@ -54,6 +53,25 @@ func (a *Agent) Health() Health {
 	return h
 }
 
+// reading is the agent's state as the metrics show it.
+func (a *Agent) reading() metrics.Reading {
+	cs, ps := a.capture.Status(), a.pipe.Stats()
+	_, dropped := a.box.Stats()
+	r := metrics.Reading{
+		FramesCaptured: cs.Frames, FramesDropped: dropped, Still: ps.Still, Paused: ps.Paused, CameraReopens: cs.Reopens,
+		Connected: a.connected(), CameraUp: cs.Up, RecognitionPaused: a.pipe.Paused(), Firmware: a.ota.Firmware(),
+	}
+	if b := a.bus.Load(); b != nil {
+		r.SightingsDropped, r.Reconnects = b.Dropped(), b.Reconnects()
+	}
+	if h := a.trainer.Head(); h != nil {
+		r.HeadClasses = len(h.Labels())
+		r.Accuracy, r.Measured = headAccuracy(h)
+	}
+	r.Samples, _ = a.store.Counts(a.identity) // none when they cannot be read
+	return r
+}
+
 // serveHTTP serves /metrics, /healthz and the web page until ctx ends.
 func (a *Agent) serveHTTP(ctx context.Context) error {
 	if a.cfg.HTTP.Listen == "" {
@@ -65,7 +83,7 @@ func (a *Agent) serveHTTP(ctx context.Context) error {
 	}
 	a.httpAddr.Store(ln.Addr().String())
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", a.metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		h := a.Health()
 		w.Header().Set("Content-Type", "application/json")

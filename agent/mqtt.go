@@ -13,6 +13,7 @@ import (
 	"github.com/whiskercam/whisker/internal/wait"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/whiskercam/whisker/agent/config"
 	"github.com/whiskercam/whisker/agent/protocol"
 )
 
@@ -35,7 +36,7 @@ type Inbound struct {
 // sightings go through a bounded queue that drops the oldest when the
 // broker is slow or away.
 type Bus struct {
-	cfg    MQTTConfig
+	cfg    config.MQTTConfig
 	log    *slog.Logger
 	url    string
 	prefix string
@@ -69,7 +70,7 @@ const sightingQueue = 256
 // NewBus prepares a connection to url for device. inbound receives label
 // and command messages; status supplies the retained status published on
 // every (re)connect; connected, if set, runs after each (re)connect.
-func NewBus(cfg MQTTConfig, device, url string, log *slog.Logger, inbound chan<- Inbound, status func() protocol.Status, connected func()) (*Bus, error) {
+func NewBus(cfg config.MQTTConfig, device, url string, log *slog.Logger, inbound chan<- Inbound, status func() protocol.Status, connected func()) (*Bus, error) {
 	b := &Bus{
 		ctx: context.Background(),
 		cfg: cfg, log: log, url: url,
@@ -130,7 +131,7 @@ func NewBus(cfg MQTTConfig, device, url string, log *slog.Logger, inbound chan<-
 
 // clientID is the agent's MQTT client id: mqtt.client_id, or
 // whisker-<device>.
-func clientID(cfg MQTTConfig, device string) string {
+func clientID(cfg config.MQTTConfig, device string) string {
 	if cfg.ClientID != "" {
 		return cfg.ClientID
 	}

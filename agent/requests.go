@@ -54,7 +54,7 @@ func (a *Agent) serveRequests(ctx context.Context) error {
 			if !res.Ok {
 				a.log.Warn("request refused", "topic", in.Topic, "request_id", res.RequestID, "reason", res.Error)
 			}
-			a.metrics.request(in.Topic, res.Ok)
+			a.metrics.Request(in.Topic, res.Ok)
 			if in.Reply != nil { // from the web page: answered there
 				in.Reply <- res
 				continue
@@ -478,7 +478,7 @@ func advice(counts []learner.LabelCount, unknown map[string]uint64, h *learner.H
 // and re-encodes it (or the pet's crop) as the sample's JPEG. source says
 // which: "image" or "image:pet".
 func (a *Agent) embedImage(ctx context.Context, data []byte, detect bool) (feats []float32, jpeg []byte, source string, err error) {
-	img, err := camera.DecodeImageLimits(data, a.cfg.Images.limits())
+	img, err := camera.DecodeImageLimits(data, a.cfg.Images.Limits())
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("image cannot be read: %v (send a base64 JPEG, PNG, BMP or WebP within images.max_bytes and images.max_pixels)", err)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/whiskercam/whisker/agent"
 	"github.com/whiskercam/whisker/agent/broker"
+	"github.com/whiskercam/whisker/agent/config"
 	"github.com/whiskercam/whisker/agent/protocol"
 	"github.com/whiskercam/whisker/firmware/attest"
 	"github.com/whiskercam/whisker/internal/testenv"
@@ -109,7 +110,7 @@ type attackWorld struct {
 	t    *testing.T
 	kind string
 	url  string
-	cfg  agent.Config
+	cfg  config.Config
 	a    *agent.Agent
 	logs *logBuffer
 	stop func()
@@ -123,7 +124,7 @@ type attackWorld struct {
 func startAttackWorld(t *testing.T, kind string) *attackWorld {
 	dir := t.TempDir()
 	w := &attackWorld{t: t, kind: kind, dim: embeddingSize(t)}
-	var cfg agent.Config
+	var cfg config.Config
 	switch kind {
 	case "mosquitto":
 		var lines []string
@@ -165,7 +166,7 @@ func startAttackWorld(t *testing.T, kind string) *attackWorld {
 		cfg.MQTT.Username = "porch"
 		cfg.MQTT.PasswordFile = filepath.Join(dir, "mqtt-password")
 		os.WriteFile(cfg.MQTT.PasswordFile, []byte(passwords["porch"]+"\n"), 0o600)
-		if err := agent.ResolveSecrets(&cfg, ""); err != nil { // as Load does
+		if err := config.ResolveSecrets(&cfg, ""); err != nil { // as Load does
 			t.Fatal(err)
 		}
 	case "embedded":
@@ -745,7 +746,7 @@ func TestMosquittoRecipeMatchesTheDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fmt.Sprintf("max_packet_size %d", agent.Default().MQTT.MaxPayload+broker.PacketOverhead)
+	want := fmt.Sprintf("max_packet_size %d", config.Default().MQTT.MaxPayload+broker.PacketOverhead)
 	if !strings.Contains(string(recipe), "\n"+want+"\n") {
 		t.Errorf("examples/mosquitto/whisker.conf has no line %q", want)
 	}

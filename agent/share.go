@@ -73,7 +73,7 @@ func (a *Agent) storeShared(payload []byte) (ack bool) {
 		return true
 	}
 	if len(jpeg) > 0 {
-		info, err := camera.SizeImage(jpeg, a.cfg.Images.limits())
+		info, err := camera.SizeImage(jpeg, a.cfg.Images.Limits())
 		if err == nil && info.Format != camera.FormatJPEG {
 			err = fmt.Errorf("a %s image, not a JPEG", info.Format)
 		}

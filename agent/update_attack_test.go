@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/whiskercam/whisker/agent"
+	"github.com/whiskercam/whisker/agent/config"
 	"github.com/whiskercam/whisker/agent/ota"
 	"github.com/whiskercam/whisker/agent/protocol"
 	"github.com/whiskercam/whisker/firmware/attest"
@@ -38,7 +39,7 @@ type updateKit struct {
 	keys   attest.Keyring // the camera's enrolled key, as a rollout has it
 }
 
-func newUpdateKit(t *testing.T, cfg *agent.Config) *updateKit {
+func newUpdateKit(t *testing.T, cfg *config.Config) *updateKit {
 	t.Helper()
 	k := &updateKit{dir: t.TempDir(), layout: ota.Layout(cfg.StateDir)}
 	k.local = filepath.Join(k.dir, "bundles")

@@ -18,12 +18,16 @@ const module = "github.com/whiskercam/whisker/"
 // daemon, the daemon its rooms, the rooms the libraries; nothing imports
 // agent but its command.
 var allowed = map[string][]string{
-	"agent/cmd/whisker": {"agent", "agent/broker", "agent/ota", "agent/pipeline", "agent/protocol", "agent/web", "camera", "camera/frame",
+	"agent/cmd/whisker": {"agent", "agent/broker", "agent/config", "agent/ota", "agent/pipeline", "agent/protocol", "agent/web", "camera", "camera/frame",
 		"firmware/attest", "firmware/bundle", "firmware/fleet", "firmware/model", "firmware/update", "internal/atomicfile", "internal/demo",
 		"learner", "learner/backbone", "learner/bench", "learner/detect", "learner/embedder", "learner/plots"},
-	"agent": {"agent/broker", "agent/homeassistant", "agent/inbox", "agent/ota", "agent/pipeline", "agent/protocol", "agent/web", "camera",
+	"agent": {"agent/broker", "agent/config", "agent/homeassistant", "agent/inbox", "agent/metrics", "agent/ota", "agent/pipeline", "agent/protocol", "agent/web", "camera",
 		"firmware/attest", "internal/atomicfile", "internal/wait", "learner", "learner/backbone", "learner/embedder"},
+	// The configuration holds each room's section under its key.
+	"agent/config": {"agent/broker", "agent/homeassistant", "agent/inbox", "agent/ota", "agent/pipeline", "agent/protocol", "agent/web",
+		"camera", "internal/atomicfile", "learner", "learner/backbone"},
 	"agent/inbox":              {"agent/protocol"},
+	"agent/metrics":            {"agent/protocol", "learner"},
 	"agent/web":                {"agent/inbox", "agent/protocol", "learner", "learner/plots"},
 	"agent/protocol":           {"firmware/attest"},
 	"agent/broker":             {"agent/protocol"},
@@ -64,7 +68,7 @@ var ownCgo = []string{"learner/backbone"}
 // linksC are the packages that may depend on C at all (their own cgo, or
 // gocv and go-tflite below them). Every other package must build with
 // CGO_ENABLED=0.
-var linksC = []string{"agent/cmd/whisker", "agent", "agent/pipeline", "camera", "internal/demo", "learner/backbone", "learner/bench", "learner/embedder"}
+var linksC = []string{"agent/cmd/whisker", "agent", "agent/config", "agent/pipeline", "camera", "internal/demo", "learner/backbone", "learner/bench", "learner/embedder"}
 
 type pkg struct {
 	ImportPath string

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/whiskercam/whisker/agent/config"
 	"github.com/whiskercam/whisker/agent/pipeline"
 	"github.com/whiskercam/whisker/agent/protocol"
 
@@ -23,7 +24,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/whiskercam/whisker/agent"
 	"github.com/whiskercam/whisker/camera"
 	"github.com/whiskercam/whisker/learner/backbone"
 	"github.com/whiskercam/whisker/learner/detect"
@@ -334,7 +334,7 @@ func bareLoop(ctx context.Context, bb *backbone.Backbone, video string, seconds 
 // and rate cap), and returns the counters over the measured seconds after
 // a warm-up of 3 s.
 func runBenchPipeline(ctx context.Context, bb *backbone.Backbone, video, embed string, gate bool, maxFPS, seconds float64) (protocol.PipelineStats, benchRun, error) {
-	cfg := agent.Default()
+	cfg := config.Default()
 	cam := cfg.Camera
 	cam.Source, cam.Loop, cam.MaxFPS = video, true, maxFPS
 	cam.Motion.Enabled = gate

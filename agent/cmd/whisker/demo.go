@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/whiskercam/whisker/agent/config"
 	"github.com/whiskercam/whisker/agent/protocol"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -35,7 +36,7 @@ lawn as "neither"), and print the sightings that follow with the names the
 agent now gives them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := agent.Load(cfgPath)
+			cfg, err := config.Load(cfgPath)
 			if err != nil {
 				return err
 			}
@@ -66,7 +67,7 @@ agent now gives them.`,
 	return cmd
 }
 
-func runDemo(ctx context.Context, out io.Writer, cfg agent.Config, watch time.Duration, slow float64) error {
+func runDemo(ctx context.Context, out io.Writer, cfg config.Config, watch time.Duration, slow float64) error {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	a, err := agent.New(cfg, log, version)
 	if err != nil {

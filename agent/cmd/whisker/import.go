@@ -9,11 +9,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/whiskercam/whisker/agent/config"
 	"github.com/whiskercam/whisker/agent/protocol"
 
 	"github.com/spf13/cobra"
 
-	"github.com/whiskercam/whisker/agent"
 	"github.com/whiskercam/whisker/learner"
 	"github.com/whiskercam/whisker/learner/backbone"
 	"github.com/whiskercam/whisker/learner/embedder"
@@ -32,7 +32,7 @@ func (p *learnerPaths) flags(cmd *cobra.Command) {
 	f.StringVar(&p.manifest, "backbone", "", "backbone manifest (overrides backbone)")
 }
 
-func (p *learnerPaths) load() (agent.Config, error) {
+func (p *learnerPaths) load() (config.Config, error) {
 	cfg, from, err := loadConfig(p.cfgPath)
 	if err != nil {
 		return cfg, err

@@ -14,7 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/whiskercam/whisker/agent"
+	"github.com/whiskercam/whisker/agent/config"
 	"github.com/whiskercam/whisker/agent/protocol"
 
 	"github.com/spf13/cobra"
@@ -53,7 +53,7 @@ func (f *clientFlags) dial(ctx context.Context) (*protocol.Client, error) {
 		Broker: cfg.MQTT.Broker, Prefix: cfg.MQTT.TopicPrefix, Device: cfg.Device, TLS: cfg.MQTT.TLS,
 	}
 	if f.passwordFile != "" {
-		pw, err := agent.ReadSecretFile(f.passwordFile)
+		pw, err := config.ReadSecretFile(f.passwordFile)
 		if err != nil {
 			return nil, fmt.Errorf("--password-file: %w", err)
 		}

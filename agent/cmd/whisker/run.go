@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/whiskercam/whisker/agent/config"
 	"github.com/whiskercam/whisker/agent/ota"
 
 	"github.com/spf13/cobra"
@@ -19,20 +20,20 @@ const defaultConfigPath = "/etc/whisker/whisker.yaml"
 // loadConfig reads the configuration file (path, else the default one if
 // it exists, else none) and the environment (WHISKER_ variables, secret
 // files, systemd credentials).
-func loadConfig(path string) (agent.Config, string, error) {
+func loadConfig(path string) (config.Config, string, error) {
 	if path == "" {
 		if _, err := os.Stat(defaultConfigPath); err == nil {
 			path = defaultConfigPath
 		}
 	}
-	cfg, err := agent.Load(path)
+	cfg, err := config.Load(path)
 	if path == "" {
 		return cfg, "(defaults)", err
 	}
 	return cfg, path, err
 }
 
-func newLogger(cfg agent.LogConfig) *slog.Logger {
+func newLogger(cfg config.LogConfig) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Level))
 	opts := &slog.HandlerOptions{Level: level}
@@ -115,7 +116,7 @@ func configCmd() *cobra.Command {
 		Short: "Print every configuration key with its default value (YAML)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			out, err := agent.Default().YAML()
+			out, err := config.Default().YAML()
 			if err != nil {
 				return err
 			}
@@ -132,7 +133,7 @@ is overridden by flags. Values read as in YAML (durations such as 300ms,
 true or false); lists are comma-separated.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			for _, kv := range agent.EnvKeys() {
+			for _, kv := range config.EnvKeys() {
 				if _, err := fmt.Fprintf(cmd.OutOrStdout(), "%-48s %s\n", kv[0], kv[1]); err != nil {
 					return err
 				}
@@ -145,7 +146,7 @@ true or false); lists are comma-separated.`,
 		Short: "Validate a configuration file and print the result with defaults filled in",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := agent.Load(args[0])
+			cfg, err := config.Load(args[0])
 			if err != nil {
 				return err
 			}

@@ -1,16 +1,19 @@
-// Package agent is the Whisker daemon: its configuration, and the wiring of
-// the camera pipeline (agent/pipeline), the learner, Home Assistant
-// (agent/homeassistant) and updates (agent/ota) to MQTT, whose wire
-// contract is agent/protocol. It also runs the request worker, the MQTT
-// connection and the embedded broker, HTTP (metrics, health) and systemd
-// notification. It holds no math and no pixels of its own.
-package agent
+// Package config is the agent's configuration: the YAML file over the
+// defaults, the WHISKER_ environment variables over the file, secrets from
+// files and systemd credentials, and the checks that name a bad key with
+// its value. Every section of a room of the agent (camera, Home
+// Assistant, updates, the inbox, the web page, the embedded broker) is
+// that room's own Config type, kept here under its key. Settings are what
+// commands change at run time (threshold, pause), kept in the state
+// directory.
+package config
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -438,7 +441,7 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
-	if err := c.Learner.announcer().Validate(); err != nil {
+	if err := c.Learner.Announcer().Validate(); err != nil {
 		return bad("learner.announce_agree", c.Learner.AnnounceAgree, "and announce_window: "+err.Error())
 	}
 	for i, l := range c.Learner.NoPetLabels {
@@ -532,7 +535,31 @@ func (c Config) Trainer(identity string) learner.TrainerConfig {
 	}
 }
 
-// announcer is the agreement a pet needs before it is announced.
-func (c LearnerConfig) announcer() learner.AnnouncerConfig {
+// ConfigurationURL is the page Home Assistant links the device to:
+// homeassistant.configuration_url, else the agent's web page when
+// http.listen is set (for a listener on every address, under the host
+// name), else none.
+func (c Config) ConfigurationURL() string {
+	if c.HomeAssistant.ConfigurationURL != "" {
+		return c.HomeAssistant.ConfigurationURL
+	}
+	host, port, err := net.SplitHostPort(c.HTTP.Listen)
+	if c.HTTP.Listen == "" || err != nil || port == "" || port == "0" {
+		return ""
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		if host, err = os.Hostname(); err != nil {
+			return ""
+		}
+	}
+	u := "http://" + net.JoinHostPort(host, port) + "/"
+	if !homeassistant.ValidConfigurationURL(u) {
+		return ""
+	}
+	return u
+}
+
+// Announcer is the agreement a pet needs before it is announced.
+func (c LearnerConfig) Announcer() learner.AnnouncerConfig {
 	return learner.AnnouncerConfig{N: c.AnnounceAgree, M: c.AnnounceWindow, MaxGap: c.AnnounceGap}
 }

@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"fmt"
@@ -18,8 +18,8 @@ type ImagesConfig struct {
 	MaxPixels int64 `yaml:"max_pixels"`
 }
 
-// limits are the image limits for camera.DecodeImageLimits.
-func (c ImagesConfig) limits() camera.ImageLimits {
+// Limits are the image limits for camera.DecodeImageLimits.
+func (c ImagesConfig) Limits() camera.ImageLimits {
 	return camera.ImageLimits{MaxBytes: c.MaxBytes, MaxPixels: c.MaxPixels}
 }
 
@@ -56,9 +56,9 @@ func (c *Config) validateAccess() error {
 	return nil
 }
 
-// storeOptions are the sample store's limits, with the feature length of
+// StoreOptions are the sample store's limits, with the feature length of
 // the running backbone.
-func (c *Config) storeOptions(identity string, dim int) learner.StoreOptions {
+func (c *Config) StoreOptions(identity string, dim int) learner.StoreOptions {
 	o := learner.DefaultStoreOptions()
 	o.MaxSamplesPerLabel = c.Learner.MaxSamplesPerLabel
 	o.MaxSamplesPerOrigin = c.Fleet.MaxSamplesPerCamera
@@ -69,8 +69,8 @@ func (c *Config) storeOptions(identity string, dim int) learner.StoreOptions {
 	return o
 }
 
-// brokerTopics are the topics the embedded broker's roles are made of.
-func (c *Config) brokerTopics() broker.Topics {
+// BrokerTopics are the topics the embedded broker's roles are made of.
+func (c *Config) BrokerTopics() broker.Topics {
 	t := broker.Topics{Prefix: c.MQTT.TopicPrefix, Household: c.Fleet.Household}
 	if c.HomeAssistant.Enabled {
 		t.Discovery = c.HomeAssistant.DiscoveryPrefix

@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"fmt"
@@ -103,5 +103,64 @@ func TestBackboneThreadsLeavesACore(t *testing.T) {
 	c.Threads = 3
 	if got := c.BackboneThreads(); got != 3 {
 		t.Errorf("threads 3: %d backbone threads", got)
+	}
+}
+
+func TestConfigurationURL(t *testing.T) {
+	host, _ := os.Hostname()
+	for _, c := range []struct{ listen, override, want string }{
+		{"127.0.0.1:9808", "", "http://127.0.0.1:9808/"},
+		{"192.168.1.20:8080", "", "http://192.168.1.20:8080/"},
+		{"[::1]:9808", "", "http://[::1]:9808/"},
+		{"0.0.0.0:9808", "", "http://" + host + ":9808/"},
+		{":9808", "", "http://" + host + ":9808/"},
+		{"", "", ""},
+		{"127.0.0.1:0", "", ""},
+		{"127.0.0.1:9808", "https://cat.example/whisker", "https://cat.example/whisker"},
+	} {
+		cfg := Default()
+		cfg.HTTP.Listen, cfg.HomeAssistant.ConfigurationURL = c.listen, c.override
+		if got := cfg.ConfigurationURL(); got != c.want {
+			t.Errorf("listen %q override %q: %q, want %q", c.listen, c.override, got, c.want)
+		}
+	}
+	cfg := Default()
+	cfg.HomeAssistant.ConfigurationURL = "javascript:alert(1)"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "homeassistant.configuration_url") {
+		t.Errorf("validate: %v", err)
+	}
+	cfg = Default()
+	cfg.HomeAssistant.SuggestedArea = "Garden\n"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "homeassistant.suggested_area") {
+		t.Errorf("validate: %v", err)
+	}
+}
+
+func TestConfigDelegate(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		ok   bool
+	}{
+		{"delegate: none", true},
+		{"delegate: xnnpack", true},
+		{"delegate: edgetpu", true},
+		{"delegate: gpu", true},
+		{"delegate: tpu", false},
+		{"delegate: XNNPACK", false},
+	} {
+		cfg := Default()
+		if err := Decode([]byte(tc.yaml), &cfg); err != nil {
+			t.Fatalf("%s: %v", tc.yaml, err)
+		}
+		err := cfg.Validate()
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: Validate() = %v, want ok %v", tc.yaml, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "delegate:") {
+			t.Errorf("%s: %v does not name the key", tc.yaml, err)
+		}
+	}
+	if d := Default().Delegate; d != "none" {
+		t.Errorf("default delegate %q, want none", d)
 	}
 }
