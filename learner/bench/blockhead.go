@@ -46,7 +46,7 @@ type BlockConfig struct {
 	Seed       uint64
 }
 
-func (c BlockConfig) withDefaults() BlockConfig {
+func (c BlockConfig) WithDefaults() BlockConfig {
 	if c.Pool <= 0 {
 		c.Pool = 1
 	}
@@ -128,7 +128,7 @@ type blockData struct {
 // sample, same order as labels), starting from lin, a linear head trained
 // on the same samples (its standardisation and classes are kept).
 func TrainBlock(z, maps [][]float32, labels []string, lin *learner.Head, cfg BlockConfig) (*BlockHead, error) {
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	if lin == nil || lin.Kind != learner.KindLinear {
 		return nil, errors.New("block head: needs a linear head to start from")
 	}

@@ -281,6 +281,7 @@ func runBenchOpenSet(cmd *cobra.Command, opt benchOpenSetOptions) error {
 		res.Methods = append(res.Methods, m.Name)
 	}
 	if block != nil {
+		block := block.WithDefaults()
 		res.Setup = append(res.Setup, fmt.Sprintf("Block head: %d units of ReLU6 on the %dx%dx%d map (averaged over %dx%d cells), beside the frozen pooled vector; %s",
 			block.Units, block.Grid, block.Grid, block.Channels, block.Pool, block.Pool, blockStats.Summary()))
 		fmt.Fprintln(stderr, blockStats.Summary())
