@@ -65,6 +65,8 @@ type Agent struct {
 	ring    []ringFrame
 	reclass chan struct{}
 	dim     int // the backbone's feature length
+	// statusMu orders the status publications (publishStatusAsync).
+	statusMu sync.Mutex
 
 	// household holds the enrolled keys of the cameras whose shared
 	// samples are stored; signer is this camera's device key, which signs
@@ -318,15 +320,20 @@ func (a *Agent) status() protocol.Status {
 	return st
 }
 
+// publishStatusAsync publishes the status again, without waiting. The
+// publications are made one at a time, each with the status as it is
+// when its turn comes, so that the last one published is never older
+// than the last change.
 func (a *Agent) publishStatusAsync() {
 	b := a.bus.Load()
 	if b == nil || !b.Connected() {
 		return
 	}
 	a.ha.StateChanged()
-	st := a.status()
 	go func() {
-		if err := b.PublishStatus(st); err != nil {
+		a.statusMu.Lock()
+		defer a.statusMu.Unlock()
+		if err := b.PublishStatus(a.status()); err != nil {
 			a.log.Debug("publish status", "err", err)
 		}
 	}()
