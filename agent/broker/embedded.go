@@ -17,6 +17,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"golang.org/x/time/rate"
 )
 
 // Limits of the embedded broker.
@@ -32,6 +33,14 @@ const (
 	// maxQueued bounds the QoS 1 messages stored for one client, and the
 	// writes waiting for it.
 	maxQueued = 256
+	// QoS 0 requests (label, cmd) are limited per client to requestRate a
+	// second, in bursts of requestBurst, well under maxQueued: beyond it
+	// the broker drops them, as the agent would (it sheds QoS 0 requests
+	// when its queue is full). Without the limit a flood of them fills the
+	// camera's queue of writes here, and a QoS 1 request that arrives
+	// behind them is dropped by the broker with no retry.
+	requestRate  = 50
+	requestBurst = 100
 	// PacketOverhead is what a packet carries beyond its payload (topic,
 	// header, properties): the broker's packet limit is the payload limit
 	// plus this.
@@ -155,6 +164,9 @@ type gate struct {
 	refused atomic.Uint64
 	logged  atomic.Int64 // unix nanoseconds of the last refusal logged
 	quiet   atomic.Uint64
+
+	// limits holds each connected client's limiter of QoS 0 requests.
+	limits sync.Map // *mqtt.Client -> *rate.Limiter
 }
 
 type account struct {
@@ -224,7 +236,7 @@ func (g *gate) ID() string { return "whisker-access" }
 
 func (g *gate) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnWill:
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnWill, mqtt.OnDisconnect:
 		return true
 	}
 	return false
@@ -345,12 +357,25 @@ func (g *gate) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 // OnPublish delivers a retained request (label, cmd) as a plain one: it is
 // not kept, so it is never acted on again at a reconnect.
 func (g *gate) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Retain && requestTopic(g.topics, pk.TopicName) {
+	if !requestTopic(g.topics, pk.TopicName) {
+		return pk, nil
+	}
+	if pk.FixedHeader.Qos == 0 {
+		l, _ := g.limits.LoadOrStore(cl, rate.NewLimiter(requestRate, requestBurst))
+		if !l.(*rate.Limiter).Allow() {
+			g.refuse(cl, "QoS 0 requests beyond the rate limit dropped (send requests with QoS 1)", "topic", pk.TopicName)
+			return pk, packets.ErrRejectPacket
+		}
+	}
+	if pk.FixedHeader.Retain {
 		g.refuse(cl, "retained request delivered once and not kept", "topic", pk.TopicName)
 		pk.FixedHeader.Retain = false
 	}
 	return pk, nil
 }
+
+// OnDisconnect forgets the client's request limiter.
+func (g *gate) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { g.limits.Delete(cl) }
 
 // OnWill does the same for a will on a request topic.
 func (g *gate) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
