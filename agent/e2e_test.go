@@ -254,7 +254,9 @@ func (cl *client) publish(topic string, payload []byte) {
 func (cl *client) request(topic string, payload []byte, reqID string) protocol.Result {
 	cl.t.Helper()
 	cl.publish(topic, payload)
-	deadline := time.After(30 * time.Second)
+	// Generous: after a flood (TestAttacks) the answer waits behind every
+	// queued request, each answered in turn, under the race detector.
+	deadline := time.After(90 * time.Second)
 	for {
 		select {
 		case r := <-cl.results:
@@ -263,7 +265,7 @@ func (cl *client) request(topic string, payload []byte, reqID string) protocol.R
 			}
 			cl.t.Logf("skipping result of request %q", r.RequestID)
 		case <-deadline:
-			cl.t.Fatalf("no result for %.80q on %s within 30 s", payload, topic)
+			cl.t.Fatalf("no result for %.80q on %s within 90 s", payload, topic)
 			return protocol.Result{}
 		}
 	}
