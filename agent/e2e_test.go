@@ -241,11 +241,27 @@ func (cl *client) route(_ paho.Client, m paho.Message) {
 	}
 }
 
+// publish publishes a request at QoS 1. A connection that was pushed off
+// the broker (a test takes its client id) is waited for and the publish
+// tried again, as paho reconnects by itself.
 func (cl *client) publish(topic string, payload []byte) {
 	cl.t.Helper()
-	tok := cl.c.Publish(cl.prefix+topic, 1, false, payload)
-	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		cl.t.Fatalf("publish %s: %v", topic, tok.Error())
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		tok := cl.c.Publish(cl.prefix+topic, 1, false, payload)
+		if !tok.WaitTimeout(10 * time.Second) {
+			cl.t.Fatalf("publish %s: not acknowledged within 10 s", topic)
+		}
+		if tok.Error() == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			cl.t.Fatalf("publish %s: %v", topic, tok.Error())
+		}
+		cl.t.Logf("publish %s: %v; trying again once the client is connected", topic, tok.Error())
+		for !cl.c.IsConnectionOpen() && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 }
 
