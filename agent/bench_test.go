@@ -76,13 +76,17 @@ func benchLabelToAnnouncement(b *testing.B, bySighting bool) {
 	}
 	defer sub.Disconnect(100)
 	sub.Subscribe("whisker/lat/pet/+", 1, func(_ paho.Client, m paho.Message) {
+		if len(m.Payload()) == 0 { // a forgotten pet's state is emptied
+			gone <- struct{}{}
+			return
+		}
 		var st homeassistant.PetState
 		if json.Unmarshal(m.Payload(), &st) == nil && st.Label == "Tigger" {
 			announced <- st
 		}
 	})
 	sub.Subscribe("whisker/lat/pet/+/present", 1, func(_ paho.Client, m paho.Message) {
-		if string(m.Payload()) == "OFF" {
+		if string(m.Payload()) == "OFF" || len(m.Payload()) == 0 {
 			gone <- struct{}{}
 		}
 	})
