@@ -176,6 +176,30 @@ func TestBrowser(t *testing.T) {
 	waitFor(t, ctx, "a pet on the timeline", `document.querySelector(".timeline li")`, 60*time.Second)
 	screenshot(t, ctx, shots, "live")
 
+	step("4b")
+	// 4b. At phone size, the pages are reached by tapping the navigation
+	// and none is wider than the screen.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(1), chromedp.EmulateMobile)); err != nil {
+		t.Fatal(err)
+	}
+	for _, page := range []string{"inbox", "pets", "health", "live"} {
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`nav a[href="/`+page+`"]`))); err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		err := chromedp.Do(wctx, chromedp.WaitReady(chromedp.CSS(`nav a[href="/`+page+`"][aria-current="page"]`)))
+		cancel()
+		if err != nil {
+			t.Fatalf("the %s page at phone size after a tap on its link: %v", page, err)
+		}
+		if w := eval[int](t, ctx, `document.documentElement.scrollWidth`); w > 390 {
+			t.Errorf("the %s page is %d pixels wide on a 390-pixel phone screen", page, w)
+		}
+	}
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900, chromedp.EmulateScale(1))); err != nil {
+		t.Fatal(err)
+	}
+
 	step("5")
 	// 5. Pets: upload two photos with the file chooser, then drop two.
 	navigate(t, ctx, base+"/pets")
